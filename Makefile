@@ -1,0 +1,33 @@
+# Two entry points: `make run` (server + examples on embedded SQLite) and `make test` (everything CI runs).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RESTATE_NPM := .cache/restate
+
+.PHONY: run test lint typecheck unit official-restate proto
+
+$(BIN)/pyrestate: pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/pyrestate
+
+# The official restate-server and CLI (npm packages ship linux-x64 binaries), the yardstick of the interop tests.
+official-restate: $(RESTATE_NPM)/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server
+$(RESTATE_NPM)/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server:
+	mkdir -p $(RESTATE_NPM)
+	cd $(RESTATE_NPM) && (test -f package.json || npm init -y >/dev/null) && \
+	  npm install --silent --no-audit --no-fund @restatedev/restate-server@1.7.12 @restatedev/restate@1.7.12
+
+proto: $(BIN)/pyrestate
+	cd src && ../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. pyrestate/protocol/service_protocol.proto
+
+lint: $(BIN)/pyrestate
+	$(BIN)/ruff check src tests conformance
+	$(BIN)/mypy src/pyrestate/protocol
+
+test: $(BIN)/pyrestate official-restate lint
+	$(BIN)/pytest -q
+
+run: $(BIN)/pyrestate
+	$(BIN)/pyrestate server
