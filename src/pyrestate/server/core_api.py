@@ -1,0 +1,304 @@
+"""The boundary between pyrestate's HTTP surfaces (ingress, admin) and its engine.
+
+The ingress and admin apps translate HTTP into these calls and these results back into HTTP; the engine
+(storage, partition state machine, invoker) implements `ServerCore`. Neither side knows the other's
+internals, so each is testable on its own.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# ---------------------------------------------------------------- vocabulary
+
+
+class ServiceType(enum.Enum):
+    SERVICE = "Service"
+    VIRTUAL_OBJECT = "VirtualObject"
+    WORKFLOW = "Workflow"
+
+
+class HandlerType(enum.Enum):
+    EXCLUSIVE = "Exclusive"
+    SHARED = "Shared"
+    WORKFLOW = "Workflow"
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationTarget:
+    service: str
+    handler: str
+    key: str | None = None  # None for plain services; "" is a valid object key
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    value: bytes
+    content_type: str | None = None  # the handler's declared output content type, if the body needs one
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    code: int
+    message: str
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+Outcome = Success | Failure
+
+
+# ---------------------------------------------------------------- ingress requests and answers
+
+
+@dataclass(frozen=True, slots=True)
+class IngressInvocation:
+    target: InvocationTarget
+    body: bytes
+    headers: tuple[tuple[str, str], ...]  # forwarded to the handler (Input command headers)
+    idempotency_key: str | None = None  # None: the engine generates one (so /output works), as Restate does
+    user_supplied_idempotency_key: bool = False
+    delay_ms: int | None = None  # sends only
+
+
+class SubmitStatus(enum.Enum):
+    ACCEPTED = "Accepted"
+    PREVIOUSLY_ACCEPTED = "PreviouslyAccepted"
+
+
+@dataclass(frozen=True, slots=True)
+class SendReceipt:
+    invocation_id: str
+    status: SubmitStatus
+    execution_time_ms: int | None = None  # set for delayed sends (epoch ms)
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationResult:
+    invocation_id: str
+    outcome: Outcome
+    # Set when the completion is retained (idempotency key / workflow); the ingress then answers with the
+    # `idempotency-expires` header. An attach that waited live for the completion leaves it None.
+    expires_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ById:
+    invocation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ByIdempotencyKey:
+    service: str
+    handler: str
+    idempotency_key: str
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ByWorkflow:
+    workflow: str
+    key: str
+
+
+InvocationQuery = ById | ByIdempotencyKey | ByWorkflow
+
+
+class NotReady(Exception):
+    """The invocation exists but has not completed (ingress: 470)."""
+
+
+class NotFound(Exception):
+    """No such invocation / service / deployment (404)."""
+
+
+class Conflict(Exception):
+    """The operation contradicts the current state, e.g. killing a completed invocation (409)."""
+
+
+class BadRequest(Exception):
+    """Invalid input detected by the engine (400)."""
+
+
+class Unavailable(Exception):
+    """The engine cannot accept work right now, e.g. storage is full or read-only (503)."""
+
+
+# ---------------------------------------------------------------- schema (what registration stores)
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSchema:
+    name: str
+    ty: HandlerType | None  # None for plain services
+    input_required: bool = False
+    input_content_type: str | None = "*/*"  # None: the handler takes no input (manifest `"input":{}`)
+    input_json_schema: object | None = None
+    output_content_type: str | None = "application/json"
+    output_set_content_type_if_empty: bool = False
+    output_json_schema: object | None = None
+    public: bool = True
+    documentation: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    # Per-handler overrides in milliseconds / counts; None: inherit from service / server defaults.
+    inactivity_timeout_ms: int | None = None
+    abort_timeout_ms: int | None = None
+    journal_retention_ms: int | None = None
+    idempotency_retention_ms: int | None = None
+    workflow_completion_retention_ms: int | None = None
+    enable_lazy_state: bool | None = None
+    retry_max_attempts: int | None = None
+    retry_initial_interval_ms: int | None = None
+    retry_max_interval_ms: int | None = None
+    retry_exponentiation_factor: float | None = None
+    retry_on_max_attempts: str | None = None  # "PAUSE" | "KILL"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSchema:
+    name: str
+    ty: ServiceType
+    handlers: Mapping[str, HandlerSchema]
+    deployment_id: str
+    revision: int
+    public: bool = True
+    documentation: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    inactivity_timeout_ms: int | None = None
+    abort_timeout_ms: int | None = None
+    journal_retention_ms: int | None = None
+    idempotency_retention_ms: int | None = None
+    workflow_completion_retention_ms: int | None = None
+    enable_lazy_state: bool | None = None
+    retry_max_attempts: int | None = None
+    retry_initial_interval_ms: int | None = None
+    retry_max_interval_ms: int | None = None
+    retry_exponentiation_factor: float | None = None
+    retry_on_max_attempts: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRecord:
+    id: str  # dp_1…
+    uri: str
+    use_http_11: bool
+    protocol_mode: str  # "BIDI_STREAM" | "REQUEST_RESPONSE"
+    min_protocol_version: int
+    max_protocol_version: int
+    sdk_version: str | None
+    additional_headers: Mapping[str, str]
+    created_at_ms: int
+    services: tuple[ServiceSchema, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRegistration:
+    """A manifest already fetched by discovery and validated; the engine decides new vs existing."""
+
+    uri: str
+    use_http_11: bool
+    additional_headers: Mapping[str, str]
+    protocol_mode: str
+    min_protocol_version: int
+    max_protocol_version: int
+    sdk_version: str | None
+    services: Sequence[ServiceSchema]  # deployment_id/revision are filled in by the engine
+    force: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationResult:
+    deployment: DeploymentRecord
+    created: bool  # False: the same URI was registered before (admin answers 200 instead of 201)
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePatch:
+    public: bool | None = None
+    idempotency_retention_ms: int | None = None
+    journal_retention_ms: int | None = None
+    workflow_completion_retention_ms: int | None = None
+    inactivity_timeout_ms: int | None = None
+    abort_timeout_ms: int | None = None
+
+
+class InvocationCommand(enum.Enum):
+    CANCEL = "cancel"
+    KILL = "kill"
+    PURGE = "purge"
+    PURGE_JOURNAL = "purge-journal"
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+class CommandOutcome(enum.Enum):
+    DONE = "done"  # admin answers 200
+    ACCEPTED = "accepted"  # admin answers 202
+
+
+# ---------------------------------------------------------------- the engine
+
+
+class ServerCore(Protocol):
+    # ingress
+    def lookup_service(self, name: str) -> ServiceSchema | None:
+        """Latest revision of a service, from memory (no IO): used to validate every ingress request."""
+        ...
+
+    async def call(self, invocation: IngressInvocation) -> InvocationResult:
+        """Submit and wait for the outcome. The submission is durable before this starts waiting.
+        A second call to a workflow's run handler returns Failure(409, "the workflow method was already
+        invoked") with the original id; a repeated idempotency key attaches to the original invocation."""
+        ...
+
+    async def send(self, invocation: IngressInvocation) -> SendReceipt:
+        """Submit without waiting; returns once the submission is committed."""
+        ...
+
+    async def attach(self, query: InvocationQuery) -> InvocationResult:
+        """Wait for the outcome of an existing invocation. Raises NotFound."""
+        ...
+
+    async def get_output(self, query: InvocationQuery) -> InvocationResult:
+        """Outcome if completed. Raises NotReady (470) or NotFound (404)."""
+        ...
+
+    async def complete_awakeable(self, awakeable_id: str, outcome: Outcome) -> None:
+        """Raises BadRequest for an id that does not parse."""
+        ...
+
+    # admin
+    async def register_deployment(self, registration: DeploymentRegistration) -> RegistrationResult:
+        """Raises Conflict when services changed incompatibly and force is false."""
+        ...
+
+    async def list_deployments(self) -> list[DeploymentRecord]: ...
+
+    async def get_deployment(self, deployment_id: str) -> DeploymentRecord:
+        """Raises NotFound."""
+        ...
+
+    async def delete_deployment(self, deployment_id: str) -> None: ...
+
+    def list_services(self) -> list[ServiceSchema]: ...
+
+    async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema: ...
+
+    async def invocation_command(
+        self, invocation_id: str, command: InvocationCommand, *, deployment_id: str | None = None
+    ) -> CommandOutcome:
+        """cancel/kill/purge/pause/resume. Raises NotFound, Conflict (e.g. already completed), BadRequest."""
+        ...
+
+    async def set_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
+        """Replace the whole state of an object key."""
+        ...
+
+    async def start(self) -> None:
+        """Open storage, recover (re-arm timers, resume in-flight invocations) and start the invoker."""
+        ...
+
+    async def stop(self) -> None: ...
