@@ -117,6 +117,8 @@ MESSAGE_CLASSES: dict[MessageType, type[ProtoMessage]] = {
     **{t: pb.NotificationMessage for t in _NOTIFICATIONS},
 }
 
+_KNOWN_TYPES = frozenset(int(t) for t in MessageType)
+
 _TYPE_OF_CLASS: dict[type[ProtoMessage], MessageType] = {
     cls: t for t, cls in MESSAGE_CLASSES.items() if cls is not pb.NotificationMessage
 }
@@ -194,27 +196,38 @@ class FrameDecoder:
         self._buffer = bytearray()
         self._max = max_message_size
         self._error: ProtocolError | None = None
+        self._closed = False
 
     def feed(self, data: bytes) -> list[Frame]:
         if self._error is not None:
             raise self._error
+        if self._closed:
+            raise ProtocolError("data fed after the end of the stream")
         self._buffer += data
         frames: list[Frame] = []
+        buf = self._buffer
+        pos = 0  # consumed prefix; trimmed once at the end so many small frames stay linear
         try:
-            while len(self._buffer) >= HEADER_SIZE:
-                mtype, ack, length = decode_header(bytes(self._buffer[:HEADER_SIZE]))
+            while len(buf) - pos >= HEADER_SIZE:
+                mtype, ack, length = decode_header(bytes(buf[pos : pos + HEADER_SIZE]))
+                # Judge the header before waiting for the payload: a bad header must fail now, not after
+                # the peer has sent (or failed to send) up to 4 GiB.
+                if mtype not in _KNOWN_TYPES:
+                    raise ProtocolError(f"unknown message type {mtype:#06x}")
                 if length > self._max:
                     raise ProtocolError(f"message of {length} bytes exceeds the limit of {self._max} bytes")
-                end = HEADER_SIZE + length
-                if len(self._buffer) < end:
+                end = pos + HEADER_SIZE + length
+                if len(buf) < end:
                     break
-                payload = bytes(self._buffer[HEADER_SIZE:end])
-                del self._buffer[:end]
+                payload = bytes(buf[pos + HEADER_SIZE : end])
+                pos = end
                 message = parse_payload(mtype, payload)
                 frames.append(Frame(MessageType(mtype), message, ack, payload))
         except ProtocolError as e:
             self._error = e
             raise
+        finally:
+            del buf[:pos]
         return frames
 
     @property
@@ -223,8 +236,10 @@ class FrameDecoder:
 
     def close(self) -> None:
         """Declare end of stream: leftover bytes are a truncated message."""
+        self._closed = True
         if self._buffer and self._error is None:
-            self._error = ProtocolError(f"stream ended inside a message ({len(self._buffer)} bytes left over)")
+            left = len(self._buffer)
+            self._error = ProtocolError(f"stream ended inside a message ({left} bytes left over)")
             raise self._error
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ UNSCOPED_SERVICE_BUCKETS = 512
 _U64_MAX = (1 << 64) - 1
 _U128_MAX = (1 << 128) - 1
 _HASH_SEPARATOR = b","
+_BASE64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ def _sha256_u128(tag: bytes, parts: list[str]) -> int:
 
 
 def workflow_run_uuid(workflow_name: str, key: str, scope: str | None = None) -> int:
-    """Uuid of the run of workflow `workflow_name` with key `key` (the same id for every attempt to start it)."""
+    """Uuid of the run of workflow `workflow_name` with key `key` (the same for every attempt to start it)."""
     parts = [] if scope is None else [scope]
     return _sha256_u128(b"wf", [*parts, workflow_name, key])
 
@@ -144,7 +146,7 @@ def idempotent_request_uuid(
 
 
 def _rust_hash(*parts: str | int) -> int:
-    """XXH3-64 of the given values as Rust's `Hash` derives would feed them (str: bytes + 0xFF; int: u64 LE)."""
+    """XXH3-64 of the values fed as Rust's `Hash` does (str: bytes + 0xFF; int: u64 little-endian)."""
     h = xxhash.xxh3_64()
     for part in parts:
         if isinstance(part, str):
@@ -216,11 +218,7 @@ class InvocationId:
         return cls(int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big"))
 
     def __str__(self) -> str:
-        return (
-            INVOCATION_ID_PREFIX
-            + base62_encode(self.partition_key, 8)
-            + base62_encode(self.uuid, 16)
-        )
+        return INVOCATION_ID_PREFIX + base62_encode(self.partition_key, 8) + base62_encode(self.uuid, 16)
 
     @classmethod
     def parse(cls, text: str) -> InvocationId:
@@ -228,7 +226,8 @@ class InvocationId:
         body = _strip_prefix(text, INVOCATION_ID_PREFIX, "invocation id")
         if len(body) != U64_BASE62_LEN + U128_BASE62_LEN:
             raise ValueError(
-                f"invalid invocation id {text!r}: expected {INVOCATION_ID_STR_LEN} characters, got {len(text)}"
+                f"invalid invocation id {text!r}: "
+                f"expected {INVOCATION_ID_STR_LEN} characters, got {len(text)}"
             )
         try:
             pk = base62_decode(body[:U64_BASE62_LEN], 8)
@@ -290,9 +289,55 @@ class InvocationId:
         """Creation time in ms, meaningful only for ULID-based (non-deterministic) ids."""
         return ulid_timestamp_ms(self.uuid)
 
+    def random_seed(self) -> int:
+        """The `StartMessage.random_seed` a Restate 1.7 server sends by default: Rust's `DefaultHasher`
+        (SipHash-1-3, zero keys) over the 24-byte id array, which Rust prefixes with its length as u64."""
+        return siphash13(len(self.to_bytes()).to_bytes(8, "little") + self.to_bytes())
+
     def v5_random_seed(self) -> int:
         """The seed SDKs derive themselves under protocol V5: SHA-256 of the raw id, first 8 bytes BE."""
         return int.from_bytes(hashlib.sha256(self.to_bytes()).digest()[:8], "big")
+
+
+def _rotl(x: int, b: int) -> int:
+    return ((x << b) | (x >> (64 - b))) & _U64_MAX
+
+
+def siphash13(data: bytes, k0: int = 0, k1: int = 0) -> int:
+    """SipHash-1-3 (one compression round, three finalisation rounds), as Rust's std hasher."""
+    v0 = k0 ^ 0x736F6D6570736575
+    v1 = k1 ^ 0x646F72616E646F6D
+    v2 = k0 ^ 0x6C7967656E657261
+    v3 = k1 ^ 0x7465646279746573
+
+    def sip_round() -> None:
+        nonlocal v0, v1, v2, v3
+        v0 = (v0 + v1) & _U64_MAX
+        v1 = _rotl(v1, 13) ^ v0
+        v0 = _rotl(v0, 32)
+        v2 = (v2 + v3) & _U64_MAX
+        v3 = _rotl(v3, 16) ^ v2
+        v0 = (v0 + v3) & _U64_MAX
+        v3 = _rotl(v3, 21) ^ v0
+        v2 = (v2 + v1) & _U64_MAX
+        v1 = _rotl(v1, 17) ^ v2
+        v2 = _rotl(v2, 32)
+
+    n = len(data)
+    whole = n - n % 8
+    for i in range(0, whole, 8):
+        m = int.from_bytes(data[i : i + 8], "little")
+        v3 ^= m
+        sip_round()
+        v0 ^= m
+    last = ((n & 0xFF) << 56) | int.from_bytes(data[whole:], "little")
+    v3 ^= last
+    sip_round()
+    v0 ^= last
+    v2 ^= 0xFF
+    for _ in range(3):
+        sip_round()
+    return v0 ^ v1 ^ v2 ^ v3
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -325,6 +370,9 @@ def parse_awakeable_id(text: str) -> tuple[InvocationId, int]:
             f"or {LEGACY_AWAKEABLE_ID_PREFIX!r}"
         )
     unpadded = body.rstrip("=")
+    # b64decode with altchars would also take "+" and "/"; the URL-safe alphabet is all Restate emits.
+    if not _BASE64URL_RE.fullmatch(unpadded):
+        raise ValueError(f"invalid awakeable id {text!r}: not base64url")
     try:
         raw = base64.b64decode(unpadded + "=" * (-len(unpadded) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as e:
@@ -333,7 +381,8 @@ def parse_awakeable_id(text: str) -> tuple[InvocationId, int]:
         raise ValueError(
             f"invalid awakeable id {text!r}: decodes to {len(raw)} bytes, expected {INVOCATION_ID_BYTES + 4}"
         )
-    return InvocationId.from_bytes(raw[:INVOCATION_ID_BYTES]), int.from_bytes(raw[INVOCATION_ID_BYTES:], "big")
+    index = int.from_bytes(raw[INVOCATION_ID_BYTES:], "big")
+    return InvocationId.from_bytes(raw[:INVOCATION_ID_BYTES]), index
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -207,6 +207,8 @@ class DeploymentRegistration:
     services: Sequence[ServiceSchema]  # deployment_id/revision are filled in by the engine
     force: bool = False
     dry_run: bool = False
+    # Allow incompatible schema changes without overwriting an existing deployment (admin `breaking`).
+    breaking: bool = False
 
 
 @dataclass(frozen=True, slots=True)

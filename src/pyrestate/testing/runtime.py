@@ -83,7 +83,9 @@ def find_restate_server() -> str:
     found = shutil.which("restate-server")
     if found:
         return found
-    raise FileNotFoundError("restate-server not found: set RESTATE_SERVER_BIN or install it under .cache/restate")
+    raise FileNotFoundError(
+        "restate-server not found: set RESTATE_SERVER_BIN or install it under .cache/restate"
+    )
 
 
 class _ProcessRuntime:
@@ -228,7 +230,7 @@ class PyrestateServer(_ProcessRuntime):
         self.process = ManagedProcess(
             name,
             [
-                sys.executable, "-m", "pyrestate.cli.main", "server",
+                sys.executable, "-c", "from pyrestate.cli.main import main; main()", "server",
                 "--data-dir", str(self.data_dir / "data"),
                 "--ingress-bind", f"127.0.0.1:{self.ingress_port}",
                 "--admin-bind", f"127.0.0.1:{self.admin_port}",
@@ -245,7 +247,7 @@ class PyrestateServer(_ProcessRuntime):
     def _env(self) -> dict[str, str]:
         # The names below are the contract the pyrestate server is expected to honour.
         c = self.config
-        env: dict[str, str] = {}
+        env: dict[str, str] = {"PYRESTATE_PARTITIONS": "4"}
         if c.inactivity_timeout is not None:
             env["PYRESTATE_INACTIVITY_TIMEOUT"] = c.inactivity_timeout
         if c.abort_timeout is not None:

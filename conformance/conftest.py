@@ -1,0 +1,173 @@
+"""Fixtures of the conformance suite.
+
+Two switches, read once per session:
+  PYRESTATE_CONFORMANCE_RUNTIME = official (default) | pyrestate   -> which server runs the scenarios
+  PYRESTATE_CONFORMANCE_SDK     = official (default) | pyrestate   -> which SDK the contract services use
+
+Only `runtime_factory` knows which server implementation runs; scenarios see an `Env` (ingress, admin,
+runtime handle, SDK app handle) and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from pyrestate.testing import (
+    Admin,
+    Ingress,
+    RuntimeConfig,
+    RuntimeKind,
+    ServiceApp,
+    make_runtime,
+    register_deployment,
+)
+from pyrestate.testing.runtime import OfficialRestateServer, PyrestateServer
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_KIND = cast(RuntimeKind, os.environ.get("PYRESTATE_CONFORMANCE_RUNTIME", "official"))
+SDK_KIND = os.environ.get("PYRESTATE_CONFORMANCE_SDK", "official")
+APP_REF = "conformance.services.app:app"
+
+# Profiles mirror the upstream suites: server-wide settings a group of scenarios depends on.
+# Short retry intervals keep scenarios that go through retries (eventual success, crashed endpoints) fast.
+DEFAULT = RuntimeConfig(retry_initial_interval="100ms", retry_max_interval="2s")
+# Every await suspends and replays; one failed attempt kills the invocation (non-determinism surfaces).
+ALWAYS_SUSPENDING = RuntimeConfig(
+    inactivity_timeout="0s",
+    retry_initial_interval="100ms",
+    retry_max_attempts=1,
+    retry_on_max_attempts="kill",
+)
+
+Runtime = OfficialRestateServer | PyrestateServer
+_live: list[Any] = []  # processes whose logs are attached to a failing test's report
+
+
+@dataclass
+class Env:
+    """A runtime with the contract services registered: what a scenario talks to."""
+
+    runtime: Runtime
+    app: ServiceApp
+    ingress: Ingress
+    admin: Admin
+    http11: bool
+
+    @property
+    def ingress_url(self) -> str:
+        return self.runtime.ingress_url
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("conformance-logs")
+
+
+@pytest.fixture(scope="session")
+def runtime_factory(log_dir: Path) -> Iterator[Callable[..., Runtime]]:
+    """THE switch between server implementations. Returns started runtimes, all closed at session end."""
+    created: list[Runtime] = []
+
+    def make(config: RuntimeConfig = DEFAULT, name: str = "runtime") -> Runtime:
+        rt = make_runtime(RUNTIME_KIND, config, log_dir=log_dir, name=f"{RUNTIME_KIND}-{name}")
+        created.append(rt)
+        _live.append(rt)
+        rt.start()
+        return rt
+
+    yield make
+    for rt in created:
+        rt.close()
+        _live.remove(rt)
+
+
+@pytest.fixture(scope="session")
+def service_app_factory(log_dir: Path) -> Iterator[Callable[..., ServiceApp]]:
+    """Starts hypercorn processes serving the contract services on the selected SDK."""
+    created: list[ServiceApp] = []
+
+    def make(name: str = "services", services: str = "") -> ServiceApp:
+        env = {"PYRESTATE_SDK": SDK_KIND}
+        if services:
+            env["SERVICES"] = services
+        app = ServiceApp(APP_REF, env=env, log_dir=log_dir, name=f"sdk-{SDK_KIND}-{name}", pythonpath=[ROOT],
+                         cwd=ROOT)
+        created.append(app)
+        _live.append(app)
+        app.start()
+        return app
+
+    yield make
+    for app in created:
+        app.stop()
+        _live.remove(app)
+
+
+@pytest.fixture(scope="session")
+def env_factory(
+    runtime_factory: Callable[..., Runtime], service_app_factory: Callable[..., ServiceApp]
+) -> Iterator[Callable[..., Env]]:
+    """A fresh runtime (+ optionally a fresh SDK app) with the services registered."""
+    envs: list[Env] = []
+    shared_app: list[ServiceApp] = []
+
+    def make(
+        name: str,
+        config: RuntimeConfig = DEFAULT,
+        http11: bool = False,
+        own_app: bool = False,
+    ) -> Env:
+        rt = runtime_factory(config, name)
+        if own_app:
+            app = service_app_factory(name)
+        else:
+            if not shared_app:
+                shared_app.append(service_app_factory("shared"))
+            app = shared_app[0]
+        register_deployment(rt.admin_url, app.url, use_http_11=http11)
+        env = Env(rt, app, Ingress(rt.ingress_url), Admin(rt.admin_url), http11)
+        envs.append(env)
+        return env
+
+    yield make
+    for env in envs:
+        env.ingress.close()
+        env.admin.close()
+
+
+@pytest.fixture(scope="session")
+def env_h2(env_factory: Callable[..., Env]) -> Env:
+    """Default profile, HTTP/2 bidi-streaming deployment."""
+    return env_factory("h2")
+
+
+@pytest.fixture(scope="session")
+def env_h1(env_factory: Callable[..., Env]) -> Env:
+    """Default profile, HTTP/1.1 request/response deployment (suspends at every unresolved await)."""
+    return env_factory("h1", http11=True)
+
+
+@pytest.fixture(scope="session")
+def env_suspending(env_factory: Callable[..., Env]) -> Env:
+    return env_factory("suspending", config=ALWAYS_SUSPENDING)
+
+
+@pytest.fixture(params=["h2", "h1"])
+def env(request: pytest.FixtureRequest) -> Env:
+    """Scenarios using this fixture run on both transports."""
+    return cast(Env, request.getfixturevalue(f"env_{request.param}"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for proc in _live:
+            report.sections.append((f"log tail: {proc.process.name}", proc.log_tail(40)))

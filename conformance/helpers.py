@@ -1,0 +1,27 @@
+"""Small builders shared by scenarios."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+
+def new_key() -> str:
+    """A fresh object key per test: services keep process-global counters keyed by it."""
+    return str(uuid.uuid4())
+
+
+def to_bytes_list(value: Any) -> list[int]:
+    """A JSON value as the Proxy contract carries payloads: a JSON array of byte values."""
+    return list(json.dumps(value).encode())
+
+
+def proxy_request(
+    service: str, handler: str, value: Any, key: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    req: dict[str, Any] = {"serviceName": service, "handlerName": handler, "message": to_bytes_list(value)}
+    if key is not None:
+        req["virtualObjectKey"] = key
+    req.update(extra)
+    return req

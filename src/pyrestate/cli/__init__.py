@@ -1,0 +1,1 @@
+"""The `pyrestate` command line."""

@@ -1,0 +1,65 @@
+"""pyrestate SDK: write durable handlers; source-compatible with the official `restate` Python SDK.
+
+Swap `import restate` for `import pyrestate.sdk as restate`.
+"""
+
+from pyrestate.sdk.asyncio import as_completed, gather, select, wait_completed
+from pyrestate.sdk.context import (
+    Context,
+    DurablePromise,
+    ObjectContext,
+    ObjectSharedContext,
+    Request,
+    RestateDurableCallFuture,
+    RestateDurableFuture,
+    RestateDurableSleepFuture,
+    RunOptions,
+    SendHandle,
+    WorkflowContext,
+    WorkflowSharedContext,
+)
+from pyrestate.sdk.endpoint import Endpoint, app
+from pyrestate.sdk.exceptions import (
+    RetryableError,
+    SdkInternalBaseException,
+    TerminalError,
+    is_internal_exception,
+)
+from pyrestate.sdk.serde import BytesSerde, DefaultSerde, JsonSerde, PydanticJsonSerde, Serde
+from pyrestate.sdk.serve import serve
+from pyrestate.sdk.service import InvocationRetryPolicy, Service, VirtualObject, Workflow
+
+__all__ = [
+    "BytesSerde",
+    "Context",
+    "DefaultSerde",
+    "DurablePromise",
+    "Endpoint",
+    "InvocationRetryPolicy",
+    "JsonSerde",
+    "ObjectContext",
+    "ObjectSharedContext",
+    "PydanticJsonSerde",
+    "Request",
+    "RestateDurableCallFuture",
+    "RestateDurableFuture",
+    "RestateDurableSleepFuture",
+    "RetryableError",
+    "RunOptions",
+    "SdkInternalBaseException",
+    "SendHandle",
+    "Serde",
+    "Service",
+    "TerminalError",
+    "VirtualObject",
+    "Workflow",
+    "WorkflowContext",
+    "WorkflowSharedContext",
+    "app",
+    "as_completed",
+    "gather",
+    "is_internal_exception",
+    "select",
+    "serve",
+    "wait_completed",
+]

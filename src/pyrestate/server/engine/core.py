@@ -1,0 +1,505 @@
+"""`EngineCore`: the `ServerCore` implementation wiring storage, partitions, invoker and timers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pyrestate.protocol.ids import (
+    DeploymentId,
+    InvocationId,
+    new_ulid,
+    parse_awakeable_id,
+    partition_key_for_key,
+)
+from pyrestate.server.core_api import (
+    BadRequest,
+    ById,
+    ByIdempotencyKey,
+    ByWorkflow,
+    CommandOutcome,
+    Conflict,
+    DeploymentRecord,
+    DeploymentRegistration,
+    Failure,
+    HandlerType,
+    IngressInvocation,
+    InvocationCommand,
+    InvocationQuery,
+    InvocationResult,
+    NotFound,
+    NotReady,
+    Outcome,
+    RegistrationResult,
+    SendReceipt,
+    ServicePatch,
+    ServiceSchema,
+    ServiceType,
+    SubmitStatus,
+    Success,
+    Unavailable,
+)
+from pyrestate.server.engine.config import EngineConfig
+from pyrestate.server.engine.schema_codec import (
+    deployment_from_json,
+    deployment_to_json,
+    service_from_json,
+    service_to_json,
+)
+from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
+from pyrestate.server.partition.context import ApplyContext, Policies, partition_of, partition_of_key
+from pyrestate.server.partition.model import (
+    AbortAttempt,
+    Action,
+    AlreadyCompleted,
+    Command,
+    Deliver,
+    ForwardNotification,
+    IngressResponse,
+    InvocationRequest,
+    Invoke,
+    ManageInvocation,
+    NotifySignal,
+    PatchState,
+    RegisterTimer,
+    Reply,
+    SendToPartition,
+    StartAttempt,
+    Submitted,
+    TimerFired,
+    WorkflowAlreadyInvoked,
+    command_from_json,
+)
+from pyrestate.server.partition.processor import PartitionProcessor
+from pyrestate.server.partition.state_machine import WORKFLOW_ALREADY_INVOKED
+from pyrestate.server.storage.records import InvocationStatus, Status, Target
+from pyrestate.server.storage.sqlite import SqliteStorage
+from pyrestate.server.timers.service import Clock, TimerService, WallClock
+
+log = logging.getLogger(__name__)
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_ulid_text() -> str:
+    """A ULID in its canonical 26-character Crockford base32 text (Restate's generated idempotency keys)."""
+    n = new_ulid()
+    return "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(25, -1, -1))
+
+
+class EngineCore(Registry):
+    def __init__(self, config: EngineConfig, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or WallClock()
+        self.storage = SqliteStorage(config.database_path)
+        self._services: dict[str, ServiceSchema] = {}
+        self._deployments: dict[str, DeploymentRecord] = {}
+        self._partitions: list[PartitionProcessor] = []
+        self._tokens: dict[int, asyncio.Future[Any]] = {}
+        self._token_ids = itertools.count(1)
+        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
+        self._schema_lock = asyncio.Lock()
+        self._policies = Policies(
+            retry=config.retry_policy,
+            idempotency_retention_ms=config.idempotency_retention_ms,
+            workflow_completion_retention_ms=config.workflow_completion_retention_ms,
+            journal_retention_ms=config.journal_retention_ms,
+        )
+        self.invoker = Invoker(
+            self.storage,
+            self,
+            lambda effect: self._submit(partition_of(effect.invocation_id, self.config.partitions), effect),
+            InvokerConfig(
+                inactivity_timeout_ms=config.inactivity_timeout_ms,
+                abort_timeout_ms=config.abort_timeout_ms,
+                concurrency_per_deployment=config.concurrency_per_deployment,
+                disable_eager_state=config.disable_eager_state,
+            ),
+        )
+        self.timers = TimerService(self.clock, self._fire_timer)
+        self._started = False
+
+    # ================================================================== lifecycle
+
+    async def start(self) -> None:
+        await self.storage.open()
+        reader = self.storage.reader()
+        for _, doc in reader.all_deployments():
+            dp = deployment_from_json(doc)
+            self._deployments[dp.id] = dp
+        for _, doc in reader.all_services():
+            svc = service_from_json(doc)
+            self._services[svc.name] = svc
+        self._partitions = [
+            PartitionProcessor(p, self.storage, self._context, self._perform, self._fail_token)
+            for p in range(self.config.partitions)
+        ]
+        # Recovery: undelivered outbox messages first (they were committed before anything still queued),
+        # then timers, then every invocation that was running when the process stopped.
+        for p in self._partitions:
+            for seq, payload in reader.list_outbox(p.partition):
+                p.submit(Deliver(seq, command_from_json(payload)))
+        for timer in reader.all_timers():
+            self.timers.add(timer)
+        for st in reader.all_invocation_statuses():
+            if st.status is Status.INVOKED:
+                self.invoker.start_attempt(st.invocation_id, st.epoch)
+        for p in self._partitions:
+            p.start()
+        self.timers.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self.timers.stop()
+        await self.invoker.close()
+        for p in self._partitions:
+            await p.stop()
+        for fut in self._tokens.values():
+            if not fut.done():
+                fut.set_exception(Unavailable("server shutting down"))
+        for futs in self._waiters.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_exception(Unavailable("server shutting down"))
+        await self.storage.close()
+
+    # ================================================================== plumbing
+
+    def _context(self, partition: int) -> ApplyContext:
+        return ApplyContext(partition, self.config.partitions, self.clock.now_ms(), self, self._policies)
+
+    def _submit(self, partition: int, command: Command) -> None:
+        self._partitions[partition].submit(command)
+
+    def _new_token(self) -> tuple[int, asyncio.Future[Any]]:
+        token = next(self._token_ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._tokens[token] = fut
+        return token, fut
+
+    async def _request(self, partition: int, make: Any) -> Any:
+        if not self._started:
+            raise Unavailable("the engine is not running")
+        token, fut = self._new_token()
+        try:
+            self._submit(partition, make(token))
+            return await fut
+        finally:
+            self._tokens.pop(token, None)
+
+    def _fail_token(self, token: int, error: BaseException) -> None:
+        fut = self._tokens.get(token)
+        if fut is not None and not fut.done():
+            fut.set_exception(Unavailable(f"could not apply the request: {error}"))
+
+    def _perform(self, action: Action) -> None:
+        match action:
+            case StartAttempt(invocation_id=i, epoch=e, delay_ms=d):
+                self.invoker.start_attempt(i, e, d)
+            case ForwardNotification(invocation_id=i, epoch=e, index=idx, ty=ty, raw=raw):
+                self.invoker.forward(i, e, idx, ty, raw)
+            case AbortAttempt(invocation_id=i):
+                self.invoker.abort(i)
+            case RegisterTimer(timer=t):
+                self.timers.add(t)
+            case IngressResponse(invocation_id=i, outcome=o):
+                for fut in self._waiters.pop(i, []):
+                    if not fut.done():
+                        fut.set_result(o)
+            case Reply(token=t, value=v):
+                fut = self._tokens.get(t)
+                if fut is not None and not fut.done():
+                    fut.set_result(v)
+            case SendToPartition(partition=p, seq=s, command=c):
+                self._submit(p, Deliver(s, c))
+
+    def _fire_timer(self, timer: Any) -> None:
+        self._submit(timer.partition % self.config.partitions, TimerFired(timer))
+
+    def _add_waiter(self, invocation_id: str) -> asyncio.Future[Outcome]:
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(invocation_id, []).append(fut)
+        return fut
+
+    def _drop_waiter(self, invocation_id: str, fut: asyncio.Future[Outcome]) -> None:
+        futs = self._waiters.get(invocation_id)
+        if futs is not None:
+            with contextlib.suppress(ValueError):
+                futs.remove(fut)
+            if not futs:
+                del self._waiters[invocation_id]
+
+    # ================================================================== registry (for the invoker)
+
+    def lookup_service(self, name: str) -> ServiceSchema | None:
+        return self._services.get(name)
+
+    def get_deployment_record(self, deployment_id: str) -> DeploymentRecord | None:
+        return self._deployments.get(deployment_id)
+
+    def list_services(self) -> list[ServiceSchema]:
+        return sorted(self._services.values(), key=lambda s: s.name)
+
+    # ================================================================== ingress
+
+    def _target(self, invocation: IngressInvocation) -> tuple[ServiceSchema, Target]:
+        t = invocation.target
+        svc = self._services.get(t.service)
+        if svc is None:
+            raise NotFound(f"service '{t.service}' not found")
+        handler = svc.handlers.get(t.handler)
+        if handler is None:
+            raise NotFound(f"handler '{t.service}/{t.handler}' not found")
+        keyed = svc.ty is not ServiceType.SERVICE
+        if keyed and t.key is None:
+            raise BadRequest(f"service '{t.service}' needs a key")
+        hty = handler.ty.value if handler.ty is not None else None
+        return svc, Target(svc.name, handler.name, t.key if keyed else None, svc.ty.value, hty)
+
+    def _request_for(self, invocation: IngressInvocation, delay_ms: int | None) -> InvocationRequest:
+        _, target = self._target(invocation)
+        ikey: str | None
+        if target.workflow_run:
+            ikey = None
+            iid = InvocationId.for_workflow_run(target.service, target.key or "")
+        else:
+            ikey = invocation.idempotency_key or new_ulid_text()
+            iid = InvocationId.for_idempotent_request(target.service, target.handler, ikey, target.key)
+        ctx = self._context(0)
+        now = self.clock.now_ms()
+        return InvocationRequest(
+            invocation_id=str(iid),
+            target=target,
+            body=invocation.body,
+            headers=invocation.headers,
+            idempotency_key=ikey,
+            execution_time=now + delay_ms if delay_ms else None,
+            invoked_by="ingress",
+            completion_retention_ms=ctx.completion_retention(target, ikey is not None),
+        )
+
+    def _with_content_type(self, target_service: str, handler: str, outcome: Outcome) -> Outcome:
+        if isinstance(outcome, Success):
+            svc = self._services.get(target_service)
+            h = svc.handlers.get(handler) if svc is not None else None
+            if h is not None and (outcome.value or h.output_set_content_type_if_empty):
+                return Success(outcome.value, h.output_content_type)
+            return Success(outcome.value, None)
+        return outcome
+
+    async def call(self, invocation: IngressInvocation) -> InvocationResult:
+        req = self._request_for(invocation, None)
+        iid = req.invocation_id
+        waiter = self._add_waiter(iid)
+        try:
+            reply = await self._request(
+                partition_of(iid, self.config.partitions), lambda token: Invoke(req, token)
+            )
+            t = req.target
+            match reply:
+                case AlreadyCompleted(outcome=o, expires_at=exp):
+                    return InvocationResult(iid, self._with_content_type(t.service, t.handler, o), exp)
+                case WorkflowAlreadyInvoked():
+                    return InvocationResult(iid, WORKFLOW_ALREADY_INVOKED)
+                case Submitted():
+                    outcome = await waiter
+                    return InvocationResult(iid, self._with_content_type(t.service, t.handler, outcome))
+                case _:
+                    raise RuntimeError(f"unexpected reply {reply!r}")
+        finally:
+            self._drop_waiter(iid, waiter)
+
+    async def send(self, invocation: IngressInvocation) -> SendReceipt:
+        req = self._request_for(invocation, invocation.delay_ms)
+        reply = await self._request(
+            partition_of(req.invocation_id, self.config.partitions), lambda token: Invoke(req, token)
+        )
+        match reply:
+            case Submitted(previously_accepted=prev, execution_time=et):
+                status = SubmitStatus.PREVIOUSLY_ACCEPTED if prev else SubmitStatus.ACCEPTED
+                return SendReceipt(req.invocation_id, status, et)
+            case AlreadyCompleted() | WorkflowAlreadyInvoked():
+                return SendReceipt(req.invocation_id, SubmitStatus.PREVIOUSLY_ACCEPTED)
+            case _:
+                raise RuntimeError(f"unexpected reply {reply!r}")
+
+    def _query_id(self, query: InvocationQuery) -> str:
+        match query:
+            case ById(invocation_id=text):
+                try:
+                    return str(InvocationId.parse(text))
+                except ValueError as e:
+                    raise BadRequest(f"bad invocation id '{text}': {e}") from None
+            case ByIdempotencyKey(service=s, handler=h, idempotency_key=k, key=key):
+                return str(InvocationId.for_idempotent_request(s, h, k, key))
+            case ByWorkflow(workflow=w, key=key):
+                return str(InvocationId.for_workflow_run(w, key))
+
+    def _status(self, iid: str) -> InvocationStatus | None:
+        return self.storage.reader().get_invocation_status(iid)
+
+    def _completed_result(self, st: InvocationStatus) -> InvocationResult:
+        assert st.output is not None
+        return InvocationResult(
+            st.invocation_id,
+            self._with_content_type(st.target.service, st.target.handler, st.output),
+            st.expires_at,
+        )
+
+    async def attach(self, query: InvocationQuery) -> InvocationResult:
+        iid = self._query_id(query)
+        waiter = self._add_waiter(iid)
+        try:
+            st = self._status(iid)
+            if st is None:
+                raise NotFound("invocation not found")
+            if st.status is Status.COMPLETED:
+                return self._completed_result(st)
+            outcome = await waiter
+            return InvocationResult(iid, self._with_content_type(st.target.service, st.target.handler, outcome))
+        finally:
+            self._drop_waiter(iid, waiter)
+
+    async def get_output(self, query: InvocationQuery) -> InvocationResult:
+        iid = self._query_id(query)
+        st = self._status(iid)
+        if st is None:
+            raise NotFound("invocation not found")
+        if st.status is not Status.COMPLETED:
+            raise NotReady("the invocation exists but has not completed yet")
+        return self._completed_result(st)
+
+    async def complete_awakeable(self, awakeable_id: str, outcome: Outcome) -> None:
+        try:
+            target, index = parse_awakeable_id(awakeable_id)
+        except ValueError as e:
+            raise BadRequest(f"bad awakeable id '{awakeable_id}': {e}") from None
+        iid = str(target)
+        await self._request(
+            partition_of(iid, self.config.partitions),
+            lambda token: NotifySignal(iid, index, None, outcome, token),
+        )
+
+    # ================================================================== admin
+
+    async def register_deployment(self, registration: DeploymentRegistration) -> RegistrationResult:
+        async with self._schema_lock:
+            existing = next((d for d in self._deployments.values() if d.uri == registration.uri), None)
+            if existing is not None and not registration.force:
+                return RegistrationResult(existing, created=False)
+            dp_id = existing.id if existing is not None else str(DeploymentId.generate())
+            services: list[ServiceSchema] = []
+            for svc in registration.services:
+                old = self._services.get(svc.name)
+                if old is not None and old.ty is not svc.ty and not registration.force:
+                    raise Conflict(
+                        f"the service '{svc.name}' changed type from {old.ty.value} to {svc.ty.value}; "
+                        "use force to register it anyway"
+                    )
+                revision = old.revision + 1 if old is not None else 1
+                if registration.use_http_11 or registration.protocol_mode == "REQUEST_RESPONSE":
+                    svc = dataclasses.replace(svc, inactivity_timeout_ms=svc.inactivity_timeout_ms)
+                services.append(dataclasses.replace(svc, deployment_id=dp_id, revision=revision))
+            record = DeploymentRecord(
+                id=dp_id,
+                uri=registration.uri,
+                use_http_11=registration.use_http_11,
+                protocol_mode=registration.protocol_mode,
+                min_protocol_version=registration.min_protocol_version,
+                max_protocol_version=registration.max_protocol_version,
+                sdk_version=registration.sdk_version,
+                additional_headers=dict(registration.additional_headers),
+                created_at_ms=existing.created_at_ms if existing is not None else int(time.time() * 1000),
+                services=tuple(services),
+            )
+            if registration.dry_run:
+                return RegistrationResult(record, created=existing is None)
+            txn = self.storage.begin()
+            txn.put_deployment(record.id, deployment_to_json(record))
+            for svc in services:
+                txn.put_service(svc.name, service_to_json(svc))
+            await self.storage.commit(txn)
+            self._deployments[record.id] = record
+            for svc in services:
+                self._services[svc.name] = svc
+            if existing is not None:
+                self.invoker.forget_deployment(record.id)
+            return RegistrationResult(record, created=existing is None)
+
+    async def list_deployments(self) -> list[DeploymentRecord]:
+        return sorted(self._deployments.values(), key=lambda d: d.created_at_ms)
+
+    async def get_deployment(self, deployment_id: str) -> DeploymentRecord:
+        dp = self._deployments.get(deployment_id)
+        if dp is None:
+            raise NotFound(f"The requested deployment '{deployment_id}' does not exist")
+        return dp
+
+    async def delete_deployment(self, deployment_id: str) -> None:
+        async with self._schema_lock:
+            dp = await self.get_deployment(deployment_id)
+            txn = self.storage.begin()
+            txn.delete_deployment(dp.id)
+            gone = [s.name for s in self._services.values() if s.deployment_id == dp.id]
+            for name in gone:
+                txn.delete_service(name)
+            await self.storage.commit(txn)
+            del self._deployments[dp.id]
+            for name in gone:
+                del self._services[name]
+            self.invoker.forget_deployment(dp.id)
+
+    async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
+        async with self._schema_lock:
+            svc = self._services.get(name)
+            if svc is None:
+                raise NotFound(f"The requested service '{name}' does not exist")
+            changes = {f.name: getattr(patch, f.name) for f in dataclasses.fields(patch) if getattr(patch, f.name) is not None}
+            new = dataclasses.replace(svc, **changes)
+            txn = self.storage.begin()
+            txn.put_service(name, service_to_json(new))
+            await self.storage.commit(txn)
+            self._services[name] = new
+            return new
+
+    async def invocation_command(
+        self, invocation_id: str, command: InvocationCommand, *, deployment_id: str | None = None
+    ) -> CommandOutcome:
+        try:
+            iid = str(InvocationId.parse(invocation_id))
+        except ValueError as e:
+            raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {e}") from None
+        result = await self._request(
+            partition_of(iid, self.config.partitions), lambda token: ManageInvocation(iid, command, token)
+        )
+        if isinstance(result, Exception):
+            raise result
+        assert isinstance(result, CommandOutcome)
+        return result
+
+    async def set_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
+        svc = self._services.get(service)
+        if svc is None:
+            raise NotFound(f"The requested service '{service}' does not exist")
+        if svc.ty is ServiceType.SERVICE:
+            raise BadRequest(f"the service '{service}' has no state")
+        partition = partition_of_key(partition_key_for_key(key), self.config.partitions)
+        state = tuple(sorted((k.encode(), v) for k, v in new_state.items()))
+        await self._request(partition, lambda token: PatchState(service, key, state, token))
+
+    # ================================================================== introspection helpers
+
+    def invocation_status(self, invocation_id: str) -> InvocationStatus | None:
+        return self._status(invocation_id)
+
+
+__all__ = ["EngineCore", "Failure", "HandlerType"]

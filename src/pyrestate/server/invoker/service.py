@@ -1,0 +1,411 @@
+"""The invoker: runs invocation attempts against deployments and reports what happens as effects.
+
+One attempt = one HTTP exchange. The attempt replays the stored journal after a Start message, then (bidi)
+forwards notifications committed meanwhile while reading the SDK's commands. An inactivity timeout closes
+the request side (the SDK then suspends); the abort timeout bounds the time after that. Effects go to the
+partition in the order they were read, tagged with the attempt's epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from pyrestate.protocol import service_protocol_pb2 as pb
+from pyrestate.protocol.errors import ProtocolError
+from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message, encode_raw
+from pyrestate.protocol.ids import InvocationId
+from pyrestate.server.core_api import DeploymentRecord, Failure, ServiceSchema, Success
+from pyrestate.server.invoker.transport import DeploymentClient, InvocationStream, TransportError
+from pyrestate.server.partition.model import (
+    AttemptEnded,
+    AttemptFailed,
+    Effect,
+    InvokerEffect,
+    PinDeployment,
+    ProposeRun,
+    SdkCommand,
+    Suspend,
+)
+from pyrestate.server.storage.api import Storage
+from pyrestate.server.storage.records import InvocationStatus, Status, Waiting
+
+log = logging.getLogger(__name__)
+
+SERVER_MAX_PROTOCOL = 6
+SERVER_MIN_PROTOCOL = 5
+
+
+def negotiate_protocol(dp_min: int, dp_max: int, server_max: int = SERVER_MAX_PROTOCOL) -> int | None:
+    v = min(dp_max, server_max)
+    return v if v >= max(dp_min, SERVER_MIN_PROTOCOL) else None
+
+
+def content_type(version: int) -> str:
+    return f"application/vnd.restate.invocation.v{version}"
+
+
+class Registry:
+    """What the invoker needs to know about the schema (implemented by the engine)."""
+
+    def lookup_service(self, name: str) -> ServiceSchema | None:
+        raise NotImplementedError
+
+    def get_deployment_record(self, deployment_id: str) -> DeploymentRecord | None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class InvokerConfig:
+    inactivity_timeout_ms: int = 60_000
+    abort_timeout_ms: int = 600_000
+    concurrency_per_deployment: int = 1000
+    disable_eager_state: bool = False
+
+
+@dataclass
+class _Attempt:
+    invocation_id: str
+    epoch: int
+    known_entries: int
+    outbound: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+
+
+class _AttemptFailure(Exception):
+    def __init__(self, code: int, message: str, delay_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.delay_ms = delay_ms
+
+
+class Invoker:
+    def __init__(
+        self,
+        storage: Storage,
+        registry: Registry,
+        submit: Callable[[InvokerEffect], None],
+        config: InvokerConfig,
+    ) -> None:
+        self._storage = storage
+        self._registry = registry
+        self._submit = submit
+        self._config = config
+        self._attempts: dict[str, _Attempt] = {}
+        self._clients: dict[str, DeploymentClient] = {}
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._delayed: dict[str, asyncio.TimerHandle] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------ actions
+
+    def start_attempt(self, invocation_id: str, epoch: int, delay_ms: int = 0) -> None:
+        if self._closed:
+            return
+        handle = self._delayed.pop(invocation_id, None)
+        if handle is not None:
+            handle.cancel()
+        if delay_ms > 0:
+            loop = asyncio.get_running_loop()
+            self._delayed[invocation_id] = loop.call_later(delay_ms / 1000, self._launch, invocation_id, epoch)
+        else:
+            self._launch(invocation_id, epoch)
+
+    def forward(self, invocation_id: str, epoch: int, index: int, ty: int, raw: bytes) -> None:
+        att = self._attempts.get(invocation_id)
+        if att is not None and att.epoch == epoch and index >= att.known_entries:
+            att.outbound.put_nowait(encode_raw(ty, raw))
+
+    def abort(self, invocation_id: str) -> None:
+        handle = self._delayed.pop(invocation_id, None)
+        if handle is not None:
+            handle.cancel()
+        att = self._attempts.pop(invocation_id, None)
+        if att is not None and att.task is not None:
+            att.task.cancel()
+
+    @property
+    def running(self) -> int:
+        return len(self._attempts)
+
+    async def close(self) -> None:
+        self._closed = True
+        for handle in self._delayed.values():
+            handle.cancel()
+        self._delayed.clear()
+        tasks = [a.task for a in self._attempts.values() if a.task is not None]
+        self._attempts.clear()
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        for c in self._clients.values():
+            with contextlib.suppress(Exception):
+                await c.aclose()
+        self._clients.clear()
+
+    def forget_deployment(self, deployment_id: str) -> None:
+        client = self._clients.pop(deployment_id, None)
+        if client is not None:
+            asyncio.get_running_loop().create_task(client.aclose())
+
+    # ------------------------------------------------------------------ attempt
+
+    def _launch(self, invocation_id: str, epoch: int) -> None:
+        self._delayed.pop(invocation_id, None)
+        reader = self._storage.reader()
+        st = reader.get_invocation_status(invocation_id)
+        if st is None or st.epoch != epoch or st.status is not Status.INVOKED:
+            return
+        old = self._attempts.pop(invocation_id, None)
+        if old is not None and old.task is not None:
+            old.task.cancel()
+        # Journal read synchronously with registering the attempt: every notification committed later is
+        # forwarded (index >= known_entries), every earlier one is in the replay.
+        journal = reader.get_journal(invocation_id)
+        state: list[tuple[bytes, bytes]] | None = None
+        if st.target.key is not None:
+            state = reader.get_all_state(st.target.service, st.target.key)
+        att = _Attempt(invocation_id, epoch, len(journal))
+        self._attempts[invocation_id] = att
+        att.task = asyncio.get_running_loop().create_task(
+            self._run(att, st, [(e.ty, e.raw) for e in journal], state), name=f"attempt-{invocation_id}"
+        )
+
+    def _emit(self, att: _Attempt, effect: Effect) -> None:
+        self._submit(InvokerEffect(att.invocation_id, att.epoch, effect))
+
+    async def _run(
+        self,
+        att: _Attempt,
+        st: InvocationStatus,
+        journal: list[tuple[int, bytes]],
+        state: list[tuple[bytes, bytes]] | None,
+    ) -> None:
+        try:
+            try:
+                await self._attempt(att, st, journal, state)
+            except _AttemptFailure as f:
+                self._emit(att, AttemptFailed(f.code, f.message, f.delay_ms))
+            except TransportError as e:
+                self._emit(att, AttemptFailed(503, f"transport error: {e}"))
+            except ProtocolError as e:
+                self._emit(att, AttemptFailed(571, f"protocol violation: {e}"))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.exception("attempt of %s crashed", att.invocation_id)
+                self._emit(att, AttemptFailed(500, f"internal error: {e!r}"))
+        finally:
+            if self._attempts.get(att.invocation_id) is att:
+                del self._attempts[att.invocation_id]
+
+    def _client(self, dp: DeploymentRecord) -> DeploymentClient:
+        client = self._clients.get(dp.id)
+        if client is None:
+            client = DeploymentClient(dp.uri, use_http_11=dp.use_http_11, additional_headers=dp.additional_headers)
+            self._clients[dp.id] = client
+        return client
+
+    def _choose(self, att: _Attempt, st: InvocationStatus) -> tuple[DeploymentRecord, int, ServiceSchema]:
+        svc = self._registry.lookup_service(st.target.service)
+        if svc is None:
+            raise _AttemptFailure(404, f"service '{st.target.service}' not found")
+        dp = None
+        if st.deployment_id is not None:
+            dp = self._registry.get_deployment_record(st.deployment_id)
+        if dp is None:
+            dp = self._registry.get_deployment_record(svc.deployment_id)
+        if dp is None:
+            raise _AttemptFailure(503, f"no deployment for service '{st.target.service}'")
+        version = st.protocol_version
+        if version is None:
+            version = negotiate_protocol(dp.min_protocol_version, dp.max_protocol_version)
+            if version is None:
+                raise _AttemptFailure(
+                    500, f"deployment {dp.id} supports protocol {dp.min_protocol_version}..{dp.max_protocol_version}"
+                )
+        if st.deployment_id is None:
+            self._emit(att, PinDeployment(dp.id, version))
+        return dp, version, svc
+
+    async def _attempt(
+        self,
+        att: _Attempt,
+        st: InvocationStatus,
+        journal: list[tuple[int, bytes]],
+        state: list[tuple[bytes, bytes]] | None,
+    ) -> None:
+        dp, version, svc = self._choose(att, st)
+        handler = svc.handlers.get(st.target.handler)
+        inactivity = _first(
+            handler.inactivity_timeout_ms if handler else None, svc.inactivity_timeout_ms, self._config.inactivity_timeout_ms
+        )
+        abort = _first(handler.abort_timeout_ms if handler else None, svc.abort_timeout_ms, self._config.abort_timeout_ms)
+        lazy = bool(
+            _first(handler.enable_lazy_state if handler else None, svc.enable_lazy_state, self._config.disable_eager_state)
+        )
+        request_response = dp.use_http_11 or dp.protocol_mode == "REQUEST_RESPONSE" or inactivity == 0
+
+        start = pb.StartMessage()
+        iid = InvocationId.parse(st.invocation_id)
+        start.id = iid.to_bytes()
+        start.debug_id = st.invocation_id
+        start.known_entries = len(journal)
+        if st.target.key is not None:
+            start.key = st.target.key
+        if state is not None and not lazy:
+            for k, v in state:
+                start.state_map.add(key=k, value=v)
+        else:
+            start.partial_state = True
+        if st.retry_count:
+            start.retry_count_since_last_stored_entry = st.retry_count
+            since = st.last_entry_at or st.running_at or st.created_at
+            start.duration_since_last_stored_entry = max(0, int(time.time() * 1000) - since)
+        if version >= 6:
+            start.random_seed = st.random_seed
+        payload = encode_message(start) + b"".join(encode_raw(ty, raw) for ty, raw in journal)
+
+        ct = content_type(version)
+        headers = [
+            ("content-type", ct),
+            ("accept", ct),
+            ("x-restate-invocation-id", st.invocation_id),
+        ]
+        if st.target.key is not None:
+            headers.append(("x-restate-service-key", quote(st.target.key, safe="")))
+        limit = self._limits.setdefault(dp.id, asyncio.Semaphore(self._config.concurrency_per_deployment))
+        async with limit:
+            client = self._client(dp)
+            stream = await client.open_stream("POST", f"/invoke/{st.target.service}/{st.target.handler}", headers)
+            try:
+                await self._exchange(att, stream, payload, request_response, inactivity / 1000, abort / 1000, ct)
+            finally:
+                await stream.aclose()
+
+    async def _exchange(
+        self,
+        att: _Attempt,
+        stream: InvocationStream,
+        payload: bytes,
+        request_response: bool,
+        inactivity_s: float,
+        abort_s: float,
+        ct: str,
+    ) -> None:
+        await stream.send(payload)
+        request_open = not request_response
+        if not request_open:
+            await stream.end_request()
+        loop = asyncio.get_running_loop()
+        last_activity = loop.time()
+        closed_at = last_activity
+
+        async def pump() -> None:
+            nonlocal last_activity
+            while True:
+                frame = await att.outbound.get()
+                await stream.send(frame)
+                last_activity = loop.time()
+
+        pump_task = loop.create_task(pump()) if request_open else None
+        try:
+            status, resp_headers = await asyncio.wait_for(stream.response_head(), abort_s)
+            if status != 200:
+                raise _AttemptFailure(status if status >= 400 else 500, f"deployment answered HTTP {status}")
+            got_ct = next((v for k, v in resp_headers if k.lower() == "content-type"), None)
+            if got_ct is not None and got_ct.split(";")[0].strip() != ct:
+                raise _AttemptFailure(500, f"deployment answered with content-type {got_ct!r}, expected {ct!r}")
+            decoder = FrameDecoder()
+            recv: asyncio.Future[bytes | None] = asyncio.ensure_future(stream.receive())
+            try:
+                while True:
+                    now = loop.time()
+                    timeout = (last_activity + inactivity_s - now) if request_open else (closed_at + abort_s - now)
+                    done, _ = await asyncio.wait({recv}, timeout=max(0.0, timeout))
+                    if not done:
+                        now = loop.time()
+                        if request_open and now >= last_activity + inactivity_s:
+                            request_open = False
+                            closed_at = now
+                            if pump_task is not None:
+                                pump_task.cancel()
+                            await stream.end_request()
+                        elif not request_open and now >= closed_at + abort_s:
+                            raise _AttemptFailure(500, "abort timeout: the deployment did not finish in time")
+                        continue
+                    chunk = recv.result()
+                    if chunk is None:
+                        decoder.close()
+                        raise _AttemptFailure(500, "the deployment closed the stream without End, Suspension or Error")
+                    last_activity = loop.time()
+                    for frame in decoder.feed(chunk):
+                        if self._handle(att, frame.type, frame.message, frame.raw):
+                            return
+                    recv = asyncio.ensure_future(stream.receive())
+            finally:
+                if not recv.done():
+                    recv.cancel()
+                    with contextlib.suppress(BaseException):
+                        await recv
+        finally:
+            if pump_task is not None:
+                pump_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await pump_task
+
+    def _handle(self, att: _Attempt, ty: MessageType, message: object, raw: bytes) -> bool:
+        """Turn one SDK message into an effect; True when it ends the attempt."""
+        if ty.is_command:
+            self._emit(att, SdkCommand(int(ty), raw))
+            return False
+        match message:
+            case pb.ProposeRunCompletionMessage():
+                result = (
+                    Failure(message.failure.code, message.failure.message, tuple((m.key, m.value) for m in message.failure.metadata))
+                    if message.WhichOneof("result") == "failure"
+                    else Success(message.value)
+                )
+                self._emit(att, ProposeRun(message.result_completion_id, result))
+                return False
+            case pb.SuspensionMessage():
+                self._emit(
+                    att,
+                    Suspend(
+                        Waiting(
+                            tuple(message.waiting_completions),
+                            tuple(message.waiting_signals),
+                            tuple(message.waiting_named_signals),
+                        )
+                    ),
+                )
+                return True
+            case pb.ErrorMessage():
+                text = message.message
+                if message.stacktrace:
+                    text = f"{text}\n{message.stacktrace}"
+                delay = message.next_retry_delay if message.HasField("next_retry_delay") else None
+                self._emit(att, AttemptFailed(message.code or 500, text, delay))
+                return True
+            case pb.EndMessage():
+                self._emit(att, AttemptEnded())
+                return True
+            case pb.AwaitingOnMessage():
+                return False
+            case _:
+                raise ProtocolError(f"unexpected message {ty.name} from the deployment")
+
+
+def _first(*values: int | bool | None) -> int:
+    for v in values:
+        if v is not None:
+            return int(v)
+    return 0

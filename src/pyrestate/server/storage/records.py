@@ -1,0 +1,275 @@
+"""Records the engine persists, with their on-disk (JSON) codecs.
+
+Records are frozen: a change is a new record written in a transaction. The JSON shape is versioned by the
+storage schema version (see `sqlite.MIGRATIONS`); readers tolerate missing optional fields so that adding a
+field does not need a data migration.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pyrestate.server.core_api import Failure, Outcome, Success
+
+
+class Status(enum.Enum):
+    SCHEDULED = "scheduled"
+    INBOXED = "inboxed"
+    INVOKED = "invoked"
+    SUSPENDED = "suspended"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    service: str
+    handler: str
+    key: str | None
+    service_ty: str  # core_api.ServiceType value
+    handler_ty: str | None  # core_api.HandlerType value
+
+    @property
+    def exclusive(self) -> bool:
+        """Holds the per-key lock (VO exclusive handler, workflow run handler)."""
+        return self.key is not None and self.handler_ty in ("Exclusive", "Workflow")
+
+    @property
+    def workflow_run(self) -> bool:
+        return self.service_ty == "Workflow" and self.handler_ty == "Workflow"
+
+    def display(self) -> str:
+        if self.key is None:
+            return f"{self.service}/{self.handler}"
+        return f"{self.service}/{self.key}/{self.handler}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseSink:
+    """Who waits for an invocation's result: another invocation's completion, or the ingress."""
+
+    invocation_id: str | None = None  # None: ingress waiters (resolved in memory, keyed by invocation id)
+    completion_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    completions: tuple[int, ...] = ()
+    signals: tuple[int, ...] = ()
+    named_signals: tuple[str, ...] = ()
+
+    def matches(self, completion_id: int | None, signal_id: int | None, signal_name: str | None) -> bool:
+        return (
+            (completion_id is not None and completion_id in self.completions)
+            or (signal_id is not None and signal_id in self.signals)
+            or (signal_name is not None and signal_name in self.named_signals)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationStatus:
+    invocation_id: str
+    status: Status
+    target: Target
+    created_at: int
+    modified_at: int
+    idempotency_key: str | None = None
+    invoked_by: str = "ingress"  # ingress | service
+    invoked_by_id: str | None = None
+    sinks: tuple[ResponseSink, ...] = ()
+    execution_time: int | None = None  # scheduled (delayed) invocations
+    inbox_seq: int | None = None
+    deployment_id: str | None = None  # pinned on the first attempt
+    protocol_version: int | None = None
+    epoch: int = 0  # attempt generation; effects from older attempts are dropped
+    journal_length: int = 0
+    command_count: int = 0
+    random_seed: int = 0
+    retry_count: int = 0  # attempts failed since the last stored entry
+    total_attempts: int = 0
+    last_entry_at: int | None = None
+    last_failure: str | None = None
+    last_failure_code: int | None = None
+    next_retry_at: int | None = None
+    waiting: Waiting | None = None
+    output: Outcome | None = None  # from the Output command; the result once completed
+    completed_at: int | None = None
+    completion_retention_ms: int = 0
+    expires_at: int | None = None
+    running_at: int | None = None
+
+    def with_(self, **changes: Any) -> InvocationStatus:
+        return replace(self, **changes)
+
+    @property
+    def alive(self) -> bool:
+        """Has a journal that can still receive notifications."""
+        return self.status in (Status.INVOKED, Status.SUSPENDED, Status.PAUSED)
+
+
+# ------------------------------------------------------------------------------------------------- codecs
+
+
+def outcome_to_json(outcome: Outcome | None) -> Any:
+    match outcome:
+        case None:
+            return None
+        case Success(value=v, content_type=ct):
+            return {"ok": v.hex(), "ct": ct}
+        case Failure(code=c, message=m, metadata=md):
+            return {"code": c, "message": m, "metadata": [list(p) for p in md]}
+
+
+def outcome_from_json(d: Any) -> Outcome | None:
+    if d is None:
+        return None
+    if "ok" in d:
+        return Success(bytes.fromhex(d["ok"]), d.get("ct"))
+    return Failure(d["code"], d["message"], tuple((k, v) for k, v in d.get("metadata", ())))
+
+
+def status_to_json(s: InvocationStatus) -> bytes:
+    t = s.target
+    d: dict[str, Any] = {
+        "id": s.invocation_id,
+        "status": s.status.value,
+        "target": [t.service, t.handler, t.key, t.service_ty, t.handler_ty],
+        "created_at": s.created_at,
+        "modified_at": s.modified_at,
+        "idempotency_key": s.idempotency_key,
+        "invoked_by": s.invoked_by,
+        "invoked_by_id": s.invoked_by_id,
+        "sinks": [[k.invocation_id, k.completion_id] for k in s.sinks],
+        "execution_time": s.execution_time,
+        "inbox_seq": s.inbox_seq,
+        "deployment_id": s.deployment_id,
+        "protocol_version": s.protocol_version,
+        "epoch": s.epoch,
+        "journal_length": s.journal_length,
+        "command_count": s.command_count,
+        "random_seed": s.random_seed,
+        "retry_count": s.retry_count,
+        "total_attempts": s.total_attempts,
+        "last_entry_at": s.last_entry_at,
+        "last_failure": s.last_failure,
+        "last_failure_code": s.last_failure_code,
+        "next_retry_at": s.next_retry_at,
+        "waiting": None
+        if s.waiting is None
+        else [list(s.waiting.completions), list(s.waiting.signals), list(s.waiting.named_signals)],
+        "output": outcome_to_json(s.output),
+        "completed_at": s.completed_at,
+        "completion_retention_ms": s.completion_retention_ms,
+        "expires_at": s.expires_at,
+        "running_at": s.running_at,
+    }
+    return json.dumps(d, separators=(",", ":")).encode()
+
+
+def status_from_json(raw: bytes) -> InvocationStatus:
+    d = json.loads(raw)
+    svc, handler, key, sty, hty = d["target"]
+    w = d.get("waiting")
+    return InvocationStatus(
+        invocation_id=d["id"],
+        status=Status(d["status"]),
+        target=Target(svc, handler, key, sty, hty),
+        created_at=d["created_at"],
+        modified_at=d["modified_at"],
+        idempotency_key=d.get("idempotency_key"),
+        invoked_by=d.get("invoked_by", "ingress"),
+        invoked_by_id=d.get("invoked_by_id"),
+        sinks=tuple(ResponseSink(i, c) for i, c in d.get("sinks", ())),
+        execution_time=d.get("execution_time"),
+        inbox_seq=d.get("inbox_seq"),
+        deployment_id=d.get("deployment_id"),
+        protocol_version=d.get("protocol_version"),
+        epoch=d.get("epoch", 0),
+        journal_length=d.get("journal_length", 0),
+        command_count=d.get("command_count", 0),
+        random_seed=d.get("random_seed", 0),
+        retry_count=d.get("retry_count", 0),
+        total_attempts=d.get("total_attempts", 0),
+        last_entry_at=d.get("last_entry_at"),
+        last_failure=d.get("last_failure"),
+        last_failure_code=d.get("last_failure_code"),
+        next_retry_at=d.get("next_retry_at"),
+        waiting=None if w is None else Waiting(tuple(w[0]), tuple(w[1]), tuple(w[2])),
+        output=outcome_from_json(d.get("output")),
+        completed_at=d.get("completed_at"),
+        completion_retention_ms=d.get("completion_retention_ms", 0),
+        expires_at=d.get("expires_at"),
+        running_at=d.get("running_at"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One journal entry exactly as on the wire: message type and protobuf payload bytes."""
+
+    ty: int
+    raw: bytes
+
+    def encode(self) -> bytes:
+        return self.ty.to_bytes(2, "big") + self.raw
+
+    @staticmethod
+    def decode(data: bytes) -> JournalEntry:
+        return JournalEntry(int.from_bytes(data[:2], "big"), bytes(data[2:]))
+
+
+class TimerKind(enum.Enum):
+    SLEEP = "sleep"  # completes a Sleep command
+    INVOKE = "invoke"  # a delayed send becomes due
+    CLEANUP = "cleanup"  # retention of a completed invocation expired
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    fire_at: int  # epoch ms
+    kind: TimerKind
+    invocation_id: str
+    completion_id: int = 0
+    partition: int = 0
+
+    @property
+    def timer_id(self) -> str:
+        return f"{self.kind.value}:{self.invocation_id}:{self.completion_id}"
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            [self.fire_at, self.kind.value, self.invocation_id, self.completion_id, self.partition]
+        ).encode()
+
+    @staticmethod
+    def from_json(raw: bytes) -> Timer:
+        f, k, i, c, p = json.loads(raw)
+        return Timer(f, TimerKind(k), i, c, p)
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    completed: bool = False
+    result: Outcome | None = None
+    listeners: tuple[ResponseSink, ...] = field(default=())
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "completed": self.completed,
+                "result": outcome_to_json(self.result),
+                "listeners": [[x.invocation_id, x.completion_id] for x in self.listeners],
+            }
+        ).encode()
+
+    @staticmethod
+    def from_json(raw: bytes) -> Promise:
+        d = json.loads(raw)
+        return Promise(
+            d["completed"],
+            outcome_from_json(d["result"]),
+            tuple(ResponseSink(i, c) for i, c in d.get("listeners", ())),
+        )

@@ -1,0 +1,225 @@
+"""SQLite backend: WAL, synchronous=FULL, versioned migrations, group commit on one writer thread.
+
+Every table of `api.TABLES` is a real SQL table (key columns + value column `v`), so it can be inspected
+with any SQLite tool. Commits from many concurrent callers are queued to a single writer thread, which
+applies everything queued so far in one SQLite transaction: one fsync acknowledges the whole group.
+Reads use a separate connection and see only committed data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyrestate.server.storage.api import TABLES, Key, Transaction, WriteOp
+from pyrestate.server.storage.txn import BufferedTransaction
+
+
+def _create_table_sql(name: str) -> str:
+    cols = TABLES[name]
+    col_defs = ", ".join(f"{c} {t} NOT NULL" for c, t in cols)
+    pk = ", ".join(c for c, _ in cols)
+    return f"CREATE TABLE {name} ({col_defs}, v BLOB NOT NULL, PRIMARY KEY ({pk})) WITHOUT ROWID"
+
+
+# Migration i brings the schema from user_version i to i + 1. Append, never edit.
+MIGRATIONS: list[list[str]] = [
+    [_create_table_sql(name) for name in TABLES],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass
+class CommitStats:
+    commits: int = 0  # physical SQLite transactions
+    transactions: int = 0  # logical transactions committed
+    max_batch: int = 0
+    total_seconds: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)
+
+    @property
+    def mean_batch(self) -> float:
+        return self.transactions / self.commits if self.commits else 0.0
+
+    @property
+    def mean_commit_ms(self) -> float:
+        return 1000 * self.total_seconds / self.commits if self.commits else 0.0
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations; refuses a database written by a newer version."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"database schema version {version} is newer than this server ({SCHEMA_VERSION})")
+    for i in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in MIGRATIONS[i]:
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {i + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
+
+
+class _SqliteReader:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def get(self, table: str, key: Key) -> bytes | None:
+        cols = TABLES[table]
+        where = " AND ".join(f"{c} = ?" for c, _ in cols)
+        with self._lock:
+            row = self._conn.execute(f"SELECT v FROM {table} WHERE {where}", key).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def scan(self, table: str, prefix: Key) -> list[tuple[Key, bytes]]:
+        cols = TABLES[table]
+        names = [c for c, _ in cols]
+        where = " AND ".join(f"{c} = ?" for c in names[: len(prefix)]) or "1"
+        sql = f"SELECT {', '.join(names)}, v FROM {table} WHERE {where} ORDER BY {', '.join(names)}"
+        with self._lock:
+            rows = self._conn.execute(sql, prefix).fetchall()
+        return [(tuple(bytes(x) if isinstance(x, memoryview) else x for x in r[:-1]), bytes(r[-1])) for r in rows]
+
+
+def _apply_ops(conn: sqlite3.Connection, ops: list[WriteOp]) -> None:
+    for op, table, key, value in ops:
+        names = [c for c, _ in TABLES[table]]
+        if op == "put":
+            placeholders = ", ".join("?" for _ in range(len(names) + 1))
+            conn.execute(
+                f"INSERT OR REPLACE INTO {table} ({', '.join(names)}, v) VALUES ({placeholders})", (*key, value)
+            )
+        else:
+            where = " AND ".join(f"{c} = ?" for c in names[: len(key)]) or "1"
+            conn.execute(f"DELETE FROM {table} WHERE {where}", key)
+
+
+_STOP = object()
+
+
+class SqliteStorage:
+    def __init__(self, path: Path | str, *, max_batch: int = 1024) -> None:
+        self.path = Path(path)
+        self._max_batch = max_batch
+        self._reader_conn: sqlite3.Connection | None = None
+        self._reader: _SqliteReader | None = None
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.stats = CommitStats()
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = _connect(self.path)
+        migrate(writer)
+        self._reader_conn = _connect(self.path)
+        self._reader = _SqliteReader(self._reader_conn)
+        self._thread = threading.Thread(target=self._writer_loop, args=(writer,), name="sqlite-writer", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        if self._reader_conn is not None:
+            self._reader_conn.close()
+            self._reader_conn = None
+
+    def _require_reader(self) -> _SqliteReader:
+        if self._reader is None:
+            raise RuntimeError("storage is not open")
+        return self._reader
+
+    def begin(self) -> Transaction:
+        return BufferedTransaction(self._require_reader())
+
+    def reader(self) -> Transaction:
+        return BufferedTransaction(self._require_reader())
+
+    async def commit(self, txn: Transaction) -> None:
+        ops = list(txn.writes)
+        if not ops:
+            return
+        if self._thread is None:
+            raise RuntimeError("storage is not open")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._queue.put((ops, fut, loop))
+        await fut
+
+    def _writer_loop(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < self._max_batch:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._commit_batch(conn, batch)  # type: ignore[arg-type]
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit_batch(
+        self, conn: sqlite3.Connection, batch: list[tuple[list[WriteOp], asyncio.Future[None], asyncio.AbstractEventLoop]]
+    ) -> None:
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for ops, _, _ in batch:
+                _apply_ops(conn, ops)
+            conn.execute("COMMIT")
+        except BaseException as e:
+            error = e
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        elapsed = time.perf_counter() - started
+        if error is None:
+            self.stats.commits += 1
+            self.stats.transactions += len(batch)
+            self.stats.max_batch = max(self.stats.max_batch, len(batch))
+            self.stats.total_seconds += elapsed
+            if len(self.stats.batch_sizes) < 10_000:
+                self.stats.batch_sizes.append(len(batch))
+        for _, fut, loop in batch:
+            with contextlib.suppress(RuntimeError):  # loop closed
+                loop.call_soon_threadsafe(_resolve, fut, error)
+
+
+def _resolve(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pyrestate.server.core_api import (
+    ById,
+    Failure,
+    IngressInvocation,
+    InvocationTarget,
+    NotFound,
+    NotReady,
+    SubmitStatus,
+    Success,
+)
+from pyrestate.server.engine.core import EngineCore
+
+from .conftest import SdkDeployment, fast_config, register
+
+
+def _inv(service: str, handler: str, body: object, key: str | None = None, **kw: object) -> IngressInvocation:
+    return IngressInvocation(
+        target=InvocationTarget(service, handler, key),
+        body=json.dumps(body).encode(),
+        headers=(("content-type", "application/json"),),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_plain_call(core: EngineCore) -> None:
+    result = await core.call(_inv("Greeter", "greet", "bob"))
+    assert result.outcome == Success(b'"hello bob"', "application/json")
+    assert result.invocation_id.startswith("inv_1")
+    assert result.expires_at_ms is None
+
+
+async def test_terminal_error_becomes_failure(core: EngineCore) -> None:
+    result = await core.call(_inv("Greeter", "fail", 422))
+    assert result.outcome == Failure(422, "bad input")
+
+
+async def test_retrying_handler_succeeds_on_third_attempt(core: EngineCore, sdk: SdkDeployment) -> None:
+    tag = uuid.uuid4().hex
+    result = await core.call(_inv("Greeter", "flaky", tag))
+    assert result.outcome == Success(b'"succeeded on attempt 3"', "application/json")
+    assert sdk.counter(f"flaky-{tag}") == 3
+
+
+async def test_run_result_is_journaled_and_not_rerun(core: EngineCore, sdk: SdkDeployment) -> None:
+    tag = uuid.uuid4().hex
+    result = await core.call(_inv("Greeter", "run_once", tag))
+    assert result.outcome == Success(b'"run value 1"', "application/json")
+    assert sdk.counter(f"run-{tag}") == 1
+    assert sdk.counter(f"attempt-{tag}") == 2
+
+
+async def test_counter_state_and_serialised_adds(core: EngineCore) -> None:
+    key = uuid.uuid4().hex
+    results = await asyncio.gather(*(core.call(_inv("Counter", "add", 1, key)) for _ in range(5)))
+    values = sorted(int(r.outcome.value) for r in results if isinstance(r.outcome, Success))
+    assert values == [1, 2, 3, 4, 5]  # no lost update: the exclusive handler ran one at a time
+    got = await core.call(IngressInvocation(InvocationTarget("Counter", "get", key), b"", ()))
+    assert got.outcome == Success(b"5", "application/json")
+
+
+async def test_sleep_fires_durable_timer(core: EngineCore) -> None:
+    started = time.monotonic()
+    result = await core.call(_inv("Greeter", "sleepy", 300))
+    assert result.outcome == Success(b'"slept"', "application/json")
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_fan_out_calls_and_gather(core: EngineCore) -> None:
+    result = await core.call(_inv("Greeter", "fan_out", 4))
+    assert isinstance(result.outcome, Success)
+    assert json.loads(result.outcome.value) == [1, 4, 9, 16]
+
+
+async def test_delayed_one_way_send(core: EngineCore) -> None:
+    key = uuid.uuid4().hex
+    started = time.monotonic()
+    result = await core.call(_inv("Counter", "schedule_add", 400, key))
+    assert result.outcome == Success(b'"scheduled"', "application/json")
+    get = IngressInvocation(InvocationTarget("Counter", "get", key), b"", ())
+    assert (await core.call(get)).outcome == Success(b"0", "application/json")
+    while (await core.call(get)).outcome != Success(b"100", "application/json"):
+        assert time.monotonic() - started < 10
+        await asyncio.sleep(0.05)
+    assert time.monotonic() - started >= 0.4
+
+
+async def test_idempotency_key_dedup(core: EngineCore, sdk: SdkDeployment) -> None:
+    tag = uuid.uuid4().hex
+    first = await core.call(_inv("Greeter", "flaky", tag, idempotency_key="k1", user_supplied_idempotency_key=True))
+    second = await core.call(_inv("Greeter", "flaky", "other", idempotency_key="k1", user_supplied_idempotency_key=True))
+    assert first.invocation_id == second.invocation_id
+    assert first.outcome == second.outcome == Success(b'"succeeded on attempt 3"', "application/json")
+    assert first.expires_at_ms is None and second.expires_at_ms is not None
+    assert sdk.counter(f"flaky-{tag}") == 3
+    receipt = await core.send(_inv("Greeter", "flaky", tag, idempotency_key="k1"))
+    assert receipt.status is SubmitStatus.PREVIOUSLY_ACCEPTED and receipt.invocation_id == first.invocation_id
+
+
+async def test_send_then_output_and_attach(core: EngineCore) -> None:
+    receipt = await core.send(_inv("Greeter", "sleepy", 300))
+    assert receipt.status is SubmitStatus.ACCEPTED
+    with pytest.raises(NotReady):
+        await core.get_output(ById(receipt.invocation_id))
+    attached = await core.attach(ById(receipt.invocation_id))
+    assert attached.outcome == Success(b'"slept"', "application/json")
+    out = await core.get_output(ById(receipt.invocation_id))
+    assert out.outcome == attached.outcome and out.expires_at_ms is not None
+    with pytest.raises(NotFound):
+        await core.get_output(ById("inv_1" + "0" * 33))
+
+
+async def test_request_response_mode_suspends_and_resumes(tmp_path: Path, sdk: SdkDeployment) -> None:
+    c = EngineCore(fast_config(tmp_path / "data", inactivity_timeout_ms=0))
+    await c.start()
+    try:
+        await register(c, sdk.url)
+        result = await c.call(_inv("Greeter", "fan_out", 3))
+        assert isinstance(result.outcome, Success) and json.loads(result.outcome.value) == [1, 4, 9]
+        result = await c.call(_inv("Greeter", "sleepy", 50))
+        assert result.outcome == Success(b'"slept"', "application/json")
+    finally:
+        await c.stop()
+
+
+async def test_http11_deployment(tmp_path: Path, sdk: SdkDeployment) -> None:
+    c = EngineCore(fast_config(tmp_path / "data"))
+    await c.start()
+    try:
+        await register(c, sdk.url, use_http_11=True)
+        key = uuid.uuid4().hex
+        assert (await c.call(_inv("Counter", "add", 7, key))).outcome == Success(b"7", "application/json")
+        assert (await c.call(_inv("Greeter", "fan_out", 2))).outcome == Success(b"[1, 4]", "application/json")
+    finally:
+        await c.stop()
+
+
+async def test_restart_mid_sleep_completes(tmp_path: Path, sdk: SdkDeployment) -> None:
+    data = tmp_path / "data"
+    c = EngineCore(fast_config(data))
+    await c.start()
+    await register(c, sdk.url)
+    receipt = await c.send(_inv("Greeter", "sleepy", 1000))
+    await asyncio.sleep(0.3)
+    await c.stop()
+    c2 = EngineCore(fast_config(data))
+    await c2.start()
+    try:
+        result = await asyncio.wait_for(c2.attach(ById(receipt.invocation_id)), 10)
+        assert result.outcome == Success(b'"slept"', "application/json")
+    finally:
+        await c2.stop()

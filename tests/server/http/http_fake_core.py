@@ -1,0 +1,224 @@
+"""A deliberately tiny ServerCore for testing the HTTP layers in isolation (the real engine is tested on its own).
+
+It records what the HTTP layer handed over and answers with canned outcomes chosen by target name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import fields, replace
+
+from pyrestate.server.core_api import (
+    BadRequest,
+    ById,
+    ByIdempotencyKey,
+    ByWorkflow,
+    CommandOutcome,
+    Conflict,
+    DeploymentRecord,
+    DeploymentRegistration,
+    Failure,
+    HandlerSchema,
+    HandlerType,
+    IngressInvocation,
+    InvocationCommand,
+    InvocationQuery,
+    InvocationResult,
+    NotFound,
+    NotReady,
+    Outcome,
+    RegistrationResult,
+    SendReceipt,
+    ServicePatch,
+    ServiceSchema,
+    ServiceType,
+    SubmitStatus,
+    Success,
+)
+
+NOW_MS = 1_795_545_197_768  # 2026-11-24T18:33:17.768Z
+EXPIRES_MS = NOW_MS + 86_400_000 + 6  # 2026-11-25T18:33:17.774Z
+DP_ID = "dp_116zPhmWzWGcGcAu2eXpLYl"
+DONE_ID = "inv_1fea71f0YPgA4uEXepTDJCwbp3Tfith2et"
+PENDING_ID = "inv_13unNHbPWBNe0sXZ0Tc89YAvI1vhSL3uNz"
+KILLED_ID = "inv_1cttqfy89hGI0ceTRqxHSztRjFw0luCTT0"
+RUNNING_ID = "inv_19IbRABzqWL07fszESEajHpPI7JiyErxrx"
+UNKNOWN_ID = "inv_1gaIzkHkIJGM5BB20OJ5elvNItcghaaKyg"
+CALL_ID = "inv_1gYn61ZK9VeE1XqhQkGGumpn1jhxHuivcu"
+WF_RUN_ID = "inv_12kpUQONmeFb2WqsVOkAjH4phS34cOyIC8"
+
+JSON_IN = {"input_required": False, "input_content_type": "application/json"}
+
+
+def _h(name: str, ty: HandlerType | None = None, **kw: object) -> HandlerSchema:
+    return HandlerSchema(name=name, ty=ty, **kw)  # type: ignore[arg-type]
+
+
+def sample_services() -> list[ServiceSchema]:
+    def svc(name: str, ty: ServiceType, *handlers: HandlerSchema, **kw: object) -> ServiceSchema:
+        return ServiceSchema(name, ty, {h.name: h for h in handlers}, DP_ID, 1, **kw)  # type: ignore[arg-type]
+
+    return [
+        svc("taskWorker", ServiceType.SERVICE,
+            _h("runTask", **JSON_IN, input_json_schema=True, output_json_schema={"type": "object"})),
+        svc("Echo", ServiceType.SERVICE,
+            _h("headers", input_content_type=None, output_json_schema=True),
+            _h("raw", input_content_type="text/*", input_required=True, output_content_type="text/plain")),
+        svc("Fail", ServiceType.SERVICE, _h("terminal", **JSON_IN, input_json_schema={"type": "string"})),
+        svc("Counter", ServiceType.VIRTUAL_OBJECT,
+            _h("add", HandlerType.EXCLUSIVE, **JSON_IN, input_json_schema={"type": "integer"},
+               output_json_schema={"type": "integer"}),
+            _h("get", HandlerType.SHARED, input_content_type=None, output_json_schema={"type": "integer"}),
+            _h("reset", HandlerType.EXCLUSIVE, input_content_type=None, output_content_type=None)),
+        svc("Wf", ServiceType.WORKFLOW,
+            _h("run", HandlerType.WORKFLOW, **JSON_IN, input_json_schema={"type": "object"},
+               output_json_schema={"type": "object"}),
+            _h("stage", HandlerType.SHARED, input_content_type=None, output_json_schema=True)),
+        svc("Hidden", ServiceType.SERVICE, _h("x"), public=False),
+    ]
+
+
+class FakeCore:
+    def __init__(self, services: list[ServiceSchema] | None = None) -> None:
+        self.services: dict[str, ServiceSchema] = {s.name: s for s in (services or sample_services())}
+        self.invocations: list[IngressInvocation] = []
+        self.awakeables: list[tuple[str, Outcome]] = []
+        self.commands: list[tuple[str, InvocationCommand, str | None]] = []
+        self.states: list[tuple[str, str, dict[str, bytes]]] = []
+        self.registrations: list[DeploymentRegistration] = []
+        self.deployments: dict[str, DeploymentRecord] = {}
+        self.seen_keys: set[tuple[str, str, str]] = set()
+        self.started_workflows: set[tuple[str, str]] = set()
+
+    # ---------------------------------------------------------------- ingress
+
+    def lookup_service(self, name: str) -> ServiceSchema | None:
+        return self.services.get(name)
+
+    def _dedup(self, inv: IngressInvocation) -> bool:
+        t = inv.target
+        if t.service == "Wf" and t.handler == "run":
+            k = (t.service, t.key or "")
+            seen = k in self.started_workflows
+            self.started_workflows.add(k)
+            return seen
+        if inv.idempotency_key is None:
+            return False
+        key3 = (t.service, t.handler, inv.idempotency_key)
+        seen = key3 in self.seen_keys
+        self.seen_keys.add(key3)
+        return seen
+
+    async def call(self, inv: IngressInvocation) -> InvocationResult:
+        self.invocations.append(inv)
+        again = self._dedup(inv)
+        t = inv.target
+        if t.service == "Wf" and t.handler == "run" and again:
+            return InvocationResult(WF_RUN_ID, Failure(409, "the workflow method was already invoked"))
+        if t.service == "Fail":
+            return InvocationResult(CALL_ID, Failure(422, "terminal failure: bad input"))
+        if t.service == "Echo" and t.handler == "headers":
+            return InvocationResult(CALL_ID, Success(json.dumps(dict(inv.headers)).encode()))
+        if t.handler in ("reset",):
+            return InvocationResult(CALL_ID, Success(b""))
+        return InvocationResult(CALL_ID, Success(inv.body or b"null"), expires_at_ms=EXPIRES_MS if again else None)
+
+    async def send(self, inv: IngressInvocation) -> SendReceipt:
+        self.invocations.append(inv)
+        again = self._dedup(inv)
+        status = SubmitStatus.PREVIOUSLY_ACCEPTED if again else SubmitStatus.ACCEPTED
+        when = NOW_MS + inv.delay_ms if inv.delay_ms is not None else None
+        return SendReceipt(WF_RUN_ID if inv.target.service == "Wf" else PENDING_ID, status, when)
+
+    async def _find(self, query: InvocationQuery, wait: bool) -> InvocationResult:
+        if isinstance(query, ById):
+            if query.invocation_id == DONE_ID:
+                return InvocationResult(DONE_ID, Success(b'{"result": "done"}'), EXPIRES_MS)
+            if query.invocation_id == KILLED_ID:
+                return InvocationResult(KILLED_ID, Failure(409, "killed"), EXPIRES_MS)
+            if query.invocation_id == PENDING_ID:
+                if wait:
+                    return InvocationResult(PENDING_ID, Success(b'{"late": true}', "application/json"))
+                raise NotReady()
+        if isinstance(query, ByIdempotencyKey) and query.idempotency_key == "key-A":
+            return InvocationResult(DONE_ID, Success(b'{"result": "A"}'), EXPIRES_MS)
+        if isinstance(query, ByWorkflow) and query.key == "w1":
+            if wait:
+                return InvocationResult(WF_RUN_ID, Success(b'{"approved": true}'))
+            raise NotReady()
+        raise NotFound()
+
+    async def attach(self, query: InvocationQuery) -> InvocationResult:
+        return await self._find(query, wait=True)
+
+    async def get_output(self, query: InvocationQuery) -> InvocationResult:
+        return await self._find(query, wait=False)
+
+    async def complete_awakeable(self, awakeable_id: str, outcome: Outcome) -> None:
+        self.awakeables.append((awakeable_id, outcome))
+
+    # ---------------------------------------------------------------- admin
+
+    async def register_deployment(self, reg: DeploymentRegistration) -> RegistrationResult:
+        self.registrations.append(reg)
+        existing = next((d for d in self.deployments.values() if d.uri == reg.uri), None)
+        if existing is not None and not reg.force:
+            return RegistrationResult(existing, created=False)
+        dep_id = DP_ID if not self.deployments else f"dp_1{len(self.deployments):022d}"
+        services = tuple(replace(s, deployment_id=dep_id, revision=1) for s in reg.services)
+        record = DeploymentRecord(
+            id=dep_id, uri=reg.uri, use_http_11=reg.use_http_11, protocol_mode=reg.protocol_mode,
+            min_protocol_version=reg.min_protocol_version, max_protocol_version=reg.max_protocol_version,
+            sdk_version=reg.sdk_version, additional_headers=reg.additional_headers, created_at_ms=NOW_MS,
+            services=services,
+        )
+        if not reg.dry_run:
+            self.deployments[dep_id] = record
+            for s in services:
+                self.services[s.name] = s
+        return RegistrationResult(record, created=True)
+
+    async def list_deployments(self) -> list[DeploymentRecord]:
+        return list(self.deployments.values())
+
+    async def get_deployment(self, deployment_id: str) -> DeploymentRecord:
+        if deployment_id not in self.deployments:
+            raise NotFound(deployment_id)
+        return self.deployments[deployment_id]
+
+    async def delete_deployment(self, deployment_id: str) -> None:
+        del self.deployments[deployment_id]
+
+    def list_services(self) -> list[ServiceSchema]:
+        return list(self.services.values())
+
+    async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
+        s = self.services[name]
+        changes = {f.name: getattr(patch, f.name) for f in fields(patch) if getattr(patch, f.name) is not None}
+        s = replace(s, **changes)
+        self.services[name] = s
+        return s
+
+    async def invocation_command(
+        self, invocation_id: str, command: InvocationCommand, *, deployment_id: str | None = None
+    ) -> CommandOutcome:
+        self.commands.append((invocation_id, command, deployment_id))
+        if invocation_id == UNKNOWN_ID:
+            raise NotFound()
+        if invocation_id == DONE_ID and command is not InvocationCommand.PURGE:
+            raise Conflict()
+        if invocation_id == RUNNING_ID and command is InvocationCommand.PURGE:
+            raise Conflict()
+        if invocation_id == KILLED_ID and command is InvocationCommand.PAUSE:
+            raise BadRequest("cannot pause")
+        return CommandOutcome.ACCEPTED if command is InvocationCommand.CANCEL else CommandOutcome.DONE
+
+    async def set_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
+        self.states.append((service, key, dict(new_state)))
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
