@@ -105,7 +105,7 @@ def service_app_factory(log_dir: Path) -> Iterator[Callable[..., ServiceApp]]:
 
     yield make
     for app in created:
-        app.stop()
+        app.close()
         _live.remove(app)
 
 

@@ -28,7 +28,8 @@ class Peer:
     def __init__(self, app_path: str, tmp: Path, **settings: float | int) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = {"bind": [f"127.0.0.1:{self.port}"], "graceful_timeout": 1, **settings}
+        # workers = 0 serves in this very process: no multiprocessing child to orphan when it is killed.
+        config = {"bind": [f"127.0.0.1:{self.port}"], "graceful_timeout": 1, "workers": 0, **settings}
         lines = []
         for key, value in config.items():
             if isinstance(value, list):

@@ -39,7 +39,10 @@ def _handle_errors(fn: F) -> F:
 
 def admin_url_option(fn: F) -> F:
     return click.option(
-        "--admin-url", envvar="PYRESTATE_ADMIN_URL", default=DEFAULT_ADMIN_URL, show_default=True,
+        "--admin-url",
+        envvar="PYRESTATE_ADMIN_URL",
+        default=DEFAULT_ADMIN_URL,
+        show_default=True,
         help="Base URL of the admin API.",
     )(fn)
 
@@ -57,11 +60,23 @@ def _server_options(fn: F) -> F:
     defaults = server_config.ServerConfig()
     for opt in reversed(server_config.OPTIONS):
         if opt.is_flag:
-            fn = click.option(opt.flag, opt.field, is_flag=True, default=None, envvar=opt.env,
-                              help=f"{opt.help} [env {opt.env}]")(fn)
+            fn = click.option(
+                opt.flag,
+                opt.field,
+                is_flag=True,
+                default=None,
+                envvar=opt.env,
+                help=f"{opt.help} [env {opt.env}]",
+            )(fn)
         else:
-            fn = click.option(opt.flag, opt.field, default=None, envvar=opt.env, metavar="VALUE",
-                              help=f"{opt.help} [default: {opt.show_default(defaults)}; env {opt.env}]")(fn)
+            fn = click.option(
+                opt.flag,
+                opt.field,
+                default=None,
+                envvar=opt.env,
+                metavar="VALUE",
+                help=f"{opt.help} [default: {opt.show_default(defaults)}; env {opt.env}]",
+            )(fn)
     return fn
 
 
@@ -134,12 +149,24 @@ def _parse_headers(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--breaking", is_flag=True, help="Allow breaking changes to existing services.")
 @click.option("--dry-run", is_flag=True, help="Discover and validate without registering.")
 @click.option("--use-http-11", is_flag=True, help="Talk to the deployment over HTTP/1.1 (request/response).")
-@click.option("--header", "headers", multiple=True, metavar="NAME=VALUE",
-              help="Extra header sent to the deployment (repeatable).")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Extra header sent to the deployment (repeatable).",
+)
 @admin_url_option
 @_handle_errors
-def deployments_register(uri: str, force: bool, breaking: bool, dry_run: bool, use_http_11: bool,
-                         headers: tuple[str, ...], admin_url: str) -> None:
+def deployments_register(
+    uri: str,
+    force: bool,
+    breaking: bool,
+    dry_run: bool,
+    use_http_11: bool,
+    headers: tuple[str, ...],
+    admin_url: str,
+) -> None:
     """Discover the services at URI and register them."""
     body = {
         "uri": uri,
@@ -155,8 +182,12 @@ def deployments_register(uri: str, force: bool, breaking: bool, dry_run: bool, u
     console.print(f"Deployment [bold]{result['id']}[/] {verb}: {uri}", highlight=False)
     table = Table("SERVICE", "TYPE", "REVISION", "HANDLERS")
     for s in result.get("services", []):
-        table.add_row(s["name"], s["ty"], str(s.get("revision", "")),
-                      ", ".join(h["name"] for h in s.get("handlers", [])))
+        table.add_row(
+            s["name"],
+            s["ty"],
+            str(s.get("revision", "")),
+            ", ".join(h["name"] for h in s.get("handlers", [])),
+        )
     console.print(table)
     if status == 200 and not dry_run and not force:
         console.print("The deployment already existed; use --force to overwrite it.")
@@ -172,9 +203,14 @@ def deployments_list(admin_url: str) -> None:
     table = Table("ID", "URI", "TYPE", "PROTOCOL", "CREATED", "SERVICES")
     for d in items:
         services = ", ".join(f"{s['name']} (rev {s['revision']})" for s in d.get("services", []))
-        table.add_row(d["id"], d.get("uri", ""), d.get("protocol_type", ""),
-                      f"{d.get('min_protocol_version')}-{d.get('max_protocol_version')}", d.get("created_at", ""),
-                      services)
+        table.add_row(
+            d["id"],
+            d.get("uri", ""),
+            d.get("protocol_type", ""),
+            f"{d.get('min_protocol_version')}-{d.get('max_protocol_version')}",
+            d.get("created_at", ""),
+            services,
+        )
     console.print(table)
 
 
@@ -195,8 +231,14 @@ def services_list(admin_url: str) -> None:
         items = client.get("/v4/services")["services"]
     table = Table("NAME", "TYPE", "REVISION", "DEPLOYMENT", "PUBLIC", "HANDLERS")
     for s in items:
-        table.add_row(s["name"], s["ty"], str(s["revision"]), s["deployment_id"], str(s["public"]).lower(),
-                      str(len(s.get("handlers", []))))
+        table.add_row(
+            s["name"],
+            s["ty"],
+            str(s["revision"]),
+            s["deployment_id"],
+            str(s["public"]).lower(),
+            str(len(s.get("handlers", []))),
+        )
     console.print(table)
 
 

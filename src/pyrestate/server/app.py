@@ -91,10 +91,22 @@ async def run_server(
     admin = AdminApp(core, config)
     try:
         servers = [
-            asyncio.create_task(serve(ingress, hypercorn_config(config.ingress_bind),  # type: ignore[arg-type]
-                                      shutdown_trigger=stop.wait), name="ingress"),
-            asyncio.create_task(serve(admin, hypercorn_config(config.admin_bind),  # type: ignore[arg-type]
-                                      shutdown_trigger=stop.wait), name="admin"),
+            asyncio.create_task(
+                serve(
+                    ingress,
+                    hypercorn_config(config.ingress_bind),  # type: ignore[arg-type]
+                    shutdown_trigger=stop.wait,
+                ),
+                name="ingress",
+            ),
+            asyncio.create_task(
+                serve(
+                    admin,
+                    hypercorn_config(config.admin_bind),  # type: ignore[arg-type]
+                    shutdown_trigger=stop.wait,
+                ),
+                name="admin",
+            ),
         ]
         log.info("ingress listening on http://%s, admin on http://%s", config.ingress_bind, config.admin_bind)
         if ready is not None:

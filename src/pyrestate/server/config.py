@@ -114,8 +114,15 @@ def _bind(value: str) -> str:
 
 def _size(value: str) -> int:
     v = value.strip().lower()
-    for suffix, mult in (("kib", 1024), ("mib", 1024**2), ("gib", 1024**3), ("kb", 1000), ("mb", 1000**2),
-                         ("gb", 1000**3), ("b", 1)):
+    for suffix, mult in (
+        ("kib", 1024),
+        ("mib", 1024**2),
+        ("gib", 1024**3),
+        ("kb", 1000),
+        ("mb", 1000**2),
+        ("gb", 1000**3),
+        ("b", 1),
+    ):
         if v.endswith(suffix):
             return _positive_int(v[: -len(suffix)].strip()) * mult
     return _positive_int(v)
@@ -150,18 +157,32 @@ OPTIONS: tuple[Option, ...] = (
     Option("admin_bind", "--admin-bind", _bind, "host:port of the admin HTTP API."),
     Option("partitions", "--partitions", _positive_int, "Number of partitions invocations are spread over."),
     Option("retry_initial_interval_ms", "--retry-initial-interval", _duration, "First retry delay."),
-    Option("retry_exponentiation_factor", "--retry-exponentiation-factor", _factor, "Growth of retry delays."),
+    Option(
+        "retry_exponentiation_factor", "--retry-exponentiation-factor", _factor, "Growth of retry delays."
+    ),
     Option("retry_max_attempts", "--retry-max-attempts", _positive_int, "Attempts before on-max-attempts."),
     Option("retry_max_interval_ms", "--retry-max-interval", _duration, "Upper bound of a retry delay."),
     Option("retry_on_max_attempts", "--retry-on-max-attempts", _on_max_attempts, "pause or kill."),
     Option("inactivity_timeout_ms", "--inactivity-timeout", _duration, "Idle time before suspending."),
-    Option("abort_timeout_ms", "--abort-timeout", _duration, "Time after the inactivity timeout before abort."),
+    Option(
+        "abort_timeout_ms", "--abort-timeout", _duration, "Time after the inactivity timeout before abort."
+    ),
     Option("journal_retention_ms", "--journal-retention", _duration, "Retention of completed journals."),
-    Option("idempotency_retention_ms", "--idempotency-retention", _duration, "Retention of idempotent results."),
-    Option("workflow_completion_retention_ms", "--workflow-completion-retention", _duration,
-           "Retention of workflow results."),
-    Option("disable_eager_state", "--disable-eager-state", _bool, "Send state lazily to objects.", is_flag=True),
-    Option("max_request_body_bytes", "--max-request-body", _size, "Largest accepted ingress body (413 above)."),
+    Option(
+        "idempotency_retention_ms", "--idempotency-retention", _duration, "Retention of idempotent results."
+    ),
+    Option(
+        "workflow_completion_retention_ms",
+        "--workflow-completion-retention",
+        _duration,
+        "Retention of workflow results.",
+    ),
+    Option(
+        "disable_eager_state", "--disable-eager-state", _bool, "Send state lazily to objects.", is_flag=True
+    ),
+    Option(
+        "max_request_body_bytes", "--max-request-body", _size, "Largest accepted ingress body (413 above)."
+    ),
     Option("ingress_url", "--ingress-url", str, "Ingress URL advertised by the admin /version endpoint."),
     Option("log_level", "--log-level", str, "debug, info, warning or error."),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -86,9 +87,14 @@ class ServiceApp:
     def log_tail(self, lines: int = 60) -> str:
         return self.process.log_tail(lines)
 
+    def close(self) -> None:
+        """Stop and remove the scratch dir (hypercorn config, and the log unless log_dir was given)."""
+        self.stop()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
     def __enter__(self) -> ServiceApp:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()

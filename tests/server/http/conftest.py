@@ -38,7 +38,9 @@ def served(app: Any) -> Iterator[str]:
     def run() -> None:
         asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(serve(app, hypercorn_config(f"127.0.0.1:{port}"), shutdown_trigger=stop.wait))
+            loop.run_until_complete(
+                serve(app, hypercorn_config(f"127.0.0.1:{port}"), shutdown_trigger=stop.wait)
+            )
         except BaseException as e:
             failure.append(e)
         finally:
@@ -81,7 +83,8 @@ def admin_config() -> ServerConfig:
 @pytest.fixture
 def admin(core: FakeCore, admin_config: ServerConfig) -> Iterator[httpx.Client]:
     # like the Restate CLI, ask for no compression (gzip is tested explicitly)
-    with served(AdminApp(core, admin_config)) as url, httpx.Client(
-        base_url=url, timeout=30, headers={"accept-encoding": "identity"}
-    ) as c:
+    with (
+        served(AdminApp(core, admin_config)) as url,
+        httpx.Client(base_url=url, timeout=30, headers={"accept-encoding": "identity"}) as c,
+    ):
         yield c

@@ -1,4 +1,4 @@
-"""A deliberately tiny ServerCore for testing the HTTP layers in isolation (the real engine is tested on its own).
+"""A deliberately tiny ServerCore to test the HTTP layers in isolation (the engine is tested on its own).
 
 It records what the HTTP layer handed over and answers with canned outcomes chosen by target name.
 """
@@ -60,21 +60,43 @@ def sample_services() -> list[ServiceSchema]:
         return ServiceSchema(name, ty, {h.name: h for h in handlers}, DP_ID, 1, **kw)  # type: ignore[arg-type]
 
     return [
-        svc("taskWorker", ServiceType.SERVICE,
-            _h("runTask", **JSON_IN, input_json_schema=True, output_json_schema={"type": "object"})),
-        svc("Echo", ServiceType.SERVICE,
+        svc(
+            "taskWorker",
+            ServiceType.SERVICE,
+            _h("runTask", **JSON_IN, input_json_schema=True, output_json_schema={"type": "object"}),
+        ),
+        svc(
+            "Echo",
+            ServiceType.SERVICE,
             _h("headers", input_content_type=None, output_json_schema=True),
-            _h("raw", input_content_type="text/*", input_required=True, output_content_type="text/plain")),
+            _h("raw", input_content_type="text/*", input_required=True, output_content_type="text/plain"),
+        ),
         svc("Fail", ServiceType.SERVICE, _h("terminal", **JSON_IN, input_json_schema={"type": "string"})),
-        svc("Counter", ServiceType.VIRTUAL_OBJECT,
-            _h("add", HandlerType.EXCLUSIVE, **JSON_IN, input_json_schema={"type": "integer"},
-               output_json_schema={"type": "integer"}),
+        svc(
+            "Counter",
+            ServiceType.VIRTUAL_OBJECT,
+            _h(
+                "add",
+                HandlerType.EXCLUSIVE,
+                **JSON_IN,
+                input_json_schema={"type": "integer"},
+                output_json_schema={"type": "integer"},
+            ),
             _h("get", HandlerType.SHARED, input_content_type=None, output_json_schema={"type": "integer"}),
-            _h("reset", HandlerType.EXCLUSIVE, input_content_type=None, output_content_type=None)),
-        svc("Wf", ServiceType.WORKFLOW,
-            _h("run", HandlerType.WORKFLOW, **JSON_IN, input_json_schema={"type": "object"},
-               output_json_schema={"type": "object"}),
-            _h("stage", HandlerType.SHARED, input_content_type=None, output_json_schema=True)),
+            _h("reset", HandlerType.EXCLUSIVE, input_content_type=None, output_content_type=None),
+        ),
+        svc(
+            "Wf",
+            ServiceType.WORKFLOW,
+            _h(
+                "run",
+                HandlerType.WORKFLOW,
+                **JSON_IN,
+                input_json_schema={"type": "object"},
+                output_json_schema={"type": "object"},
+            ),
+            _h("stage", HandlerType.SHARED, input_content_type=None, output_json_schema=True),
+        ),
         svc("Hidden", ServiceType.SERVICE, _h("x"), public=False),
     ]
 
@@ -122,7 +144,9 @@ class FakeCore:
             return InvocationResult(CALL_ID, Success(json.dumps(dict(inv.headers)).encode()))
         if t.handler in ("reset",):
             return InvocationResult(CALL_ID, Success(b""))
-        return InvocationResult(CALL_ID, Success(inv.body or b"null"), expires_at_ms=EXPIRES_MS if again else None)
+        return InvocationResult(
+            CALL_ID, Success(inv.body or b"null"), expires_at_ms=EXPIRES_MS if again else None
+        )
 
     async def send(self, inv: IngressInvocation) -> SendReceipt:
         self.invocations.append(inv)
@@ -168,9 +192,15 @@ class FakeCore:
         dep_id = DP_ID if not self.deployments else f"dp_1{len(self.deployments):022d}"
         services = tuple(replace(s, deployment_id=dep_id, revision=1) for s in reg.services)
         record = DeploymentRecord(
-            id=dep_id, uri=reg.uri, use_http_11=reg.use_http_11, protocol_mode=reg.protocol_mode,
-            min_protocol_version=reg.min_protocol_version, max_protocol_version=reg.max_protocol_version,
-            sdk_version=reg.sdk_version, additional_headers=reg.additional_headers, created_at_ms=NOW_MS,
+            id=dep_id,
+            uri=reg.uri,
+            use_http_11=reg.use_http_11,
+            protocol_mode=reg.protocol_mode,
+            min_protocol_version=reg.min_protocol_version,
+            max_protocol_version=reg.max_protocol_version,
+            sdk_version=reg.sdk_version,
+            additional_headers=reg.additional_headers,
+            created_at_ms=NOW_MS,
             services=services,
         )
         if not reg.dry_run:
@@ -195,7 +225,9 @@ class FakeCore:
 
     async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
         s = self.services[name]
-        changes = {f.name: getattr(patch, f.name) for f in fields(patch) if getattr(patch, f.name) is not None}
+        changes = {
+            f.name: getattr(patch, f.name) for f in fields(patch) if getattr(patch, f.name) is not None
+        }
         s = replace(s, **changes)
         self.services[name] = s
         return s

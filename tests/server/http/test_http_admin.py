@@ -34,7 +34,13 @@ def test_health_and_version(admin: httpx.Client) -> None:
     assert names(r) == ["content-type", "vary", "content-length"]
     assert r.headers["vary"] == "accept-encoding"
     body = r.json()
-    assert list(body) == ["version", "min_admin_api_version", "max_admin_api_version", "ingress_endpoint", "features"]
+    assert list(body) == [
+        "version",
+        "min_admin_api_version",
+        "max_admin_api_version",
+        "ingress_endpoint",
+        "features",
+    ]
     assert body["version"] == "0.1.0"
     assert (body["min_admin_api_version"], body["max_admin_api_version"]) == (2, 4)
     assert body["ingress_endpoint"] == "http://127.0.0.1:8080/"
@@ -60,7 +66,9 @@ def test_gzip_on_request(admin: httpx.Client) -> None:
 
 def test_service_json_matches_capture(admin: httpx.Client) -> None:
     assert admin.get("/services/Counter").json() == capture("admin-GET-services_Counter.json")
-    assert admin.get("/services/Counter/handlers/add").json() == capture("admin-GET-services_Counter_handlers_add.json")
+    assert admin.get("/services/Counter/handlers/add").json() == capture(
+        "admin-GET-services_Counter_handlers_add.json"
+    )
     handlers = admin.get("/services/Counter/handlers").json()["handlers"]
     expected = capture("admin-GET-services_Counter_handlers.json")["handlers"]  # type: ignore[index]
     assert sorted(handlers, key=lambda h: h["name"]) == sorted(expected, key=lambda h: h["name"])
@@ -107,16 +115,26 @@ def test_invocation_commands(admin: httpx.Client, core: FakeCore) -> None:
     assert core.commands[-1] == (PENDING_ID, InvocationCommand.RESUME, "latest")
     r = admin.patch(f"/invocations/{DONE_ID}/kill")
     assert r.status_code == 409
-    assert r.content == (f'{{"message":"The invocation \'{DONE_ID}\' was already completed.",'
-                         '"restate_code":null}').encode()
+    assert (
+        r.content
+        == (
+            f'{{"message":"The invocation \'{DONE_ID}\' was already completed.","restate_code":null}}'
+        ).encode()
+    )
     r = admin.patch(f"/invocations/{RUNNING_ID}/purge")
     assert r.json()["message"] == f"The invocation '{RUNNING_ID}' is not yet completed."
     r = admin.patch(f"/invocations/{UNKNOWN_ID}/cancel")
     assert r.status_code == 404
-    assert r.json() == {"message": f"The requested invocation '{UNKNOWN_ID}' does not exist", "restate_code": None}
+    assert r.json() == {
+        "message": f"The requested invocation '{UNKNOWN_ID}' does not exist",
+        "restate_code": None,
+    }
     r = admin.patch("/invocations/not-an-id/cancel")
     assert r.status_code == 400
-    assert r.content == b'{"message":"The request field \'invocation_id\' is invalid. Reason: bad format","restate_code":null}'
+    assert (
+        r.content
+        == b'{"message":"The request field \'invocation_id\' is invalid. Reason: bad format","restate_code":null}'
+    )
     r = admin.patch("/invocations/inv_1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/cancel")
     assert r.json()["message"].endswith("Reason: base62 decode error")
     assert admin.patch(f"/invocations/{KILLED_ID}/pause").status_code == 400
@@ -130,7 +148,10 @@ def test_deployment_path_errors(admin: httpx.Client) -> None:
     r = admin.get("/deployments/dp_nonexistent")
     assert r.status_code == 400
     assert r.headers["content-type"] == "text/plain; charset=utf-8"
-    assert r.text == "Invalid URL: Cannot parse `deployment` with value `dp_nonexistent`: unrecognized codec version"
+    assert (
+        r.text
+        == "Invalid URL: Cannot parse `deployment` with value `dp_nonexistent`: unrecognized codec version"
+    )
     r = admin.get(f"/deployments/{DP_ID}")
     assert r.status_code == 404
     r = admin.post("/deployments", headers={"content-type": "application/json"}, content=b"not json")

@@ -27,8 +27,13 @@ def assert_common(r: httpx.Response) -> None:
 
 def assert_ingress_error(r: httpx.Response, status: int, message: str) -> None:
     assert r.status_code == status
-    assert names(r) == ["x-restate-error-source", "content-type", "vary", "access-control-allow-credentials",
-                        "content-length"]
+    assert names(r) == [
+        "x-restate-error-source",
+        "content-type",
+        "vary",
+        "access-control-allow-credentials",
+        "content-length",
+    ]
     assert r.headers["x-restate-error-source"] == "ingress"
     assert r.headers["content-type"] == "application/json"
     expected = json.dumps({"code": status, "message": message, "source": "ingress"}, separators=(",", ":"))
@@ -39,7 +44,13 @@ def assert_ingress_error(r: httpx.Response, status: int, message: str) -> None:
 def test_call_returns_handler_output_verbatim(ingress: httpx.Client, core: FakeCore) -> None:
     r = ingress.post("/taskWorker/runTask", headers=JSON_CT, content=b'{"id":1,"what":"hello"}')
     assert r.status_code == 200
-    assert names(r) == ["x-restate-id", "content-type", "vary", "access-control-allow-credentials", "content-length"]
+    assert names(r) == [
+        "x-restate-id",
+        "content-type",
+        "vary",
+        "access-control-allow-credentials",
+        "content-length",
+    ]
     assert r.headers["x-restate-id"] == CALL_ID
     assert r.content == b'{"id":1,"what":"hello"}'
     inv = core.invocations[-1]
@@ -54,8 +65,9 @@ def test_get_invokes_and_put_is_405(ingress: httpx.Client) -> None:
 
 
 def test_headers_forwarded_to_handler(ingress: httpx.Client, core: FakeCore) -> None:
-    r = ingress.post("/Echo/headers?x=1", headers={"x-custom": "abc", "idempotency-key": "k1",
-                                                    "connection": "keep-alive"})
+    r = ingress.post(
+        "/Echo/headers?x=1", headers={"x-custom": "abc", "idempotency-key": "k1", "connection": "keep-alive"}
+    )
     assert r.status_code == 200
     forwarded = core.invocations[-1].headers
     assert forwarded[0] == ("x-restate-ingress-path", "/Echo/headers?x=1")
@@ -85,11 +97,13 @@ def test_missing_key_is_bad_path(ingress: httpx.Client) -> None:
 
 def test_unknown_service_and_handler(ingress: httpx.Client) -> None:
     assert_ingress_error(
-        ingress.post("/NoSuchService/foo", headers=JSON_CT, content=b"1"), 404,
+        ingress.post("/NoSuchService/foo", headers=JSON_CT, content=b"1"),
+        404,
         "service 'NoSuchService' not found, make sure to register the service before calling it.",
     )
     assert_ingress_error(
-        ingress.post("/taskWorker/noSuchHandler", headers=JSON_CT, content=b"1"), 404,
+        ingress.post("/taskWorker/noSuchHandler", headers=JSON_CT, content=b"1"),
+        404,
         "the service 'taskWorker' exists, but the handler 'noSuchHandler' was not found, check that the "
         "handler exists in the latest registered service version.",
     )
@@ -103,20 +117,33 @@ def test_root_and_private_service(ingress: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("path", "headers", "body", "message"),
     [
-        ("/taskWorker/runTask", {"content-type": "text/plain"}, b"hello",
-         "input validation error: Content-type 'text/plain' does not match 'application/json'"),
-        ("/taskWorker/runTask", {"content-type": "application/x-www-form-urlencoded"}, b'{"x":1}',
-         "input validation error: Content-type 'application/x-www-form-urlencoded' does not match "
-         "'application/json'"),
+        (
+            "/taskWorker/runTask",
+            {"content-type": "text/plain"},
+            b"hello",
+            "input validation error: Content-type 'text/plain' does not match 'application/json'",
+        ),
+        (
+            "/taskWorker/runTask",
+            {"content-type": "application/x-www-form-urlencoded"},
+            b'{"x":1}',
+            "input validation error: Content-type 'application/x-www-form-urlencoded' does not match "
+            "'application/json'",
+        ),
         ("/taskWorker/runTask", JSON_CT, b"", "input validation error: Empty body not allowed"),
-        ("/Counter/c1/get", JSON_CT, b"",
-         "input validation error: Expected body and content-type to be empty, but wasn't with content-type "
-         "'Some(\"application/json\")'"),
+        (
+            "/Counter/c1/get",
+            JSON_CT,
+            b"",
+            "input validation error: Expected body and content-type to be empty, but wasn't with content-type "
+            "'Some(\"application/json\")'",
+        ),
         ("/Echo/raw", {}, b"", "input validation error: Empty content-type"),
     ],
 )
-def test_input_validation(ingress: httpx.Client, path: str, headers: dict[str, str], body: bytes,
-                          message: str) -> None:
+def test_input_validation(
+    ingress: httpx.Client, path: str, headers: dict[str, str], body: bytes, message: str
+) -> None:
     assert_ingress_error(ingress.post(path, headers=headers, content=body), 400, message)
 
 
@@ -141,7 +168,13 @@ def test_empty_output_has_no_content_type(ingress: httpx.Client) -> None:
 def test_send(ingress: httpx.Client, core: FakeCore) -> None:
     r = ingress.post("/taskWorker/runTask/send", headers=JSON_CT, content=b'{"id":2}')
     assert r.status_code == 202
-    assert names(r) == ["content-type", "x-restate-id", "vary", "access-control-allow-credentials", "content-length"]
+    assert names(r) == [
+        "content-type",
+        "x-restate-id",
+        "vary",
+        "access-control-allow-credentials",
+        "content-length",
+    ]
     assert r.content == f'{{"invocationId":"{PENDING_ID}","status":"Accepted"}}'.encode()
     assert r.headers["x-restate-id"] == PENDING_ID
     h = {"idempotency-key": "key-A", **JSON_CT}
@@ -152,8 +185,17 @@ def test_send(ingress: httpx.Client, core: FakeCore) -> None:
     assert core.invocations[-1].target.key == "c1"
 
 
-@pytest.mark.parametrize(("delay", "ms"), [("10s", 10_000), ("PT2S", 2_000), ("1m", 60_000), ("500ms", 500),
-                                           ("60%20sec", 60_000), ("1h%202m", 3_720_000)])
+@pytest.mark.parametrize(
+    ("delay", "ms"),
+    [
+        ("10s", 10_000),
+        ("PT2S", 2_000),
+        ("1m", 60_000),
+        ("500ms", 500),
+        ("60%20sec", 60_000),
+        ("1h%202m", 3_720_000),
+    ],
+)
 def test_send_with_delay(ingress: httpx.Client, core: FakeCore, delay: str, ms: int) -> None:
     r = ingress.post(f"/taskWorker/runTask/send?delay={delay}", headers=JSON_CT, content=b"1")
     assert r.status_code == 202
@@ -166,13 +208,15 @@ def test_send_with_delay(ingress: httpx.Client, core: FakeCore, delay: str, ms: 
 
 def test_bad_delay_and_delay_on_call(ingress: httpx.Client) -> None:
     assert_ingress_error(
-        ingress.post("/taskWorker/runTask/send?delay=abc", headers=JSON_CT, content=b"1"), 400,
+        ingress.post("/taskWorker/runTask/send?delay=abc", headers=JSON_CT, content=b"1"),
+        400,
         'bad delay query parameter, must be a ISO8601 duration: failed to parse input in the "friendly" duration '
         "format: expected duration to start with a unit value (a decimal integer) after an optional sign, but no "
         "integer was found",
     )
     assert_ingress_error(
-        ingress.post("/taskWorker/runTask?delay=1s", headers=JSON_CT, content=b"1"), 400,
+        ingress.post("/taskWorker/runTask?delay=1s", headers=JSON_CT, content=b"1"),
+        400,
         "cannot use the delay query parameter with calls. The delay is supported only with sends",
     )
 
@@ -182,22 +226,43 @@ def test_idempotent_call_repeats_with_expiry(ingress: httpx.Client) -> None:
     first = ingress.post("/taskWorker/runTask", headers=h, content=b'{"id":"sync"}')
     assert "idempotency-expires" not in first.headers
     second = ingress.post("/taskWorker/runTask", headers=h, content=b'{"id":"other"}')
-    assert names(second) == ["x-restate-id", "idempotency-expires", "content-type", "vary",
-                             "access-control-allow-credentials", "content-length"]
+    assert names(second) == [
+        "x-restate-id",
+        "idempotency-expires",
+        "content-type",
+        "vary",
+        "access-control-allow-credentials",
+        "content-length",
+    ]
     assert second.headers["idempotency-expires"] == "2026-11-25T18:33:17.774+00:00"
 
 
 def test_workflow_run_twice_and_idempotency_key_rejected(ingress: httpx.Client) -> None:
-    assert ingress.post("/Wf/w1/run/send", headers=JSON_CT, content=b'{"order":1}').json()["status"] == "Accepted"
-    assert ingress.post("/Wf/w1/run/send", headers=JSON_CT, content=b"{}").json()["status"] == "PreviouslyAccepted"
+    assert (
+        ingress.post("/Wf/w1/run/send", headers=JSON_CT, content=b'{"order":1}').json()["status"]
+        == "Accepted"
+    )
+    assert (
+        ingress.post("/Wf/w1/run/send", headers=JSON_CT, content=b"{}").json()["status"]
+        == "PreviouslyAccepted"
+    )
     r = ingress.post("/Wf/w1/run", headers=JSON_CT, content=b'{"order":1}')
     assert r.status_code == 409
-    assert names(r) == ["x-restate-id", "x-restate-error-source", "content-type", "vary",
-                        "access-control-allow-credentials", "content-length"]
+    assert names(r) == [
+        "x-restate-id",
+        "x-restate-error-source",
+        "content-type",
+        "vary",
+        "access-control-allow-credentials",
+        "content-length",
+    ]
     assert r.headers["x-restate-id"] == WF_RUN_ID
-    assert r.content == b'{"code":409,"message":"the workflow method was already invoked","source":"invocation"}'
+    assert (
+        r.content == b'{"code":409,"message":"the workflow method was already invoked","source":"invocation"}'
+    )
     assert_ingress_error(
-        ingress.post("/Wf/w2/run", headers={"idempotency-key": "x", **JSON_CT}, content=b"{}"), 400,
+        ingress.post("/Wf/w2/run", headers={"idempotency-key": "x", **JSON_CT}, content=b"{}"),
+        400,
         "cannot use the idempotency key with workflow handlers. The handler invocation will already be "
         "idempotent by the workflow key itself.",
     )
@@ -225,20 +290,33 @@ def test_output_and_attach(ingress: httpx.Client) -> None:
     assert r.headers["content-type"] == "application/json"
     r = ingress.get(f"/restate/invocation/{KILLED_ID}/output")
     assert r.status_code == 409
-    assert names(r) == ["x-restate-id", "idempotency-expires", "x-restate-error-source", "content-type", "vary",
-                        "access-control-allow-credentials", "content-length"]
+    assert names(r) == [
+        "x-restate-id",
+        "idempotency-expires",
+        "x-restate-error-source",
+        "content-type",
+        "vary",
+        "access-control-allow-credentials",
+        "content-length",
+    ]
     assert r.content == b'{"code":409,"message":"killed","source":"invocation"}'
 
 
 def test_output_errors(ingress: httpx.Client) -> None:
     assert_ingress_error(ingress.get("/restate/workflow/Wf/w0/output"), 404, "invocation not found")
-    assert_ingress_error(ingress.get("/restate/workflow/Wf/w1/output"), 470,
-                         "the invocation exists but has not completed yet")
+    assert_ingress_error(
+        ingress.get("/restate/workflow/Wf/w1/output"), 470, "the invocation exists but has not completed yet"
+    )
     assert ingress.get("/restate/workflow/Wf/w1/attach").json() == {"approved": True}
     assert_ingress_error(ingress.post(f"/restate/invocation/{DONE_ID}/attach"), 405, "method not allowed")
-    assert_ingress_error(ingress.get("/restate/invocation/x/output"), 400, "bad invocation id 'x': bad format")
-    assert_ingress_error(ingress.get("/restate/invocation/NoSuch/h/k/output"), 404,
-                         "service 'NoSuch' not found, make sure to register the service before calling it.")
+    assert_ingress_error(
+        ingress.get("/restate/invocation/x/output"), 400, "bad invocation id 'x': bad format"
+    )
+    assert_ingress_error(
+        ingress.get("/restate/invocation/NoSuch/h/k/output"),
+        404,
+        "service 'NoSuch' not found, make sure to register the service before calling it.",
+    )
 
 
 def test_awakeables(ingress: httpx.Client, core: FakeCore) -> None:
@@ -248,15 +326,21 @@ def test_awakeables(ingress: httpx.Client, core: FakeCore) -> None:
     assert names(r) == ["vary", "access-control-allow-credentials", "content-length"]
     assert r.content == b"" and r.headers["content-length"] == "0"
     assert core.awakeables[-1] == (aid, Success(b'{"approved":true}'))
-    r = ingress.post(f"/restate/a/{aid}/reject", headers={"content-type": "text/plain"}, content=b"nope, rejected")
+    r = ingress.post(
+        f"/restate/a/{aid}/reject", headers={"content-type": "text/plain"}, content=b"nope, rejected"
+    )
     assert r.status_code == 202
     assert core.awakeables[-1] == (aid, Failure(500, "nope, rejected"))
     assert_ingress_error(
-        ingress.post("/restate/awakeables/sign_1NotARealAwakeableId/resolve", headers=JSON_CT, content=b"1"), 400,
+        ingress.post("/restate/awakeables/sign_1NotARealAwakeableId/resolve", headers=JSON_CT, content=b"1"),
+        400,
         "bad awakeable id 'sign_1NotARealAwakeableId': id doesn't match the expected type",
     )
-    assert_ingress_error(ingress.post("/restate/awakeables/garbage/resolve", headers=JSON_CT, content=b"1"), 400,
-                         "bad awakeable id 'garbage': bad format")
+    assert_ingress_error(
+        ingress.post("/restate/awakeables/garbage/resolve", headers=JSON_CT, content=b"1"),
+        400,
+        "bad awakeable id 'garbage': bad format",
+    )
     assert_ingress_error(ingress.get(f"/restate/awakeables/{aid}/resolve"), 405, "method not allowed")
 
 
@@ -268,11 +352,18 @@ def test_health(ingress: httpx.Client) -> None:
 
 
 def test_cors_preflight_and_origin(ingress: httpx.Client) -> None:
-    r = ingress.options("/taskWorker/runTask", headers={"origin": "http://example.test",
-                                                        "access-control-request-method": "POST"})
+    r = ingress.options(
+        "/taskWorker/runTask",
+        headers={"origin": "http://example.test", "access-control-request-method": "POST"},
+    )
     assert r.status_code == 200
-    assert names(r) == ["access-control-allow-credentials", "vary", "access-control-allow-methods",
-                        "access-control-allow-origin", "content-length"]
+    assert names(r) == [
+        "access-control-allow-credentials",
+        "vary",
+        "access-control-allow-methods",
+        "access-control-allow-origin",
+        "content-length",
+    ]
     assert r.headers["access-control-allow-methods"] == "POST"
     assert r.headers["access-control-allow-origin"] == "http://example.test"
     assert r.content == b""
@@ -297,7 +388,9 @@ def test_new_api_call_send_and_lookup(ingress: httpx.Client, core: FakeCore) -> 
     assert ingress.post("/restate/send/taskWorker/runTask").status_code == 202
     r = ingress.post("/restate/output", json={"target": "invocation", "invocationId": DONE_ID})
     assert r.status_code == 200 and r.headers["x-restate-id"] == DONE_ID
-    r = ingress.post("/restate/lookup", json={"target": "workflow", "workflowName": "Wf", "workflowKey": "w1"})
+    r = ingress.post(
+        "/restate/lookup", json={"target": "workflow", "workflowName": "Wf", "workflowKey": "w1"}
+    )
     assert r.status_code == 200 and r.json()["invocationId"].startswith("inv_1")
 
 

@@ -50,13 +50,25 @@ log = logging.getLogger("pyrestate.admin")
 MIN_ADMIN_API_VERSION = 2
 MAX_ADMIN_API_VERSION = 4
 _FEATURES = (
-    "scoped_promise_table_migration", "vqueue_obsolete_cleanup", "kafka_scope", "unique_random_seeds",
-    "scoped_state_table_migration", "scoped_virtual_objects", "invoker_yield", "vqueues_migration_skip_completed",
-    "vqueues_async_refill", "vqueues", "preflight_invocation_termination_retention", "protocol_v7",
+    "scoped_promise_table_migration",
+    "vqueue_obsolete_cleanup",
+    "kafka_scope",
+    "unique_random_seeds",
+    "scoped_state_table_migration",
+    "scoped_virtual_objects",
+    "invoker_yield",
+    "vqueues_migration_skip_completed",
+    "vqueues_async_refill",
+    "vqueues",
+    "preflight_invocation_termination_retention",
+    "protocol_v7",
 )
 _COMMANDS = {c.value: c for c in InvocationCommand}
-_DELETE_MODES = {"cancel": InvocationCommand.CANCEL, "kill": InvocationCommand.KILL,
-                 "purge": InvocationCommand.PURGE}
+_DELETE_MODES = {
+    "cancel": InvocationCommand.CANCEL,
+    "kill": InvocationCommand.KILL,
+    "purge": InvocationCommand.PURGE,
+}
 MAX_ADMIN_BODY = 16 * 1024 * 1024
 
 DiscoverFn = Callable[..., Awaitable[Any]]
@@ -113,8 +125,9 @@ def _load_manifest_validator() -> Callable[[dict[str, Any], int | None], None] |
 class AdminApp:
     """ASGI-3 app. `discover` defaults to the invoker's discovery client (injectable for tests)."""
 
-    def __init__(self, core: ServerCore, config: ServerConfig | None = None, *,
-                 discover: DiscoverFn | None = None) -> None:
+    def __init__(
+        self, core: ServerCore, config: ServerConfig | None = None, *, discover: DiscoverFn | None = None
+    ) -> None:
         self.core = core
         self.config = config or ServerConfig()
         self._discover = discover
@@ -133,7 +146,9 @@ class AdminApp:
             response = Response(e.status, {"message": e.message, "restate_code": e.restate_code})
         except PlainError as e:
             await send_response(
-                send, e.status, [("content-type", "text/plain; charset=utf-8"), ("vary", "accept-encoding")],
+                send,
+                e.status,
+                [("content-type", "text/plain; charset=utf-8"), ("vary", "accept-encoding")],
                 e.message.encode(),
             )
             return
@@ -175,7 +190,9 @@ class AdminApp:
                     f"v{MIN_ADMIN_API_VERSION} to v{MAX_ADMIN_API_VERSION}",
                 )
             segments = segments[1:]
-        query = dict(parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1"), keep_blank_values=True))
+        query = dict(
+            parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1"), keep_blank_values=True)
+        )
 
         async def body_json() -> Any:
             ct = header(headers, "content-type")
@@ -197,16 +214,24 @@ class AdminApp:
                 return self._only(method, "GET") or Response(200, self._version())
             case ["deployments"]:
                 if method == "GET":
-                    return Response(200, {"deployments": [
-                        schema_json.deployment_list_entry(d) for d in await self.core.list_deployments()
-                    ]})
+                    return Response(
+                        200,
+                        {
+                            "deployments": [
+                                schema_json.deployment_list_entry(d)
+                                for d in await self.core.list_deployments()
+                            ]
+                        },
+                    )
                 if method == "POST":
                     return await self._register(await body_json(), api_version)
                 return _method_not_allowed("GET,POST")
             case ["deployments", dep_id]:
                 _check_path_id("deployment", dep_id, check_deployment_id)
                 if method == "GET":
-                    return Response(200, schema_json.deployment_detail(await self._deployment(dep_id), self.config))
+                    return Response(
+                        200, schema_json.deployment_detail(await self._deployment(dep_id), self.config)
+                    )
                 if method == "DELETE":
                     return await self._delete_deployment(dep_id, query)
                 return _method_not_allowed("GET,DELETE")
@@ -222,7 +247,9 @@ class AdminApp:
                 if denied := self._only(method, "GET"):
                     return denied
                 svc = self._service(name)
-                return Response(200, {"handlers": [schema_json.handler_json(h) for h in svc.handlers.values()]})
+                return Response(
+                    200, {"handlers": [schema_json.handler_json(h) for h in svc.handlers.values()]}
+                )
             case ["services", name, "handlers", handler_name]:
                 if denied := self._only(method, "GET"):
                     return denied
@@ -243,8 +270,11 @@ class AdminApp:
                 mode = query.get("mode", "cancel").lower()
                 command = _DELETE_MODES.get(mode)
                 if command is None:
-                    raise PlainError(400, f"Failed to deserialize query string: unknown variant `{query.get('mode')}`"
-                                          ", expected one of `Cancel`, `Kill`, `Purge`")
+                    raise PlainError(
+                        400,
+                        f"Failed to deserialize query string: unknown variant `{query.get('mode')}`"
+                        ", expected one of `Cancel`, `Kill`, `Purge`",
+                    )
                 await self._invocation_command(inv_id, command, None)
                 return Response(202)
             case ["invocations", inv_id, verb]:
@@ -301,8 +331,10 @@ class AdminApp:
 
     async def _services_json(self) -> list[dict[str, Any]]:
         deployments = await self._deployments_by_id()
-        return [schema_json.service_json(s, self.config, deployments.get(s.deployment_id))
-                for s in self.core.list_services()]
+        return [
+            schema_json.service_json(s, self.config, deployments.get(s.deployment_id))
+            for s in self.core.list_services()
+        ]
 
     async def _service_json(self, name: str) -> dict[str, Any]:
         svc = self._service(name)
@@ -312,15 +344,25 @@ class AdminApp:
     async def _patch_service(self, name: str, body: Any) -> Response:
         self._service(name)
         if not isinstance(body, dict):
-            raise PlainError(422, "Failed to deserialize the JSON body into the target type: expected an object")
+            raise PlainError(
+                422, "Failed to deserialize the JSON body into the target type: expected an object"
+            )
         fields: dict[str, Any] = {}
         if "public" in body and body["public"] is not None:
             if not isinstance(body["public"], bool):
-                raise PlainError(422, "Failed to deserialize the JSON body into the target type: "
-                                      "public: invalid type, expected a boolean")
+                raise PlainError(
+                    422,
+                    "Failed to deserialize the JSON body into the target type: "
+                    "public: invalid type, expected a boolean",
+                )
             fields["public"] = body["public"]
-        for key in ("idempotency_retention", "workflow_completion_retention", "journal_retention",
-                    "inactivity_timeout", "abort_timeout"):
+        for key in (
+            "idempotency_retention",
+            "workflow_completion_retention",
+            "journal_retention",
+            "inactivity_timeout",
+            "abort_timeout",
+        ):
             value = body.get(key)
             if value is None:
                 continue
@@ -329,8 +371,9 @@ class AdminApp:
                     raise DurationError("expected a duration string")
                 ms = parse_duration_ms(value)
             except DurationError as e:
-                raise PlainError(422, f"Failed to deserialize the JSON body into the target type: {key}: {e}") \
-                    from None
+                raise PlainError(
+                    422, f"Failed to deserialize the JSON body into the target type: {key}: {e}"
+                ) from None
             fields[f"{key}_ms"] = ms
         try:
             updated = await self.core.update_service(name, ServicePatch(**fields))
@@ -339,23 +382,36 @@ class AdminApp:
         except core_api.BadRequest as e:
             raise AdminError(400, str(e)) from None
         deployments = await self._deployments_by_id()
-        return Response(200, schema_json.service_json(updated, self.config, deployments.get(updated.deployment_id)))
+        return Response(
+            200, schema_json.service_json(updated, self.config, deployments.get(updated.deployment_id))
+        )
 
     async def _set_state(self, name: str, body: Any) -> Response:
         svc = self._service(name)
-        if not isinstance(body, dict) or not isinstance(body.get("object_key"), str) \
-                or not isinstance(body.get("new_state"), dict):
-            raise PlainError(422, "Failed to deserialize the JSON body into the target type: "
-                                  "expected {\"object_key\": string, \"new_state\": {key: [bytes]}}")
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("object_key"), str)
+            or not isinstance(body.get("new_state"), dict)
+        ):
+            raise PlainError(
+                422,
+                "Failed to deserialize the JSON body into the target type: "
+                'expected {"object_key": string, "new_state": {key: [bytes]}}',
+            )
         if svc.ty is ServiceType.SERVICE:
-            raise AdminError(400, f"The service '{name}' is not a virtual object or workflow and has no state")
+            raise AdminError(
+                400, f"The service '{name}' is not a virtual object or workflow and has no state"
+            )
         state: dict[str, bytes] = {}
         for k, v in body["new_state"].items():
             try:
                 state[k] = bytes(v)
             except (TypeError, ValueError):
-                raise PlainError(422, "Failed to deserialize the JSON body into the target type: "
-                                      f"new_state.{k}: expected an array of bytes") from None
+                raise PlainError(
+                    422,
+                    "Failed to deserialize the JSON body into the target type: "
+                    f"new_state.{k}: expected an array of bytes",
+                ) from None
         await self.core.set_state(name, body["object_key"], state)
         return Response(202)
 
@@ -365,7 +421,9 @@ class AdminApp:
         try:
             check_invocation_id(inv_id)
         except IdDecodeError as e:
-            raise AdminError(400, f"The request field 'invocation_id' is invalid. Reason: {e.reason}") from None
+            raise AdminError(
+                400, f"The request field 'invocation_id' is invalid. Reason: {e.reason}"
+            ) from None
         try:
             return await self.core.invocation_command(inv_id, command, deployment_id=deployment_id)
         except core_api.NotFound:
@@ -385,19 +443,28 @@ class AdminApp:
 
     async def _register(self, body: Any, api_version: int | None) -> Response:
         if not isinstance(body, dict):
-            raise PlainError(422, "Failed to deserialize the JSON body into the target type: expected an object")
+            raise PlainError(
+                422, "Failed to deserialize the JSON body into the target type: expected an object"
+            )
         if "arn" in body and "uri" not in body:
             raise AdminError(400, "Lambda deployments are not supported by this server")
         uri = body.get("uri")
         if not isinstance(uri, str):
-            raise PlainError(422, "Failed to deserialize the JSON body into the target type: missing field `uri`")
+            raise PlainError(
+                422, "Failed to deserialize the JSON body into the target type: missing field `uri`"
+            )
         if not (uri.startswith("http://") or uri.startswith("https://")) or len(uri.split("://", 1)[1]) == 0:
-            raise AdminError(400, f"The request field 'uri' is invalid. Reason: must be an absolute http(s) URI, "
-                                  f"got '{uri}'")
+            raise AdminError(
+                400,
+                f"The request field 'uri' is invalid. Reason: must be an absolute http(s) URI, got '{uri}'",
+            )
         headers = body.get("additional_headers") or {}
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            raise PlainError(422, "Failed to deserialize the JSON body into the target type: "
-                                  "additional_headers: expected an object of strings")
+            raise PlainError(
+                422,
+                "Failed to deserialize the JSON body into the target type: "
+                "additional_headers: expected an object of strings",
+            )
         use_http_11 = bool(body.get("use_http_11") or False)
         force_default = api_version == 2  # Restate defaults `force` to true only on the v2 API
         force = body.get("force")
@@ -411,8 +478,9 @@ class AdminApp:
             response = await result if inspect.isawaitable(result) else result
         except Exception as e:
             message = getattr(e, "message", None) or str(e) or type(e).__name__
-            raise AdminError(500, f"[META0003] [META0003] error when calling '{uri}': {message}", "META0003") \
-                from None
+            raise AdminError(
+                500, f"[META0003] [META0003] error when calling '{uri}': {message}", "META0003"
+            ) from None
         manifest = response.manifest
         try:
             if self._validate_manifest is not None:
@@ -458,7 +526,9 @@ def _check_path_id(what: str, value: str, check: Callable[[str], str]) -> None:
     try:
         check(value)
     except IdDecodeError as e:
-        raise PlainError(400, f"Invalid URL: Cannot parse `{what}` with value `{value}`: {e.reason}") from None
+        raise PlainError(
+            400, f"Invalid URL: Cannot parse `{what}` with value `{value}`: {e.reason}"
+        ) from None
 
 
 def _header_value(headers: Any, name: str) -> str | None:

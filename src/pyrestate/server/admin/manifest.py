@@ -17,10 +17,16 @@ from pyrestate.server.core_api import HandlerSchema, HandlerType, ServiceSchema,
 
 _SERVICE_NAME = re.compile(r"([a-zA-Z]|_[a-zA-Z0-9])[a-zA-Z0-9._-]*")
 _HANDLER_NAME = re.compile(r"([a-zA-Z]|_[a-zA-Z0-9])[a-zA-Z0-9_]*")
-_SERVICE_TYPES = {"SERVICE": ServiceType.SERVICE, "VIRTUAL_OBJECT": ServiceType.VIRTUAL_OBJECT,
-                  "WORKFLOW": ServiceType.WORKFLOW}
-_HANDLER_TYPES = {"EXCLUSIVE": HandlerType.EXCLUSIVE, "SHARED": HandlerType.SHARED,
-                  "WORKFLOW": HandlerType.WORKFLOW}
+_SERVICE_TYPES = {
+    "SERVICE": ServiceType.SERVICE,
+    "VIRTUAL_OBJECT": ServiceType.VIRTUAL_OBJECT,
+    "WORKFLOW": ServiceType.WORKFLOW,
+}
+_HANDLER_TYPES = {
+    "EXCLUSIVE": HandlerType.EXCLUSIVE,
+    "SHARED": HandlerType.SHARED,
+    "WORKFLOW": HandlerType.WORKFLOW,
+}
 _PROTOCOL_MODES = ("BIDI_STREAM", "REQUEST_RESPONSE")
 
 

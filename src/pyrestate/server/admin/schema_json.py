@@ -101,7 +101,9 @@ def service_json(
             if s.retry_exponentiation_factor is not None
             else config.retry_exponentiation_factor
         ),
-        "max_attempts": s.retry_max_attempts if s.retry_max_attempts is not None else config.retry_max_attempts,
+        "max_attempts": s.retry_max_attempts
+        if s.retry_max_attempts is not None
+        else config.retry_max_attempts,
         "max_interval": pick(s.retry_max_interval_ms, config.retry_max_interval_ms),
         "on_max_attempts": _on_max(s.retry_on_max_attempts or config.retry_on_max_attempts),
     }

@@ -46,7 +46,8 @@ def bad_invocation_path() -> IngressError:
     return IngressError(
         400,
         "bad path, expected either /restate/invocation/:invocation_id/output or "
-        "/restate/invocation/:invocation_id/attach or /restate/invocation/:invocation_target/:idempotency_key/output "
+        "/restate/invocation/:invocation_id/attach or "
+        "/restate/invocation/:invocation_target/:idempotency_key/output "
         "or /restate/invocation/:invocation_target/:idempotency_key/attach",
     )
 
@@ -71,7 +72,9 @@ def bad_key_encoding(segment: str) -> IngressError:
 
 
 def service_not_found(service: str) -> IngressError:
-    return IngressError(404, f"service '{service}' not found, make sure to register the service before calling it.")
+    return IngressError(
+        404, f"service '{service}' not found, make sure to register the service before calling it."
+    )
 
 
 def handler_not_found(service: str, handler: str) -> IngressError:
@@ -143,9 +146,9 @@ def unavailable() -> IngressError:
 def internal(detail: str) -> IngressError:
     return IngressError(
         500,
-        f"internal routing error: {detail}. The ingress was not able to acknowledge the invocation submission, "
-        "and will not retry because the request is missing an 'idempotency-key'. Please note that the request "
-        "may have been correctly submitted and executed.",
+        f"internal routing error: {detail}. The ingress was not able to acknowledge the invocation "
+        "submission, and will not retry because the request is missing an 'idempotency-key'. Please note "
+        "that the request may have been correctly submitted and executed.",
     )
 
 

@@ -139,12 +139,19 @@ def _parse_restate(rest: list[str], service_type: ServiceTypeLookup) -> Route:
         name, key, op = args[0], _decode_key(args[1]), args[2]
         if op not in ("attach", "output") or len(args) > 3:
             raise errors.not_found()
-        return LookupRoute(op="attach" if op == "attach" else "output", query=ByWorkflow(workflow=name, key=key))
+        return LookupRoute(
+            op="attach" if op == "attach" else "output", query=ByWorkflow(workflow=name, key=key)
+        )
     if verb in ("call", "send"):
         if not args:
             raise errors.bad_restate_api_path()
         return _parse_service(
-            args[0], args[1:], service_type, errors.bad_restate_api_path, allow_send_suffix=False, send=verb == "send"
+            args[0],
+            args[1:],
+            service_type,
+            errors.bad_restate_api_path,
+            allow_send_suffix=False,
+            send=verb == "send",
         )
     if verb in ("attach", "output"):
         if not args:

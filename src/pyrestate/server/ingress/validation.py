@@ -34,7 +34,9 @@ class ContentTypePattern:
             raise ValueError(f"can't parse the content-type '{text}': must contain one /")
         if head == "*":
             if tail != "*":
-                raise ValueError(f"can't parse the content-type '{text}': the wildcard format */subType is not supported")
+                raise ValueError(
+                    f"can't parse the content-type '{text}': the wildcard format */subType is not supported"
+                )
             return cls(None, None)
         return cls(head, None if tail == "*" else tail)
 
@@ -61,7 +63,9 @@ def _check_no_body(content_type: str | None, body: bytes) -> None:
         )
 
 
-def _check_content_type(pattern: ContentTypePattern, json_value: bool, content_type: str | None, body: bytes) -> None:
+def _check_content_type(
+    pattern: ContentTypePattern, json_value: bool, content_type: str | None, body: bytes
+) -> None:
     if content_type is None:
         raise InputValidationError("Empty content-type")
     if not pattern.matches(content_type):
