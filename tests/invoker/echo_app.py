@@ -51,8 +51,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 return
     path = scope["path"]
     if path.endswith("/echo"):
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/octet-stream")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/octet-stream")],
+            }
+        )
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":

@@ -64,9 +64,8 @@ class RawH2Peer:
                     elif event.flow_controlled_length:
                         # Credit the connection only: that one stream stays blocked, the others flow.
                         conn.increment_flow_control_window(event.flow_controlled_length)
-                elif isinstance(event, h2.events.StreamEnded):
-                    if paths.get(event.stream_id) == "/echo":
-                        conn.end_stream(event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded) and paths.get(event.stream_id) == "/echo":
+                    conn.end_stream(event.stream_id)
             writer.write(conn.data_to_send())
         writer.close()
 
@@ -97,7 +96,7 @@ async def test_send_blocked_on_peer_window_is_cancellable(raw_peer: tuple[RawH2P
     async with DeploymentClient(url) as client:
         held = await client.open_stream("POST", "/hold", [])
         assert (await held.response_head())[0] == 200
-        # The peer never acknowledges: after its 64 KiB initial window the send must wait, and stay cancellable.
+        # The peer never opens the stream window: past 64 KiB the send waits, and must stay cancellable.
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(held.send(b"x" * 200_000), 0.3)
         await held.aclose()

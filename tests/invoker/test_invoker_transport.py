@@ -220,7 +220,9 @@ async def test_connection_refused_is_a_retryable_transport_error() -> None:
 
 
 async def test_h1_request_response_and_connection_reuse(echo_peer: Peer) -> None:
-    async with DeploymentClient(echo_peer.url + "/p", use_http_11=True, additional_headers={"x-a": "1"}) as client:
+    async with DeploymentClient(
+        echo_peer.url + "/p", use_http_11=True, additional_headers={"x-a": "1"}
+    ) as client:
         stream = await client.open_stream("POST", "/echo", [("content-type", "application/octet-stream")])
         await stream.send(b"hello ")
         await stream.send(b"world")

@@ -93,16 +93,16 @@ async def run_server(
         servers = [
             asyncio.create_task(
                 serve(
-                    ingress,
-                    hypercorn_config(config.ingress_bind),  # type: ignore[arg-type]
+                    ingress,  # type: ignore[arg-type]  # a plain ASGI-3 callable
+                    hypercorn_config(config.ingress_bind),
                     shutdown_trigger=stop.wait,
                 ),
                 name="ingress",
             ),
             asyncio.create_task(
                 serve(
-                    admin,
-                    hypercorn_config(config.admin_bind),  # type: ignore[arg-type]
+                    admin,  # type: ignore[arg-type]
+                    hypercorn_config(config.admin_bind),
                     shutdown_trigger=stop.wait,
                 ),
                 name="admin",

@@ -132,8 +132,8 @@ def test_invocation_commands(admin: httpx.Client, core: FakeCore) -> None:
     r = admin.patch("/invocations/not-an-id/cancel")
     assert r.status_code == 400
     assert (
-        r.content
-        == b'{"message":"The request field \'invocation_id\' is invalid. Reason: bad format","restate_code":null}'
+        r.content == b'{"message":"The request field \'invocation_id\' is invalid. Reason: bad format",'
+        b'"restate_code":null}'
     )
     r = admin.patch("/invocations/inv_1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/cancel")
     assert r.json()["message"].endswith("Reason: base62 decode error")

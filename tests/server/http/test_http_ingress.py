@@ -135,7 +135,8 @@ def test_root_and_private_service(ingress: httpx.Client) -> None:
             "/Counter/c1/get",
             JSON_CT,
             b"",
-            "input validation error: Expected body and content-type to be empty, but wasn't with content-type "
+            "input validation error: Expected body and content-type to be empty, but wasn't with "
+            "content-type "
             "'Some(\"application/json\")'",
         ),
         ("/Echo/raw", {}, b"", "input validation error: Empty content-type"),
@@ -210,9 +211,9 @@ def test_bad_delay_and_delay_on_call(ingress: httpx.Client) -> None:
     assert_ingress_error(
         ingress.post("/taskWorker/runTask/send?delay=abc", headers=JSON_CT, content=b"1"),
         400,
-        'bad delay query parameter, must be a ISO8601 duration: failed to parse input in the "friendly" duration '
-        "format: expected duration to start with a unit value (a decimal integer) after an optional sign, but no "
-        "integer was found",
+        'bad delay query parameter, must be a ISO8601 duration: failed to parse input in the "friendly" '
+        "duration format: expected duration to start with a unit value (a decimal integer) after an optional "
+        "sign, but no integer was found",
     )
     assert_ingress_error(
         ingress.post("/taskWorker/runTask?delay=1s", headers=JSON_CT, content=b"1"),

@@ -182,7 +182,8 @@ def _service(raw: Any) -> ServiceSchema:
     name = raw.get("name")
     if not isinstance(name, str) or not _SERVICE_NAME.fullmatch(name):
         raise ManifestInvalid(f"invalid service name {name!r}")
-    ty = _SERVICE_TYPES.get(raw.get("ty")) if isinstance(raw.get("ty"), str) else None
+    ty_raw = raw.get("ty")
+    ty = _SERVICE_TYPES.get(ty_raw) if isinstance(ty_raw, str) else None
     if ty is None:
         raise ManifestInvalid(f"service '{name}': unknown service type {raw.get('ty')!r}")
     handlers_raw = raw.get("handlers")

@@ -139,5 +139,5 @@ def rfc3339_millis(epoch_ms: int) -> str:
 
 
 def rfc3339_nanos(epoch_ms: int) -> str:
-    """``2026-11-24T18:33:17.768000000Z``: a delayed send's ``executionTime``, a deployment's ``created_at``."""
+    """``2026-11-24T18:33:17.768000000Z``: ``executionTime`` of a delayed send, ``created_at``."""
     return _utc(epoch_ms).strftime("%Y-%m-%dT%H:%M:%S") + f".{epoch_ms % 1000:03d}000000Z"

@@ -44,8 +44,16 @@ _REPLAY_LIMIT = 1 << 20
 _MAX_IDLE_H1 = 32
 # Connection-specific headers are forbidden in HTTP/2 (RFC 9113 §8.2.2); h1 framing is ours to choose.
 _HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "host",
-     "content-length"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "host",
+        "content-length",
+    }
 )
 
 
@@ -71,6 +79,10 @@ def _encode(value: str) -> bytes:
 
 def _decode(value: bytes) -> str:
     return value.decode("utf-8", errors="replace")
+
+
+def _error_name(code: object) -> str:
+    return code.name if isinstance(code, h2.errors.ErrorCodes) else str(code)
 
 
 class InvocationStream:
@@ -110,7 +122,14 @@ class _StreamState:
     """What the connection's reader task learned about one stream."""
 
     __slots__ = (
-        "chunks", "changed", "ended", "error", "head", "local_ended", "maybe_unprocessed", "stream_id",
+        "changed",
+        "chunks",
+        "ended",
+        "error",
+        "head",
+        "local_ended",
+        "maybe_unprocessed",
+        "stream_id",
         "window",
     )
 
@@ -138,8 +157,11 @@ class _StreamState:
 
     @property
     def replayable_failure(self) -> bool:
-        return self.head is None and not self.chunks and not self.ended and (
-            isinstance(self.error, _Unprocessed) or (self.error is not None and self.maybe_unprocessed)
+        return (
+            self.head is None
+            and not self.chunks
+            and not self.ended
+            and (isinstance(self.error, _Unprocessed) or (self.error is not None and self.maybe_unprocessed))
         )
 
 
@@ -298,8 +320,10 @@ class _H2Connection:
 
     def _maybe_close_drained(self) -> None:
         # After GOAWAY nothing new goes on this connection: close it once the last stream is done.
-        if self.goaway and not self.closed and not any(
-            s.error is None and not s.ended for s in self.streams.values()
+        if (
+            self.goaway
+            and not self.closed
+            and not any(s.error is None and not s.ended for s in self.streams.values())
         ):
             self.abort(TransportError(f"connection to {self.label} closed after GOAWAY"))
 
@@ -387,8 +411,8 @@ class _H2Connection:
                 if code == h2.errors.ErrorCodes.REFUSED_STREAM:
                     state.fail(_Unprocessed(f"stream {event.stream_id} refused by {self.label}"))
                 else:
-                    name = getattr(code, "name", str(code))
-                    state.fail(TransportError(f"stream {event.stream_id} reset by {self.label} ({name})"))
+                    reason = _error_name(code)
+                    state.fail(TransportError(f"stream {event.stream_id} reset by {self.label} ({reason})"))
                 self._maybe_close_drained()
         elif isinstance(event, h2.events.WindowUpdated):
             targets = self.streams.values() if event.stream_id == 0 else [self.streams.get(event.stream_id)]
@@ -410,11 +434,12 @@ class _H2Connection:
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         self.goaway = True
         last = event.last_stream_id if event.last_stream_id is not None else 0
-        code = getattr(event.error_code, "name", str(event.error_code))
+        code = _error_name(event.error_code)
         for stream_id, state in list(self.streams.items()):
             if stream_id > last:
                 self.streams.pop(stream_id)
-                state.fail(_Unprocessed(f"stream {stream_id} not processed: {self.label} sent GOAWAY ({code})"))
+                reason = f"stream {stream_id} not processed: {self.label} sent GOAWAY ({code})"
+                state.fail(_Unprocessed(reason))
         self._maybe_close_drained()
 
 
@@ -809,7 +834,9 @@ class DeploymentClient:
                 self._connect_timeout,
             )
         except TimeoutError:
-            raise TransportError(f"connecting to {self._label} timed out after {self._connect_timeout}s") from None
+            raise TransportError(
+                f"connecting to {self._label} timed out after {self._connect_timeout}s"
+            ) from None
         except ConnectionRefusedError:
             raise TransportError(f"connection refused by {self._label}") from None
         except ssl_module.SSLError as e:
@@ -823,7 +850,8 @@ class DeploymentClient:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connections_opened += 1
-        if self._tls and "h2" in alpn and writer.get_extra_info("ssl_object").selected_alpn_protocol() != "h2":
+        negotiated = writer.get_extra_info("ssl_object").selected_alpn_protocol() if self._tls else None
+        if self._tls and "h2" in alpn and negotiated != "h2":
             writer.close()
             raise TransportError(f"{self._label} did not negotiate HTTP/2 over TLS", retryable=False)
         return reader, writer
@@ -860,7 +888,9 @@ class DeploymentClient:
             self._h2_conns.append(conn)
             return conn
 
-    async def _start_h2_stream(self, headers: list[tuple[bytes, bytes]]) -> tuple[_H2Connection, _StreamState]:
+    async def _start_h2_stream(
+        self, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[_H2Connection, _StreamState]:
         for _ in range(8):
             self._check_open()
             conn = await self._h2_connection()
@@ -891,18 +921,18 @@ class DeploymentClient:
         else:
             self._h1_idle.append(conn)
 
-    async def open_stream(self, method: str, path: str, headers: Sequence[tuple[str, str]]) -> InvocationStream:
+    async def open_stream(
+        self, method: str, path: str, headers: Sequence[tuple[str, str]]
+    ) -> InvocationStream:
         """Start a request: `path` is appended to the base URL's path. Headers go out before this returns
         (HTTP/2); the deployment's additional headers are added after the given ones."""
         self._check_open()
         full_path = self._full_path(path)
         merged = [(k.lower(), v) for k, v in headers] + self._additional
         if self.use_http_11:
-            h1_headers = [("host", self._authority)] + [
-                (k, v) for k, v in merged if k not in _HOP_BY_HOP
-            ]
-            conn = await self._h1_acquire()
-            return _H1InvocationStream(self, method.upper(), full_path, h1_headers, conn)
+            h1_headers = [("host", self._authority)] + [(k, v) for k, v in merged if k not in _HOP_BY_HOP]
+            h1 = await self._h1_acquire()
+            return _H1InvocationStream(self, method.upper(), full_path, h1_headers, h1)
         h2_headers = [
             (b":method", _encode(method.upper())),
             (b":scheme", _encode(self._scheme)),
