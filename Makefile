@@ -24,10 +24,12 @@ proto: $(BIN)/pyrestate
 
 lint: $(BIN)/pyrestate
 	$(BIN)/ruff check src tests conformance
-	$(BIN)/mypy src/pyrestate/protocol
+	$(BIN)/mypy --strict src/pyrestate/protocol src/pyrestate/sdk/_vm src/pyrestate/testing
 
+# Unit and integration tests, then the conformance scenarios: our SDK on the official server.
 test: $(BIN)/pyrestate official-restate lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q tests
+	PYRESTATE_CONFORMANCE_SDK=pyrestate PYRESTATE_CONFORMANCE_RUNTIME=official $(BIN)/pytest -q conformance
 
 run: $(BIN)/pyrestate
 	$(BIN)/pyrestate server
