@@ -12,51 +12,8 @@ import pytest
 import restate as official
 
 import pyrestate.sdk as ours
-from pyrestate.sdk.discovery import compute_manifest, negotiate_manifest_version
-
-# Names a user of the official SDK imports that we provide too (the rest are listed in the report).
-PUBLIC_NAMES = {
-    "Service",
-    "VirtualObject",
-    "Workflow",
-    "Context",
-    "ObjectContext",
-    "ObjectSharedContext",
-    "WorkflowContext",
-    "WorkflowSharedContext",
-    "DurablePromise",
-    "RestateDurableFuture",
-    "RestateDurableCallFuture",
-    "RestateDurableSleepFuture",
-    "SendHandle",
-    "RunOptions",
-    "TerminalError",
-    "app",
-    "gather",
-    "as_completed",
-    "wait_completed",
-    "select",
-    "InvocationRetryPolicy",
-    "SdkInternalBaseException",
-    "is_internal_exception",
-}
-
-
-def test_public_names_pinned() -> None:
-    assert set(ours.__all__) == PUBLIC_NAMES | {
-        "BytesSerde",
-        "DefaultSerde",
-        "JsonSerde",
-        "PydanticJsonSerde",
-        "Serde",
-        "Request",
-        "RetryableError",
-        "Endpoint",
-        "serve",
-    }
-    assert set(official.__all__) >= PUBLIC_NAMES
-    for name in ours.__all__:
-        assert getattr(ours, name) is not None
+from pyrestate.protocol.versions import choose_discovery_version
+from pyrestate.sdk.discovery import compute_manifest
 
 
 def test_submodule_paths_match() -> None:
@@ -168,11 +125,11 @@ def test_manifest_request_response_mode() -> None:
 
 def test_manifest_version_negotiation() -> None:
     ct = "application/vnd.restate.endpointmanifest.v{}+json"
-    assert negotiate_manifest_version(", ".join(ct.format(v) for v in (1, 2, 3, 4))) == 4
-    assert negotiate_manifest_version(ct.format(3)) == 3
-    assert negotiate_manifest_version(ct.format(1)) == 1
-    assert negotiate_manifest_version(ct.format(9)) is None
-    assert negotiate_manifest_version(None) == 2
+    assert choose_discovery_version(", ".join(ct.format(v) for v in (1, 2, 3, 4))) == 4
+    assert choose_discovery_version(ct.format(3)) == 3
+    assert choose_discovery_version(ct.format(1)) == 1
+    assert choose_discovery_version(ct.format(9)) is None
+    assert choose_discovery_version(None) == 2
 
 
 def test_duplicate_handler_rejected() -> None:

@@ -23,7 +23,6 @@ from pyrestate.sdk._vm import (
     VMState,
     Void,
     WaitExternal,
-    negotiate_version,
 )
 
 RAW_ID = bytes.fromhex("9ce9d775bb749ca5c68fcf0e11bb10a69feedd71870fdf64")
@@ -56,14 +55,6 @@ def vm_with(*frames: bytes, version: int = 6, close: bool = False) -> VM:
 
 def out(vm: VM) -> list[tuple[MessageType, Any]]:
     return [(f.type, f.message) for f in decode_all(vm.take_output())]
-
-
-def test_negotiate_version() -> None:
-    assert negotiate_version("application/vnd.restate.invocation.v6") == 6
-    assert negotiate_version("application/vnd.restate.invocation.v5") == 5
-    assert negotiate_version("application/vnd.restate.invocation.v7") is None
-    assert negotiate_version("application/json") is None
-    assert negotiate_version(None) is None
 
 
 def test_plain_handler_output_and_end() -> None:
@@ -541,13 +532,41 @@ def test_first_message_must_be_start() -> None:
         vm.feed(input_cmd())
 
 
-def test_failure_metadata_only_on_v6() -> None:
-    for version, expected in ((6, 1), (5, 0)):
-        vm = VM(version)
-        vm.feed(start() + input_cmd())
-        vm.sys_input()
+def test_failure_metadata_on_v6() -> None:
+    vm = VM(6)
+    vm.feed(start() + input_cmd())
+    vm.sys_input()
+    vm.sys_write_output(Failure(422, "bad", {"k": "v"}))
+    [(mtype, msg)] = out(vm)
+    assert mtype is MessageType.OUTPUT
+    assert [(m.key, m.value) for m in msg.failure.metadata] == [("k", "v")]
+
+
+def test_failure_metadata_on_v5_is_an_unsupported_feature() -> None:
+    vm = VM(5)
+    vm.feed(start() + input_cmd())
+    vm.sys_input()
+    vm.sys_write_output(Failure(422, "no metadata"))  # without metadata V5 is fine
+    with pytest.raises(VMError) as err:
         vm.sys_write_output(Failure(422, "bad", {"k": "v"}))
-        assert len(out(vm)[0][1].failure.metadata) == expected
+    assert err.value.code == 573
+    frames = out(vm)
+    assert [t for t, _ in frames] == [MessageType.OUTPUT, MessageType.ERROR]
+    assert frames[1][1].code == 573
+    assert "terminal error metadata" in frames[1][1].message and "'V6'" in frames[1][1].message
+    assert vm.closed
+
+
+def test_run_failure_metadata_on_v5_is_an_unsupported_feature() -> None:
+    vm = VM(5)
+    vm.feed(start() + input_cmd())
+    vm.sys_input()
+    handle, _ = vm.sys_run("step")
+    with pytest.raises(VMError):
+        vm.propose_run_completion(handle, Failure(400, "x", {"a": "b"}))
+    frames = out(vm)
+    assert [t for t, _ in frames] == [MessageType.RUN, MessageType.ERROR]
+    assert frames[1][1].code == 573
 
 
 def test_error_message_for_handler_exception() -> None:

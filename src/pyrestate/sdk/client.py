@@ -151,7 +151,8 @@ class Client(RestateClient):
         else:
             path = target + ("/send" if send else "")
         if send and delay is not None:
-            path += f"?delay={delay}"
+            # The ingress wants a unit ("800ms"); a bare number is refused with 400.
+            path += f"?delay={delay}ms"
         request_headers = dict(headers) if headers is not None else {}
         if idempotency_key is not None:
             request_headers["Idempotency-Key"] = idempotency_key
@@ -376,7 +377,12 @@ class ScopedClient(RestateScopedClient):
         headers: dict[str, str] | None = None,
     ) -> O:
         return await self.client.do_call(
-            tpe, arg, idempotency_key=idempotency_key, headers=headers, scope=self.scope_key, limit_key=limit_key
+            tpe,
+            arg,
+            idempotency_key=idempotency_key,
+            headers=headers,
+            scope=self.scope_key,
+            limit_key=limit_key,
         )
 
     async def service_send(
@@ -454,7 +460,9 @@ def resolve_ingress(ingress: str | None, headers: dict[str, str] | None) -> tupl
     supported: without `ingress` this raises ConnectError."""
     if ingress:
         return ingress, headers
-    raise ConnectError("create_client(): ingress is required: pass the ingress URL, e.g. http://127.0.0.1:8080")
+    raise ConnectError(
+        "create_client(): ingress is required: pass the ingress URL, e.g. http://127.0.0.1:8080"
+    )
 
 
 @asynccontextmanager
@@ -463,8 +471,8 @@ async def create_client(
 ) -> AsyncIterator[RestateClient]:
     """A client of the ingress at `ingress`, sending `headers` with every request:
 
-        async with create_client("http://127.0.0.1:8080") as client:
-            await client.service_call(greet, "world")
+    async with create_client("http://127.0.0.1:8080") as client:
+        await client.service_call(greet, "world")
     """
     if journal_value_codec is not None:
         raise NotImplementedError("journal value codecs are not supported by this SDK")

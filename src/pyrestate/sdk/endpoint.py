@@ -7,14 +7,23 @@ import contextlib
 import inspect
 import logging
 import traceback
-import typing
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from typing import Any, Literal
 
-from pyrestate.sdk._vm import VM, Failure, Value, VMError, negotiate_version
-from pyrestate.sdk.discovery import MANIFEST_CONTENT_TYPE, compute_manifest_json, negotiate_manifest_version
+from pyrestate.protocol.manifest import ManifestError
+from pyrestate.protocol.versions import (
+    choose_discovery_version,
+    discovery_content_type,
+    invocation_content_type,
+    parse_invocation_content_type,
+)
+from pyrestate.sdk._vm import VM, Failure, Value, VMError
+from pyrestate.sdk._vm.machine import MAX_VERSION, MIN_VERSION
+from pyrestate.sdk.discovery import compute_manifest_json
 from pyrestate.sdk.exceptions import RetryableError, SdkInternalBaseException, TerminalError
+from pyrestate.sdk.identity import IdentityVerificationError, IdentityVerifier
+from pyrestate.sdk.logging import current_vm
 from pyrestate.sdk.server_context import InvocationContext
 from pyrestate.sdk.service import AnyService, Handler
 
@@ -104,8 +113,8 @@ async def _respond(send: Send, status: int, body: bytes = b"", content_type: str
 
 
 def asgi_app(endpoint: Endpoint) -> ASGIApp:
-    if endpoint.identity_keys:
-        raise NotImplementedError("request identity verification is not supported by this SDK yet")
+    # Parsed now so that a malformed key fails at start-up, not on the first request.
+    verifier = IdentityVerifier(endpoint.identity_keys)
 
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -123,6 +132,12 @@ def asgi_app(endpoint: Endpoint) -> ASGIApp:
             await _respond(send, 200, b'{"status":"ok"}', "application/json")
             return
         headers = _headers(scope)
+        try:
+            verifier.verify(dict(headers), scope["path"])
+        except IdentityVerificationError as e:
+            logger.warning("rejected request to %s: %s", scope["path"], e)
+            await _respond(send, 401)
+            return
         if kind == "discover":
             await _discover(scope, headers, send, endpoint)
             return
@@ -141,7 +156,7 @@ def asgi_app(endpoint: Endpoint) -> ASGIApp:
 
 async def _discover(scope: Scope, headers: list[tuple[str, str]], send: Send, endpoint: Endpoint) -> None:
     accept = next((v for k, v in headers if k == "accept"), None)
-    version = negotiate_manifest_version(accept)
+    version = choose_discovery_version(accept)
     if version is None:
         await _respond(send, 415, f"Unsupported discovery version {accept}".encode(), "text/plain")
         return
@@ -153,17 +168,28 @@ async def _discover(scope: Scope, headers: list[tuple[str, str]], send: Send, en
         mode = "REQUEST_RESPONSE" if scope.get("http_version") == "1.1" else "BIDI_STREAM"
     try:
         body = compute_manifest_json(endpoint.services.values(), version, mode)
-    except ValueError as e:
+    except ManifestError as e:
         await _respond(send, 500, f"Error when computing discovery {e}".encode(), "text/plain")
         return
-    await _respond(send, 200, body, MANIFEST_CONTENT_TYPE.format(version))
+    await _respond(send, 200, body, discovery_content_type(version))
+
+
+def _invocation_version(content_type: str | None) -> int | None:
+    """The protocol version of an invocation request if this SDK speaks it (else the answer is 415)."""
+    if not content_type:
+        return None
+    try:
+        version = int(parse_invocation_content_type(content_type))
+    except ValueError:
+        return None
+    return version if MIN_VERSION <= version <= MAX_VERSION else None
 
 
 async def _invoke(
     handler: Handler[Any, Any], headers: list[tuple[str, str]], receive: Receive, send: Send
 ) -> None:
     content_type = next((v for k, v in headers if k == "content-type"), None)
-    version = negotiate_version(content_type)
+    version = _invocation_version(content_type)
     if version is None:
         await _respond(
             send, 415, f"Unsupported service protocol version {content_type}".encode(), "text/plain"
@@ -175,12 +201,13 @@ async def _invoke(
             "type": "http.response.start",
             "status": 200,
             "headers": [
-                (b"content-type", f"application/vnd.restate.invocation.v{version}".encode()),
+                (b"content-type", invocation_content_type(version).encode()),
                 SERVER_HEADER,
             ],
         }
     )
     vm = VM(version)
+    current_vm.set(vm)
     input_done = asyncio.Event()
 
     async def read_one() -> bool:
@@ -289,6 +316,3 @@ async def _run_handler(ctx: InvocationContext, handler: Handler[Any, Any]) -> No
                 vm.notify_error(repr(e), "".join(traceback.format_exception(e)))
     except VMError:
         pass
-
-
-_ = typing

@@ -345,37 +345,43 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
         self, handle: int, action: Callable[[], Any], serde: Serde[T], config: RunRetryConfig
     ) -> None:
         started = time.monotonic()
+        # A proposal the state machine refuses (VMError) has already closed it with an ErrorMessage.
         try:
-            if inspect.iscoroutinefunction(action):
-                result = await action()
+            try:
+                if inspect.iscoroutinefunction(action):
+                    result = await action()
+                else:
+                    loop = asyncio.get_running_loop()
+                    call = functools.partial(contextvars.copy_context().run, action)
+                    result = await loop.run_in_executor(None, call)
+                    if inspect.isawaitable(result):
+                        result = await result
+                value = serde.serialize(result)
+            except TerminalError as t:
+                self.vm.propose_run_completion(handle, Failure(t.status_code, t.message, t.metadata))
+            except RetryableError as r:
+                self.vm.propose_run_completion_transient(
+                    handle,
+                    Failure(r.status_code, r.message),
+                    "".join(traceback.format_exception(r)),
+                    int((time.monotonic() - started) * 1000),
+                    config,
+                    delay_override_ms=_ms(r.retry_after),
+                )
+            except (asyncio.CancelledError, SdkInternalBaseException):
+                raise
+            except Exception as e:
+                self.vm.propose_run_completion_transient(
+                    handle,
+                    Failure(500, repr(e)),
+                    "".join(traceback.format_exception(e)),
+                    int((time.monotonic() - started) * 1000),
+                    config,
+                )
             else:
-                loop = asyncio.get_running_loop()
-                call = functools.partial(contextvars.copy_context().run, action)
-                result = await loop.run_in_executor(None, call)
-                if inspect.isawaitable(result):
-                    result = await result
-            self.vm.propose_run_completion(handle, Value(serde.serialize(result)))
-        except TerminalError as t:
-            self.vm.propose_run_completion(handle, Failure(t.status_code, t.message, t.metadata))
-        except RetryableError as r:
-            self.vm.propose_run_completion_transient(
-                handle,
-                Failure(r.status_code, r.message),
-                "".join(traceback.format_exception(r)),
-                int((time.monotonic() - started) * 1000),
-                config,
-                delay_override_ms=_ms(r.retry_after),
-            )
-        except (asyncio.CancelledError, SdkInternalBaseException):
-            raise
-        except Exception as e:
-            self.vm.propose_run_completion_transient(
-                handle,
-                Failure(500, repr(e)),
-                "".join(traceback.format_exception(e)),
-                int((time.monotonic() - started) * 1000),
-                config,
-            )
+                self.vm.propose_run_completion(handle, Value(value))
+        except VMError:
+            pass
         await self.flush()
         self.notify()
 

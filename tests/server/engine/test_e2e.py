@@ -20,7 +20,7 @@ from pyrestate.server.core_api import (
 )
 from pyrestate.server.engine.core import EngineCore
 
-from .conftest import SdkDeployment, fast_config, register
+from engine_support import SdkDeployment, fast_config, register
 
 
 def _inv(service: str, handler: str, body: object, key: str | None = None, **kw: object) -> IngressInvocation:

@@ -23,7 +23,6 @@ from pyrestate.sdk._vm.machine import (
     VMState,
     Void,
     WaitExternal,
-    negotiate_version,
 )
 
 __all__ = [
@@ -45,5 +44,4 @@ __all__ = [
     "Value",
     "Void",
     "WaitExternal",
-    "negotiate_version",
 ]

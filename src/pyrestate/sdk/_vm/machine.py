@@ -17,24 +17,9 @@ from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message
 
 MIN_VERSION = 5
 MAX_VERSION = 6
-CONTENT_TYPE_PREFIX = "application/vnd.restate.invocation.v"
 
 CANCEL_SIGNAL = 1
 FIRST_USER_SIGNAL = 17
-
-
-def negotiate_version(content_type: str | None) -> int | None:
-    """Protocol version named by an invocation content type, if this SDK speaks it."""
-    if not content_type:
-        return None
-    ct = content_type.split(";", 1)[0].strip()
-    if not ct.startswith(CONTENT_TYPE_PREFIX):
-        return None
-    try:
-        version = int(ct[len(CONTENT_TYPE_PREFIX) :])
-    except ValueError:
-        return None
-    return version if MIN_VERSION <= version <= MAX_VERSION else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -178,11 +163,10 @@ class _RunInfo:
 # helpers
 
 
-def _failure_to_pb(f: Failure, version: int) -> pb.Failure:
+def _failure_to_pb(f: Failure) -> pb.Failure:
     out = pb.Failure(code=f.code, message=f.message)
-    if f.metadata and version >= 6:
-        for k, v in f.metadata.items():
-            out.metadata.add(key=k, value=v)
+    for k, v in (f.metadata or {}).items():
+        out.metadata.add(key=k, value=v)
     return out
 
 
@@ -340,6 +324,20 @@ class VM:
             self._emit(err)
             self.state = VMState.CLOSED
         raise VMError(int(code), message)
+
+    def _require_version(self, minimum: int, feature: str) -> None:
+        """Fail with 573 (unsupported feature) when the negotiated version is older than `minimum`."""
+        if self.version < minimum:
+            self._fail(
+                ErrorCode.UNSUPPORTED_FEATURE,
+                f"Feature '{feature}' is not supported by the negotiated protocol version 'V{self.version}', "
+                f"the minimum required version is 'V{minimum}'",
+            )
+
+    def _failure_pb(self, f: Failure) -> pb.Failure:
+        if f.metadata:
+            self._require_version(6, "terminal error metadata")
+        return _failure_to_pb(f)
 
     # -- invocation input
 
@@ -609,7 +607,7 @@ class VM:
         if isinstance(result, Value):
             msg.value.content = result.content
         else:
-            msg.failure.CopyFrom(_failure_to_pb(result, self.version))
+            msg.failure.CopyFrom(self._failure_pb(result))
         self._command(msg)
 
     def sys_signal(self, name: str) -> int:
@@ -626,7 +624,7 @@ class VM:
         if isinstance(result, Value):
             msg.value.content = result.content
         elif isinstance(result, Failure):
-            msg.failure.CopyFrom(_failure_to_pb(result, self.version))
+            msg.failure.CopyFrom(self._failure_pb(result))
         else:
             msg.void.SetInParent()
         self._command(msg)
@@ -670,7 +668,7 @@ class VM:
         if isinstance(result, Value):
             msg.completion_value.content = result.content
         else:
-            msg.completion_failure.CopyFrom(_failure_to_pb(result, self.version))
+            msg.completion_failure.CopyFrom(self._failure_pb(result))
         self._command(msg)
         return self._new_handle(("c", cid))
 
@@ -696,7 +694,7 @@ class VM:
         if isinstance(result, Value):
             msg.value = result.content
         else:
-            msg.failure.CopyFrom(_failure_to_pb(result, self.version))
+            msg.failure.CopyFrom(self._failure_pb(result))
         self._emit(msg)
 
     def propose_run_completion_transient(
@@ -802,7 +800,7 @@ class VM:
             msg.value.content = result.content
             msg.value.SetInParent()
         else:
-            msg.failure.CopyFrom(_failure_to_pb(result, self.version))
+            msg.failure.CopyFrom(self._failure_pb(result))
         self._command(msg, compare="exact")
 
     def sys_end(self) -> None:
@@ -885,5 +883,4 @@ __all__ = [
     "Value",
     "Void",
     "WaitExternal",
-    "negotiate_version",
 ]

@@ -1,0 +1,1 @@
+"""Benchmark harness: pyrestate vs. the official restate-server, same SDK service, same load (see README)."""

@@ -1,0 +1,1 @@
+"""Runnable versions of the patterns of the Restate documentation, built on `pyrestate.sdk`."""

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyrestate.server.core_api import (
+    DeploymentRegistration,
+    HandlerSchema,
+    HandlerType,
+    ServiceSchema,
+    ServiceType,
+)
+from pyrestate.server.engine.config import EngineConfig
+from pyrestate.server.engine.core import EngineCore
+from pyrestate.server.invoker.discovery_client import discover
+from pyrestate.server.invoker.retry import RetryPolicy
+from pyrestate.testing.process import ManagedProcess, free_port
+
+HERE = Path(__file__).parent
+
+_SERVICE_TY = {"SERVICE": ServiceType.SERVICE, "VIRTUAL_OBJECT": ServiceType.VIRTUAL_OBJECT, "WORKFLOW": ServiceType.WORKFLOW}
+_HANDLER_TY = {"EXCLUSIVE": HandlerType.EXCLUSIVE, "SHARED": HandlerType.SHARED, "WORKFLOW": HandlerType.WORKFLOW}
+
+
+def schema_from_manifest(manifest: dict[str, Any]) -> list[ServiceSchema]:
+    services = []
+    for s in manifest["services"]:
+        sty = _SERVICE_TY[s["ty"]]
+        handlers = {}
+        for h in s["handlers"]:
+            hty = h.get("ty")
+            ty = _HANDLER_TY[hty] if hty else (
+                HandlerType.EXCLUSIVE if sty is ServiceType.VIRTUAL_OBJECT
+                else HandlerType.WORKFLOW if sty is ServiceType.WORKFLOW else None
+            )
+            inp = h.get("input", {"contentType": "*/*"})
+            out = h.get("output", {})
+            handlers[h["name"]] = HandlerSchema(
+                name=h["name"],
+                ty=ty,
+                input_required=inp.get("required", False),
+                input_content_type=inp.get("contentType"),
+                output_content_type=out.get("contentType", "application/json"),
+                output_set_content_type_if_empty=out.get("setContentTypeIfEmpty", False),
+            )
+        services.append(ServiceSchema(name=s["name"], ty=sty, handlers=handlers, deployment_id="", revision=0))
+    return services
+
+
+async def register(core: EngineCore, url: str, *, use_http_11: bool = False) -> None:
+    resp = await discover(url, use_http_11=use_http_11)
+    m = resp.manifest
+    await core.register_deployment(
+        DeploymentRegistration(
+            uri=url,
+            use_http_11=use_http_11,
+            additional_headers={},
+            protocol_mode=m.get("protocolMode", "BIDI_STREAM"),
+            min_protocol_version=m["minProtocolVersion"],
+            max_protocol_version=m["maxProtocolVersion"],
+            sdk_version=None,
+            services=schema_from_manifest(m),
+        )
+    )
+
+
+class SdkDeployment:
+    def __init__(self, url: str, state_dir: Path, process: ManagedProcess) -> None:
+        self.url = url
+        self.state_dir = state_dir
+        self.process = process
+
+    def counter(self, name: str) -> int:
+        path = self.state_dir / name
+        return int(path.read_text()) if path.exists() else 0
+
+
+@pytest.fixture(scope="session")
+def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkDeployment]:
+    state = tmp_path_factory.mktemp("sdk-state")
+    port = free_port()
+    proc = ManagedProcess(
+        "sdk",
+        [sys.executable, "-m", "hypercorn", "sdk_app:app", "--bind", f"127.0.0.1:{port}"],
+        state / "sdk.log",
+        env={**__import__("os").environ, "SDK_TEST_DIR": str(state)},
+        cwd=HERE,
+        stop_signal=signal.SIGINT,
+        ready_url=f"http://127.0.0.1:{port}/health",
+    )
+    proc.start()
+    try:
+        yield SdkDeployment(f"http://127.0.0.1:{port}", state, proc)
+    finally:
+        proc.stop()
+
+
+def fast_config(data_dir: Path, **overrides: Any) -> EngineConfig:
+    base: dict[str, Any] = dict(
+        data_dir=data_dir,
+        partitions=4,
+        retry_policy=RetryPolicy(initial_interval_ms=50, max_interval_ms=200),
+    )
+    base.update(overrides)
+    return EngineConfig(**base)
+
+
+@pytest.fixture
+async def core(tmp_path: Path, sdk: SdkDeployment) -> AsyncIterator[EngineCore]:
+    c = EngineCore(fast_config(tmp_path / "data"))
+    await c.start()
+    await register(c, sdk.url)
+    try:
+        yield c
+    finally:
+        await c.stop()
