@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RESTATE_NPM := .cache/restate
 
-.PHONY: run test lint typecheck unit official-restate proto
+.PHONY: run test lint typecheck unit official-restate proto bench bench-setup bench-quick
 
 $(BIN)/pyrestate: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -33,3 +33,13 @@ test: $(BIN)/pyrestate official-restate lint
 
 run: $(BIN)/pyrestate
 	$(BIN)/pyrestate server
+
+# Benchmark against the official restate-server (bench/README.md); writes bench/RESULTS.md.
+bench-setup:
+	bench/setup.sh
+
+bench: $(BIN)/pyrestate official-restate bench-setup
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(BIN)/pyrestate official-restate
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)

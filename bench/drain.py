@@ -56,8 +56,9 @@ class QueryProbe:
         return f"`POST /query` `{self.sql}`"
 
     def count(self) -> int:
-        r = self._client.post(f"{self.admin_url}/query", json={"query": self.sql},
-                              headers={"accept": "application/json"})
+        r = self._client.post(
+            f"{self.admin_url}/query", json={"query": self.sql}, headers={"accept": "application/json"}
+        )
         r.raise_for_status()
         rows = r.json()["rows"]
         return int(next(iter(rows[0].values()))) if rows else 0
@@ -98,8 +99,10 @@ class OutputsProbe:
         self.sample = sample
 
     def describe(self) -> str:
-        return ("`GET /restate/invocation/{id}/output` per captured id (470 = pending); backlog at end is "
-                f"estimated from {self.sample} evenly spread ids")
+        return (
+            "`GET /restate/invocation/{id}/output` per captured id (470 = pending); backlog at end is "
+            f"estimated from {self.sample} evenly spread ids"
+        )
 
     async def _pending(self, ids: Sequence[str]) -> list[str]:
         """The ids among `ids` that are not completed, in their original order."""
@@ -116,7 +119,8 @@ class OutputsProbe:
                         conn = await H1Connection.open(self.host, self.port)
                     try:
                         status, _ = await conn.request(
-                            build_request("GET", hostport, f"/restate/invocation/{inv}/output"))
+                            build_request("GET", hostport, f"/restate/invocation/{inv}/output")
+                        )
                     except (OSError, asyncio.IncompleteReadError, HttpError, ValueError):
                         conn.close()
                         conn = None
@@ -147,7 +151,7 @@ class OutputsProbe:
         while remaining:
             if time.monotonic() - t_start > timeout:
                 return DrainResult(None, first, exact, polls)
-            newest = remaining[-self.tail:]
+            newest = remaining[-self.tail :]
             still = self.pending(newest)
             polls += 1
             if not still:

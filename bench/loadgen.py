@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         on_ok = None
         if a.idfile:
-            on_ok = _id_writer(stack.enter_context(open(a.idfile, "w")))  # noqa: SIM115
+            on_ok = _id_writer(stack.enter_context(open(a.idfile, "w")))
         res = run_loop(
             run_load(a.url, a.path, a.nkeys, a.body, a.conc, a.duration, a.total, a.timeout, on_ok)
         )

@@ -58,16 +58,31 @@ class Workload:
     counter: bool = False
 
 
-WORKLOADS: dict[str, Workload] = {w.name: w for w in (
-    Workload("noop", "(a) Noop.call", "/Noop/call"),
-    Workload("steps3", "(b) Steps.three (3× ctx.run)", "/Steps/three"),
-    Workload("counter100", "(c) Counter.add, 100 keys", "/Counter/{p}{k}/add", nkeys=100, body="1",
-             counter=True),
-    Workload("counter1hot", "(c) Counter.add, 1 hot key", "/Counter/{p}{k}/add", nkeys=1, body="1",
-             counter=True),
-    Workload("send", "(d) Noop.call/send (accept rate)", "/Noop/call/send", send=True),
-    Workload("sleep10ms", "(e) Sleeper.nap (ctx.sleep 10 ms)", "/Sleeper/nap"),
-)}
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload("noop", "(a) Noop.call", "/Noop/call"),
+        Workload("steps3", "(b) Steps.three (3x ctx.run)", "/Steps/three"),
+        Workload(
+            "counter100",
+            "(c) Counter.add, 100 keys",
+            "/Counter/{p}{k}/add",
+            nkeys=100,
+            body="1",
+            counter=True,
+        ),
+        Workload(
+            "counter1hot",
+            "(c) Counter.add, 1 hot key",
+            "/Counter/{p}{k}/add",
+            nkeys=1,
+            body="1",
+            counter=True,
+        ),
+        Workload("send", "(d) Noop.call/send (accept rate)", "/Noop/call/send", send=True),
+        Workload("sleep10ms", "(e) Sleeper.nap (ctx.sleep 10 ms)", "/Sleeper/nap"),
+    )
+}
 
 
 def _env(name: str, default: str) -> str:
@@ -75,22 +90,32 @@ def _env(name: str, default: str) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="bench.run", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--servers", default=_env("servers", ",".join(SERVERS)), help="official,pyrestate")
     ap.add_argument("--sdks", default=_env("sdks", ",".join(SDKS)), help="official,pyrestate")
-    ap.add_argument("--workloads", default=_env("workloads", ",".join(WORKLOADS)),
-                    help=",".join(WORKLOADS))
+    ap.add_argument("--workloads", default=_env("workloads", ",".join(WORKLOADS)), help=",".join(WORKLOADS))
     ap.add_argument("--conc", default=_env("conc", "1,16,64"), help="concurrency levels")
     ap.add_argument("--duration", type=int, default=int(_env("duration", "15")), help="measured s/point")
     ap.add_argument("--warmup", type=int, default=int(_env("warmup", "3")), help="discarded s/point")
-    ap.add_argument("--quick", action="store_true", default=_env("quick", "") not in ("", "0"),
-                    help="1 s warm-up + 1 s measured per point (smoke run; figures are not meaningful)")
-    ap.add_argument("--loadgen", choices=("auto", "wrk", "asyncio"), default=_env("loadgen", "auto"),
-                    help="auto: wrk when installed, else the asyncio client")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        default=_env("quick", "") not in ("", "0"),
+        help="1 s warm-up + 1 s measured per point (smoke run; figures are not meaningful)",
+    )
+    ap.add_argument(
+        "--loadgen",
+        choices=("auto", "wrk", "asyncio"),
+        default=_env("loadgen", "auto"),
+        help="auto: wrk when installed, else the asyncio client",
+    )
     ap.add_argument("--wrk-threads", type=int, default=int(_env("wrk_threads", "1")))
     ap.add_argument("--timeout", type=int, default=int(_env("timeout", "30")), help="request timeout s")
-    ap.add_argument("--drain-probe", choices=("auto", "query", "outputs"), default=_env("drain_probe", "auto"))
+    ap.add_argument(
+        "--drain-probe", choices=("auto", "query", "outputs"), default=_env("drain_probe", "auto")
+    )
     ap.add_argument("--drain-timeout", type=float, default=float(_env("drain_timeout", "600")))
     ap.add_argument("--drain-poll", type=float, default=float(_env("drain_poll", "0.25")))
     ap.add_argument("--out", type=Path, default=Path(_env("out", str(BENCH_DIR / "RESULTS.md"))))
@@ -103,8 +128,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.sdks = [s for s in a.sdks.split(",") if s]
     a.workloads = [w for w in a.workloads.split(",") if w]
     a.conc = [int(c) for c in a.conc.split(",") if c]
-    for name, values, allowed in (("server", a.servers, SERVERS), ("sdk", a.sdks, SDKS),
-                                  ("workload", a.workloads, tuple(WORKLOADS))):
+    for name, values, allowed in (
+        ("server", a.servers, SERVERS),
+        ("sdk", a.sdks, SDKS),
+        ("workload", a.workloads, tuple(WORKLOADS)),
+    ):
         bad = [v for v in values if v not in allowed]
         if bad:
             ap.error(f"unknown {name} {bad}; choose from {','.join(allowed)}")
@@ -126,17 +154,57 @@ class LoadRun:
     ids: list[str]
 
 
-def run_load(a: argparse.Namespace, ingress: str, path: str, nkeys: int, body: str, conc: int,
-             duration: int, id_base: Path | None) -> LoadRun:
+def run_load(
+    a: argparse.Namespace,
+    ingress: str,
+    path: str,
+    nkeys: int,
+    body: str,
+    conc: int,
+    duration: int,
+    id_base: Path | None,
+) -> LoadRun:
     """One load-generator process; its CPU and peak RSS come from wait4's rusage."""
     if a.loadgen == "wrk":
-        argv = ["wrk", "-t", str(min(a.wrk_threads, conc)), "-c", str(conc), "-d", f"{duration}s",
-                "--timeout", f"{a.timeout}s", "-s", str(BENCH_DIR / "post.lua"), ingress, "--",
-                path, str(nkeys), body, str(id_base or "")]
+        argv = [
+            "wrk",
+            "-t",
+            str(min(a.wrk_threads, conc)),
+            "-c",
+            str(conc),
+            "-d",
+            f"{duration}s",
+            "--timeout",
+            f"{a.timeout}s",
+            "-s",
+            str(BENCH_DIR / "post.lua"),
+            ingress,
+            "--",
+            path,
+            str(nkeys),
+            body,
+            str(id_base or ""),
+        ]
     else:
-        argv = [sys.executable, "-m", "bench.loadgen", "--url", ingress, "--path", path, "--nkeys",
-                str(nkeys), "--body", body, "--conc", str(conc), "--duration", str(duration),
-                "--timeout", str(a.timeout)]
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            "--url",
+            ingress,
+            "--path",
+            path,
+            "--nkeys",
+            str(nkeys),
+            "--body",
+            body,
+            "--conc",
+            str(conc),
+            "--duration",
+            str(duration),
+            "--timeout",
+            str(a.timeout),
+        ]
         if id_base is not None:
             argv += ["--idfile", f"{id_base}.0"]
     with tempfile.TemporaryFile() as out:
@@ -152,8 +220,9 @@ def run_load(a: argparse.Namespace, ingress: str, path: str, nkeys: int, body: s
     if id_base is not None:
         for f in sorted(glob.glob(f"{id_base}.*")):
             ids += Path(f).read_text().split()
-    return LoadRun(json.loads(line[8:]), round(ru.ru_utime + ru.ru_stime, 2), round(ru.ru_maxrss / 1024, 1),
-                   ids)
+    return LoadRun(
+        json.loads(line[8:]), round(ru.ru_utime + ru.ru_stime, 2), round(ru.ru_maxrss / 1024, 1), ids
+    )
 
 
 # ----------------------------------------------------------------------------------------- one point
@@ -186,35 +255,62 @@ def verify_counter(ingress: str, prefix: str, nkeys: int, acked: int, sent: int)
     return {"keys": nkeys, "acked": acked, "sent": sent, "final": total, "ok": ok, "verdict": verdict}
 
 
-def measure_point(a: argparse.Namespace, server: Server, svc: ServiceProcess, probe: DrainProbe,
-                  wl: Workload, conc: int, scratch: Path, seq: int) -> dict[str, Any]:
+def measure_point(
+    a: argparse.Namespace,
+    server: Server,
+    svc: ServiceProcess,
+    probe: DrainProbe,
+    wl: Workload,
+    conc: int,
+    scratch: Path,
+    seq: int,
+) -> dict[str, Any]:
     ingress = server.ingress_url
     if a.warmup > 0:
         warm_base = scratch / f"ids-warm-{seq}" if wl.send else None
-        warm = run_load(a, ingress, wl.path.replace("{p}", f"w{seq}-"), wl.nkeys, wl.body, conc, a.warmup,
-                        warm_base)
+        warm = run_load(
+            a, ingress, wl.path.replace("{p}", f"w{seq}-"), wl.nkeys, wl.body, conc, a.warmup, warm_base
+        )
         if wl.send:
             probe.wait_drained(warm.ids, time.monotonic(), a.drain_timeout, a.drain_poll)
     prefix = f"m{seq}-"
     sampler = TreeSampler({"server": server.pid, "sdk": svc.pid})
     sampler.start()
-    run = run_load(a, ingress, wl.path.replace("{p}", prefix), wl.nkeys, wl.body, conc, a.duration,
-                   scratch / f"ids-{seq}" if wl.send else None)
+    run = run_load(
+        a,
+        ingress,
+        wl.path.replace("{p}", prefix),
+        wl.nkeys,
+        wl.body,
+        conc,
+        a.duration,
+        scratch / f"ids-{seq}" if wl.send else None,
+    )
     t_end = time.monotonic()
     usage, host = sampler.stop()
     s = run.stats
     secs = s["duration_us"] / 1e6
     errors = s["err_connect"] + s["err_read"] + s["err_write"] + s["err_status"] + s["err_timeout"]
     res: dict[str, Any] = {
-        "server": server.kind, "sdk": svc.sdk, "workload": wl.name, "conc": conc,
-        "requests": s["requests"], "acked": s["acked"], "sent": s["sent"],
+        "server": server.kind,
+        "sdk": svc.sdk,
+        "workload": wl.name,
+        "conc": conc,
+        "requests": s["requests"],
+        "acked": s["acked"],
+        "sent": s["sent"],
         "rps": round(s["acked"] / secs, 1) if secs else 0.0,
-        "p50_ms": s["p50_us"] / 1000, "p90_ms": s["p90_us"] / 1000, "p99_ms": s["p99_us"] / 1000,
-        "max_ms": s["max_us"] / 1000, "errors": errors,
+        "p50_ms": s["p50_us"] / 1000,
+        "p90_ms": s["p90_us"] / 1000,
+        "p99_ms": s["p99_us"] / 1000,
+        "max_ms": s["max_us"] / 1000,
+        "errors": errors,
         "errors_detail": {k: v for k, v in s.items() if k.startswith("err_") and v},
-        "window_s": round(sampler.wall_s, 2), "host": host,
+        "window_s": round(sampler.wall_s, 2),
+        "host": host,
         "usage": {
-            "server": usage["server"].__dict__, "sdk": usage["sdk"].__dict__,
+            "server": usage["server"].__dict__,
+            "sdk": usage["sdk"].__dict__,
             "loadgen": {"cpu_s": run.cpu_s, "peak_rss_mb": run.peak_rss_mb},
         },
     }
@@ -225,8 +321,11 @@ def measure_point(a: argparse.Namespace, server: Server, svc: ServiceProcess, pr
     if wl.send:
         d = probe.wait_drained(run.ids, t_end, a.drain_timeout, a.drain_poll)
         res["drain"] = {
-            "probe": probe.name, "ids": len(run.ids), "backlog_at_end": d.backlog_at_end,
-            "backlog_exact": d.backlog_exact, "seconds": None if d.seconds is None else round(d.seconds, 2),
+            "probe": probe.name,
+            "ids": len(run.ids),
+            "backlog_at_end": d.backlog_at_end,
+            "backlog_exact": d.backlog_exact,
+            "seconds": None if d.seconds is None else round(d.seconds, 2),
             "completed_rps": round(s["acked"] / (secs + d.seconds), 1) if d.seconds is not None else None,
         }
     if wl.counter:
@@ -261,11 +360,23 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {
         "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%MZ"),
         "machine": machine_description(run_dir),
-        "settings": {"servers": a.servers, "sdks": a.sdks, "workloads": a.workloads, "conc": a.conc,
-                     "warmup_s": a.warmup, "duration_s": a.duration, "quick": a.quick,
-                     "loadgen": a.loadgen, "wrk_threads": a.wrk_threads, "timeout_s": a.timeout,
-                     "command": " ".join([Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])])},
-        "runs": [], "skipped": [], "failed": [], "results": [],
+        "settings": {
+            "servers": a.servers,
+            "sdks": a.sdks,
+            "workloads": a.workloads,
+            "conc": a.conc,
+            "warmup_s": a.warmup,
+            "duration_s": a.duration,
+            "quick": a.quick,
+            "loadgen": a.loadgen,
+            "wrk_threads": a.wrk_threads,
+            "timeout_s": a.timeout,
+            "command": " ".join([Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])]),
+        },
+        "runs": [],
+        "skipped": [],
+        "failed": [],
+        "results": [],
     }
     workloads = [WORKLOADS[w] for w in a.workloads]
 
@@ -273,8 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         a.out.with_name("results.json").write_text(json.dumps(doc, indent=1))
         a.out.write_text(report.render(doc, WORKLOADS))
 
-    print(f"run dir {run_dir}; load generator {a.loadgen}; {a.warmup}s warm-up + {a.duration}s per point",
-          flush=True)
+    print(
+        f"run dir {run_dir}; load generator {a.loadgen}; {a.warmup}s warm-up + {a.duration}s per point",
+        flush=True,
+    )
     try:
         for sdk in a.sdks:
             for kind in a.servers:
@@ -283,13 +396,22 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     with running(kind, sdk, base) as (server, svc):
                         probe = choose_probe(a.drain_probe, server.admin_url, server.ingress_url)
-                        info = {"server": kind, "sdk": sdk, "server_version": server.version,
-                                "server_command": server.command, "durability": server.durability,
-                                "sdk_version": svc.version, "sdk_command": svc.command,
-                                "drain_probe": probe.describe(), "logs": str(base)}
+                        info = {
+                            "server": kind,
+                            "sdk": sdk,
+                            "server_version": server.version,
+                            "server_command": server.command,
+                            "durability": server.durability,
+                            "sdk_version": svc.version,
+                            "sdk_command": svc.command,
+                            "drain_probe": probe.describe(),
+                            "logs": str(base),
+                        }
                         doc["runs"].append(info)
-                        print(f"== {kind} server, {sdk} SDK: {server.version}; drain probe {probe.name}",
-                              flush=True)
+                        print(
+                            f"== {kind} server, {sdk} SDK: {server.version}; drain probe {probe.name}",
+                            flush=True,
+                        )
                         seq = 0
                         for wl in workloads:
                             for conc in a.conc:
@@ -299,12 +421,20 @@ def main(argv: list[str] | None = None) -> int:
                                 except (RuntimeError, OSError, httpx.HTTPError) as e:
                                     # one broken point (a server bug, a crash) must not lose the others
                                     msg = f"{type(e).__name__}: {e}"
-                                    doc["failed"].append({"server": kind, "sdk": sdk, "workload": wl.name,
-                                                          "conc": conc, "error": msg[:2000]})
+                                    doc["failed"].append(
+                                        {
+                                            "server": kind,
+                                            "sdk": sdk,
+                                            "workload": wl.name,
+                                            "conc": conc,
+                                            "error": msg[:2000],
+                                        }
+                                    )
                                     print(f"  {wl.name} c={conc} FAILED: {msg[:500]}", flush=True)
                                     if not server.process.is_running():
-                                        raise Unavailable(f"{kind} server died\n"
-                                                          + server.process.log_tail(30)) from None
+                                        raise Unavailable(
+                                            f"{kind} server died\n" + server.process.log_tail(30)
+                                        ) from None
                                     continue
                                 doc["results"].append(r)
                                 print("  " + report.one_line(r), flush=True)

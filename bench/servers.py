@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,43 +60,80 @@ def _version(argv: list[str]) -> str:
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
 
 
-def start_server(kind: str, data_dir: Path, log_dir: Path) -> Server:
+def start_server(
+    kind: str,
+    data_dir: Path,
+    log_dir: Path,
+    extra_args: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
+) -> Server:
+    """`extra_args` go to pyrestate's command line, `extra_env` (RESTATE_*) to the official server."""
     data_dir.mkdir(parents=True, exist_ok=True)
     ingress, admin = free_port(), free_port()
     if kind == "official":
         if not OFFICIAL_BIN.is_file():
-            raise Unavailable(f"official restate-server not installed at {OFFICIAL_BIN} (run `make official-restate`)")
+            raise Unavailable(
+                f"official restate-server not installed at {OFFICIAL_BIN} (run `make official-restate`)"
+            )
         env = {k: v for k, v in os.environ.items() if not k.startswith("RESTATE_")}
         # Defaults of the server otherwise (24 partitions, replicated loglet with fsync), as a user runs it.
-        env.update({
-            "RESTATE_BASE_DIR": str(data_dir),
-            "RESTATE_NODE_NAME": "n1",
-            "RESTATE_BIND_IP": "127.0.0.1",
-            "RESTATE_ADVERTISED_HOST": "127.0.0.1",
-            "RESTATE_BIND_PORT": str(free_port()),
-            "RESTATE_INGRESS__BIND_PORT": str(ingress),
-            "RESTATE_ADMIN__BIND_PORT": str(admin),
-            "RESTATE_LISTEN_MODE": "all",
-            "RESTATE_DISABLE_TELEMETRY": "true",
-            "DO_NOT_TRACK": "1",
-            "RESTATE_LOG_DISABLE_ANSI_CODES": "true",
-            "RESTATE_LOG_FILTER": "warn",
-        })
+        env.update(
+            {
+                "RESTATE_BASE_DIR": str(data_dir),
+                "RESTATE_NODE_NAME": "n1",
+                "RESTATE_BIND_IP": "127.0.0.1",
+                "RESTATE_ADVERTISED_HOST": "127.0.0.1",
+                "RESTATE_BIND_PORT": str(free_port()),
+                "RESTATE_INGRESS__BIND_PORT": str(ingress),
+                "RESTATE_ADMIN__BIND_PORT": str(admin),
+                "RESTATE_LISTEN_MODE": "all",
+                "RESTATE_DISABLE_TELEMETRY": "true",
+                "DO_NOT_TRACK": "1",
+                "RESTATE_LOG_DISABLE_ANSI_CODES": "true",
+                "RESTATE_LOG_FILTER": "warn",
+                **(extra_env or {}),
+            }
+        )
         argv = [str(OFFICIAL_BIN), "--no-logo"]
-        proc = ManagedProcess("restate-server", argv, log_dir / "official-server.log", env=env, cwd=data_dir,
-                              stop_signal=signal.SIGTERM, stop_timeout=20.0,
-                              ready_url=f"http://127.0.0.1:{ingress}/restate/health", ready_timeout=90.0)
+        proc = ManagedProcess(
+            "restate-server",
+            argv,
+            log_dir / "official-server.log",
+            env=env,
+            cwd=data_dir,
+            stop_signal=signal.SIGTERM,
+            stop_timeout=20.0,
+            ready_url=f"http://127.0.0.1:{ingress}/restate/health",
+            ready_timeout=90.0,
+        )
         version = _version([str(OFFICIAL_BIN), "--version"])
         durability = "defaults: replicated loglet (replication 1) on RocksDB with WAL fsync, group commit"
     elif kind == "pyrestate":
         if not PYRESTATE_BIN.is_file():
             raise Unavailable(f"{PYRESTATE_BIN} missing (run `make` to create the venv)")
-        argv = [str(PYRESTATE_BIN), "server", "--data-dir", str(data_dir),
-                "--ingress-bind", f"127.0.0.1:{ingress}", "--admin-bind", f"127.0.0.1:{admin}",
-                "--log-level", "warning"]
-        proc = ManagedProcess("pyrestate-server", argv, log_dir / "pyrestate-server.log", cwd=data_dir,
-                              stop_signal=signal.SIGTERM, stop_timeout=20.0,
-                              ready_url=f"http://127.0.0.1:{admin}/health", ready_timeout=60.0)
+        argv = [
+            str(PYRESTATE_BIN),
+            "server",
+            "--data-dir",
+            str(data_dir),
+            "--ingress-bind",
+            f"127.0.0.1:{ingress}",
+            "--admin-bind",
+            f"127.0.0.1:{admin}",
+            "--log-level",
+            "warning",
+            *extra_args,
+        ]
+        proc = ManagedProcess(
+            "pyrestate-server",
+            argv,
+            log_dir / "pyrestate-server.log",
+            cwd=data_dir,
+            stop_signal=signal.SIGTERM,
+            stop_timeout=20.0,
+            ready_url=f"http://127.0.0.1:{admin}/health",
+            ready_timeout=60.0,
+        )
         version = _version([str(PYRESTATE_BIN), "--version"])
         durability = "SQLite synchronous=FULL in WAL mode (default), group commit"
     else:
@@ -104,8 +142,16 @@ def start_server(kind: str, data_dir: Path, log_dir: Path) -> Server:
         proc.start()
     except ProcessError as e:
         raise Unavailable(f"{kind} server did not start ({_last_line(proc)})\n{e}") from None
-    server = Server(kind, proc, f"http://127.0.0.1:{ingress}", f"http://127.0.0.1:{admin}", data_dir,
-                    version, " ".join(argv), durability)
+    server = Server(
+        kind,
+        proc,
+        f"http://127.0.0.1:{ingress}",
+        f"http://127.0.0.1:{admin}",
+        data_dir,
+        version,
+        " ".join(argv),
+        durability,
+    )
     try:
         _wait_answers(f"{server.ingress_url}/", proc, 60.0)
     except Unavailable:
@@ -162,13 +208,34 @@ def start_service(sdk: str, log_dir: Path) -> ServiceProcess:
     if check.returncode != 0:
         raise Unavailable(f"SDK {mod} cannot be imported: {check.stderr.strip().splitlines()[-1:]}")
     port = free_port()
-    argv = [sys.executable, "-m", "hypercorn", "--config", str(HYPERCORN_CONFIG), "--bind",
-            f"127.0.0.1:{port}", "--workers", "1", "bench.services:app"]
-    env = dict(os.environ, BENCH_SDK=sdk, PYTHONPATH=os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    proc = ManagedProcess(f"sdk-{sdk}", argv, log_dir / f"sdk-{sdk}.log", env=env, cwd=ROOT,
-                          stop_signal=signal.SIGINT, stop_timeout=10.0,
-                          ready_url=f"http://127.0.0.1:{port}/health", ready_timeout=30.0)
+    argv = [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--config",
+        str(HYPERCORN_CONFIG),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "bench.services:app",
+    ]
+    env = dict(
+        os.environ,
+        BENCH_SDK=sdk,
+        PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
+    proc = ManagedProcess(
+        f"sdk-{sdk}",
+        argv,
+        log_dir / f"sdk-{sdk}.log",
+        env=env,
+        cwd=ROOT,
+        stop_signal=signal.SIGINT,
+        stop_timeout=10.0,
+        ready_url=f"http://127.0.0.1:{port}/health",
+        ready_timeout=30.0,
+    )
     try:
         proc.start()
     except ProcessError as e:
@@ -177,8 +244,13 @@ def start_service(sdk: str, log_dir: Path) -> ServiceProcess:
         version = "restate-sdk " + _pkg_version("restate-sdk")
     else:
         version = "pyrestate.sdk " + _pkg_version("pyrestate")
-    return ServiceProcess(sdk, proc, f"http://127.0.0.1:{port}/", version + ", hypercorn "
-                          + _pkg_version("hypercorn"), "python " + " ".join(argv[1:]))
+    return ServiceProcess(
+        sdk,
+        proc,
+        f"http://127.0.0.1:{port}/",
+        version + ", hypercorn " + _pkg_version("hypercorn"),
+        "python " + " ".join(argv[1:]),
+    )
 
 
 def _pkg_version(name: str) -> str:

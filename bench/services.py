@@ -43,9 +43,10 @@ async def _three() -> int:
 
 @steps.handler("three")
 async def steps_three(ctx: restate.Context, req: Any) -> dict[str, int]:
-    a = await ctx.run_typed("a", _one)
-    b = await ctx.run_typed("b", _two)
-    c = await ctx.run_typed("c", _three)
+    opts = restate.RunOptions[int]()
+    a = await ctx.run_typed("a", _one, opts)
+    b = await ctx.run_typed("b", _two, opts)
+    c = await ctx.run_typed("c", _three, opts)
     return {"sum": a + b + c}
 
 

@@ -16,6 +16,8 @@ from pyrestate.testing import Ingress, ServiceApp
 ROOT = Path(__file__).resolve().parent.parent
 
 
+
+
 class Effects:
     """The lines the example's stand-in external systems appended (see examples/effects.py)."""
 
@@ -87,3 +89,7 @@ def start_client(module: str, *args: str, env: Mapping[str, str] | None = None) 
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", f"examples.{module}", *args], env=full_env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# The `deploy` fixture: deploy(example, module="app", env=None, register=True) -> Deployment
+DeployFn = Callable[..., Deployment]

@@ -23,7 +23,7 @@ RESTATE_URL = os.environ.get("RESTATE_URL", "http://localhost:8080")
 
 
 async def submit(task: dict[str, Any], idempotency_key: str, delay: timedelta | None = None) -> str:
-    async with restate.create_client(RESTATE_URL) as client:  # type: ignore[attr-defined]
+    async with restate.create_client(RESTATE_URL) as client:
         handle = await client.service_send(run_task, task, send_delay=delay, idempotency_key=idempotency_key)
         return str(handle.invocation_id)
 

@@ -9,12 +9,12 @@ import uuid
 import pytest
 
 import pyrestate.sdk
-from examples._harness import Deployment, run_client
+from examples._harness import DeployFn, Deployment, run_client
 from pyrestate.testing import json_of
 
 
 @pytest.fixture(scope="module")
-def dep(deploy) -> Deployment:  # type: ignore[no-untyped-def]
+def dep(deploy: DeployFn) -> Deployment:
     return deploy("async_tasks")
 
 

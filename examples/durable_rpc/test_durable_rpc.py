@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from examples._harness import Deployment
+from examples._harness import DeployFn, Deployment
 
 
 @pytest.fixture(scope="module")
-def dep(deploy) -> Deployment:  # type: ignore[no-untyped-def]
+def dep(deploy: DeployFn) -> Deployment:
     services = deploy("durable_rpc")
     services.extra["web"] = deploy("durable_rpc", module="web", register=False).app.url
     return services

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from examples._harness import Deployment
+from examples._harness import DeployFn, Deployment
 from pyrestate.testing import json_of
 
 TASK = {"description": "get out of bed,shower,make coffee,have breakfast"}
@@ -16,7 +16,7 @@ RESULT = "get out of bed: DONE,shower: DONE,make coffee: DONE,have breakfast: DO
 
 
 @pytest.fixture(scope="module")
-def dep(deploy) -> Deployment:  # type: ignore[no-untyped-def]
+def dep(deploy: DeployFn) -> Deployment:
     return deploy("fan_out", env={"SUBTASK_SECONDS": "0.2"})
 
 
@@ -26,7 +26,7 @@ def test_run_aggregates_the_subtask_results(dep: Deployment) -> None:
         assert dep.effects.count(f"Execution subtask finished: {subtask}") == 1
 
 
-def test_killing_the_sdk_midway_still_runs_every_subtask_exactly_once(deploy) -> None:  # type: ignore[no-untyped-def]
+def test_killing_the_sdk_midway_still_runs_every_subtask_exactly_once(deploy: DeployFn) -> None:
     dep = deploy("fan_out", env={"SUBTASK_SECONDS": "1.5"})
     sent = dep.ingress.send_json("worker", "run", TASK, idempotency_key=str(uuid.uuid4()))
     dep.effects.wait_for(lambda lines: sum(line.startswith("Started") for line in lines) == 4)

@@ -7,14 +7,14 @@ import uuid
 
 import pytest
 
-from examples._harness import Deployment
+from examples._harness import DeployFn, Deployment
 from pyrestate.testing import json_of
 
 DELAY_S = 0.8
 
 
 @pytest.fixture(scope="module")
-def dep(deploy) -> Deployment:  # type: ignore[no-untyped-def]
+def dep(deploy: DeployFn) -> Deployment:
     return deploy("payment_reminders", env={"REMINDER_DELAY_MS": str(int(DELAY_S * 1000))})
 
 

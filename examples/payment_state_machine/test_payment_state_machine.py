@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from examples._harness import Deployment
+from examples._harness import DeployFn, Deployment
 from pyrestate.testing import eventually, json_of
 
 EXPIRY_S = 2.0
 
 
 @pytest.fixture(scope="module")
-def dep(deploy) -> Deployment:  # type: ignore[no-untyped-def]
+def dep(deploy: DeployFn) -> Deployment:
     return deploy("payment_state_machine", env={"PAYMENT_EXPIRY_MS": str(int(EXPIRY_S * 1000))})
 
 
@@ -51,7 +51,8 @@ def test_payment_then_cancellation_rolls_back(dep: Deployment) -> None:
     assert balance(dep, account) == -100
     cancel(dep, payment_id)
     cancel(dep, payment_id)
-    assert status(dep, payment_id) == {"status": "CANCELLED", "payment": {"accountId": account, "amountCents": 100}}
+    assert status(dep, payment_id) == {"status": "CANCELLED",
+                                       "payment": {"accountId": account, "amountCents": 100}}
     assert make(dep, payment_id, account) == f"{payment_id} was cancelled before"
     assert dep.effects.matching(f"account {account} ") == [
         f"account {account} -100 ({payment_id})",
@@ -72,9 +73,15 @@ def test_racing_payments_and_cancellations_end_consistently(dep: Deployment) -> 
         payment_id, account = ids()
         calls = ["make"] * 4 + ["cancel"] * 2
         random.shuffle(calls)
+
+        def one(call: str, payment_id: str = payment_id, account: str = account) -> str | None:
+            if call == "make":
+                return make(dep, payment_id, account)
+            cancel(dep, payment_id)
+            return None
+
         with ThreadPoolExecutor(len(calls)) as pool:
-            results = list(pool.map(
-                lambda c: make(dep, payment_id, account) if c == "make" else cancel(dep, payment_id), calls))
+            results = list(pool.map(one, calls))
         processed = results.count(f"{payment_id} was processed")
         assert processed <= 1
         assert status(dep, payment_id)["status"] == "CANCELLED"

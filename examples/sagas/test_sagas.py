@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from examples._harness import Deployment
+from examples._harness import DeployFn, Deployment
 from pyrestate.testing import json_of
 
 
 @pytest.fixture(scope="module")
-def dep(deploy) -> Deployment:  # type: ignore[no-untyped-def]
+def dep(deploy: DeployFn) -> Deployment:
     return deploy("sagas")
 
 
@@ -42,7 +42,9 @@ def test_successful_booking_confirms_everything(dep: Deployment) -> None:
 
 
 @pytest.mark.parametrize("crash", [None, "cancel-car"])
-def test_declined_payment_runs_compensations_in_reverse_exactly_once(dep: Deployment, crash: str | None) -> None:
+def test_declined_payment_runs_compensations_in_reverse_exactly_once(
+    dep: Deployment, crash: str | None
+) -> None:
     before = len(dep.effects.lines())
     trip = f"trip123-{uuid.uuid4().hex[:8]}"
     if crash:

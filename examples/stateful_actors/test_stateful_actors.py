@@ -7,12 +7,12 @@ import uuid
 
 import pytest
 
-from examples._harness import Deployment
+from examples._harness import DeployFn, Deployment
 from pyrestate.testing import json_of
 
 
 @pytest.fixture(scope="module")
-def dep(deploy) -> Deployment:  # type: ignore[no-untyped-def]
+def dep(deploy: DeployFn) -> Deployment:
     return deploy("stateful_actors", env={"TRANSITION_SECONDS": "0.7"})
 
 
@@ -33,7 +33,8 @@ def test_requests_queue_per_machine_and_interleave_across_machines(dep: Deployme
     lines = dep.effects.lines()
     for key in (a, b):
         # One transition at a time per machine: begin/done strictly alternate.
-        assert [line for line in lines if line.endswith(f"{key} to UP") or line.endswith(f"{key} to DOWN")] == [
+        transitions = [line for line in lines if line.endswith((f"{key} to UP", f"{key} to DOWN"))]
+        assert transitions == [
             f"Beginning transition of {key} to UP",
             f"Done transitioning {key} to UP",
             f"Beginning transition of {key} to DOWN",

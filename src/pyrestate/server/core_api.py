@@ -304,3 +304,24 @@ class ServerCore(Protocol):
         ...
 
     async def stop(self) -> None: ...
+
+    # SQL introspection (admin `/query`); an implementation without it makes `/query` answer 501.
+    def query_snapshot(self) -> QuerySnapshot:
+        """A consistent read-only view of committed storage, taken now; cheap to create on the event loop
+        (the reads happen later, on a worker thread). See `pyrestate.server.query.source` for ready-made
+        implementations (`SqliteSnapshot(storage.path)`)."""
+        ...
+
+
+class QuerySnapshot(Protocol):
+    """Committed storage as of one point in time, read from one worker thread, then closed."""
+
+    # Invocations with an attempt running right now; None: unknown (derived from the status records).
+    in_flight: frozenset[str] | None
+    now_ms: int  # when the snapshot was taken (epoch ms)
+
+    def scan(self, table: str) -> list[tuple[tuple[str | int | bytes, ...], bytes]]:
+        """All rows of a storage table (`storage.api.TABLES`) as (key columns, value), in key order."""
+        ...
+
+    def close(self) -> None: ...

@@ -23,8 +23,16 @@ from pyrestate.testing.process import ManagedProcess, free_port
 
 HERE = Path(__file__).parent
 
-_SERVICE_TY = {"SERVICE": ServiceType.SERVICE, "VIRTUAL_OBJECT": ServiceType.VIRTUAL_OBJECT, "WORKFLOW": ServiceType.WORKFLOW}
-_HANDLER_TY = {"EXCLUSIVE": HandlerType.EXCLUSIVE, "SHARED": HandlerType.SHARED, "WORKFLOW": HandlerType.WORKFLOW}
+_SERVICE_TY = {
+    "SERVICE": ServiceType.SERVICE,
+    "VIRTUAL_OBJECT": ServiceType.VIRTUAL_OBJECT,
+    "WORKFLOW": ServiceType.WORKFLOW,
+}
+_HANDLER_TY = {
+    "EXCLUSIVE": HandlerType.EXCLUSIVE,
+    "SHARED": HandlerType.SHARED,
+    "WORKFLOW": HandlerType.WORKFLOW,
+}
 
 
 def schema_from_manifest(manifest: dict[str, Any]) -> list[ServiceSchema]:
@@ -34,9 +42,16 @@ def schema_from_manifest(manifest: dict[str, Any]) -> list[ServiceSchema]:
         handlers = {}
         for h in s["handlers"]:
             hty = h.get("ty")
-            ty = _HANDLER_TY[hty] if hty else (
-                HandlerType.EXCLUSIVE if sty is ServiceType.VIRTUAL_OBJECT
-                else HandlerType.WORKFLOW if sty is ServiceType.WORKFLOW else None
+            ty = (
+                _HANDLER_TY[hty]
+                if hty
+                else (
+                    HandlerType.EXCLUSIVE
+                    if sty is ServiceType.VIRTUAL_OBJECT
+                    else HandlerType.WORKFLOW
+                    if sty is ServiceType.WORKFLOW
+                    else None
+                )
             )
             inp = h.get("input", {"contentType": "*/*"})
             out = h.get("output", {})
@@ -48,7 +63,9 @@ def schema_from_manifest(manifest: dict[str, Any]) -> list[ServiceSchema]:
                 output_content_type=out.get("contentType", "application/json"),
                 output_set_content_type_if_empty=out.get("setContentTypeIfEmpty", False),
             )
-        services.append(ServiceSchema(name=s["name"], ty=sty, handlers=handlers, deployment_id="", revision=0))
+        services.append(
+            ServiceSchema(name=s["name"], ty=sty, handlers=handlers, deployment_id="", revision=0)
+        )
     return services
 
 

@@ -102,4 +102,30 @@ async def schedule_add(ctx: restate.ObjectContext, delay_ms: int) -> str:
     return "scheduled"
 
 
-app = restate.app(services=[greeter, counter])
+@greeter.handler()
+async def await_awakeable(ctx: restate.Context, tag: str) -> str:
+    awakeable_id, promise = ctx.awakeable(type_hint=str)
+
+    async def publish() -> None:
+        (_DIR / f"awk-{tag}").write_text(awakeable_id)
+
+    await ctx.run_typed("publish", publish)
+    return f"got {await promise}"
+
+
+wf = restate.Workflow("Wf")
+
+
+@wf.main()
+async def run(ctx: restate.WorkflowContext, req: str) -> str:
+    approval = await ctx.promise("approval", type_hint=str).value()
+    return f"{req} approved by {approval}"
+
+
+@wf.handler()
+async def approve(ctx: restate.WorkflowSharedContext, who: str) -> str:
+    await ctx.promise("approval", type_hint=str).resolve(who)
+    return "ok"
+
+
+app = restate.app(services=[greeter, counter, wf])

@@ -2,14 +2,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from engine_support import SdkDeployment, fast_config, register
 
 from pyrestate.server.core_api import (
+    BadRequest,
     ById,
+    ByWorkflow,
     Failure,
     IngressInvocation,
     InvocationTarget,
@@ -19,8 +25,6 @@ from pyrestate.server.core_api import (
     Success,
 )
 from pyrestate.server.engine.core import EngineCore
-
-from engine_support import SdkDeployment, fast_config, register
 
 
 def _inv(service: str, handler: str, body: object, key: str | None = None, **kw: object) -> IngressInvocation:
@@ -96,8 +100,12 @@ async def test_delayed_one_way_send(core: EngineCore) -> None:
 
 async def test_idempotency_key_dedup(core: EngineCore, sdk: SdkDeployment) -> None:
     tag = uuid.uuid4().hex
-    first = await core.call(_inv("Greeter", "flaky", tag, idempotency_key="k1", user_supplied_idempotency_key=True))
-    second = await core.call(_inv("Greeter", "flaky", "other", idempotency_key="k1", user_supplied_idempotency_key=True))
+    first = await core.call(
+        _inv("Greeter", "flaky", tag, idempotency_key="k1", user_supplied_idempotency_key=True)
+    )
+    second = await core.call(
+        _inv("Greeter", "flaky", "other", idempotency_key="k1", user_supplied_idempotency_key=True)
+    )
     assert first.invocation_id == second.invocation_id
     assert first.outcome == second.outcome == Success(b'"succeeded on attempt 3"', "application/json")
     assert first.expires_at_ms is None and second.expires_at_ms is not None
@@ -159,3 +167,66 @@ async def test_restart_mid_sleep_completes(tmp_path: Path, sdk: SdkDeployment) -
         assert result.outcome == Success(b'"slept"', "application/json")
     finally:
         await c2.stop()
+
+
+async def test_awakeable_completion_from_ingress(core: EngineCore, sdk: SdkDeployment) -> None:
+    tag = uuid.uuid4().hex
+    receipt = await core.send(_inv("Greeter", "await_awakeable", tag))
+    path = sdk.state_dir / f"awk-{tag}"
+    deadline = time.monotonic() + 10
+    while not path.exists():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    await core.complete_awakeable(path.read_text(), Success(b'"yes"'))
+    result = await asyncio.wait_for(core.attach(ById(receipt.invocation_id)), 10)
+    assert result.outcome == Success(b'"got yes"', "application/json")
+    with pytest.raises(BadRequest):
+        await core.complete_awakeable("garbage", Success(b"1"))
+
+
+async def test_workflow_runs_once_and_promise_resolves(core: EngineCore) -> None:
+    key = uuid.uuid4().hex
+    receipt = await core.send(_inv("Wf", "run", "order", key))
+    assert receipt.status is SubmitStatus.ACCEPTED
+    again = await core.send(_inv("Wf", "run", "order", key))
+    assert again.status is SubmitStatus.PREVIOUSLY_ACCEPTED and again.invocation_id == receipt.invocation_id
+    dup = await core.call(_inv("Wf", "run", "order", key))
+    assert dup.outcome == Failure(409, "the workflow method was already invoked")
+    assert dup.invocation_id == receipt.invocation_id
+    with pytest.raises(NotReady):
+        await core.get_output(ByWorkflow("Wf", key))
+    assert (await core.call(_inv("Wf", "approve", "alice", key))).outcome == Success(
+        b'"ok"', "application/json"
+    )
+    result = await asyncio.wait_for(core.attach(ByWorkflow("Wf", key)), 10)
+    assert result.outcome == Success(b'"order approved by alice"', "application/json")
+    second = await core.call(_inv("Wf", "approve", "bob", key))
+    assert second.outcome == Failure(409, "promise was already completed")
+
+
+async def test_kill_9_then_restart_completes_everything(tmp_path: Path, sdk: SdkDeployment) -> None:
+    data = tmp_path / "data"
+    key = uuid.uuid4().hex
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "engine_proc.py"), str(data), sdk.url, key],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parent,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
+        ids = json.loads(line)
+        await asyncio.sleep(0.2)  # the sleeper is mid-sleep, the adds run one after the other
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    c = EngineCore(fast_config(data))
+    await c.start()
+    try:
+        results = [await asyncio.wait_for(c.attach(ById(i)), 15) for i in ids]
+        assert results[0].outcome == Success(b'"slept"', "application/json")
+        assert [r.outcome for r in results[1:]] == [
+            Success(str(n).encode(), "application/json") for n in (1, 2, 3)
+        ]
+    finally:
+        await c.stop()

@@ -27,8 +27,6 @@ from pyrestate.server.core_api import (
     Conflict,
     DeploymentRecord,
     DeploymentRegistration,
-    Failure,
-    HandlerType,
     IngressInvocation,
     InvocationCommand,
     InvocationQuery,
@@ -216,9 +214,9 @@ class EngineCore(Registry):
                     if not fut.done():
                         fut.set_result(o)
             case Reply(token=t, value=v):
-                fut = self._tokens.get(t)
-                if fut is not None and not fut.done():
-                    fut.set_result(v)
+                token_fut = self._tokens.get(t)
+                if token_fut is not None and not token_fut.done():
+                    token_fut.set_result(v)
             case SendToPartition(partition=p, seq=s, command=c):
                 self._submit(p, Deliver(s, c))
 
@@ -365,7 +363,9 @@ class EngineCore(Registry):
             if st.status is Status.COMPLETED:
                 return self._completed_result(st)
             outcome = await waiter
-            return InvocationResult(iid, self._with_content_type(st.target.service, st.target.handler, outcome))
+            return InvocationResult(
+                iid, self._with_content_type(st.target.service, st.target.handler, outcome)
+            )
         finally:
             self._drop_waiter(iid, waiter)
 
@@ -406,8 +406,6 @@ class EngineCore(Registry):
                         "use force to register it anyway"
                     )
                 revision = old.revision + 1 if old is not None else 1
-                if registration.use_http_11 or registration.protocol_mode == "REQUEST_RESPONSE":
-                    svc = dataclasses.replace(svc, inactivity_timeout_ms=svc.inactivity_timeout_ms)
                 services.append(dataclasses.replace(svc, deployment_id=dp_id, revision=revision))
             record = DeploymentRecord(
                 id=dp_id,
@@ -463,7 +461,11 @@ class EngineCore(Registry):
             svc = self._services.get(name)
             if svc is None:
                 raise NotFound(f"The requested service '{name}' does not exist")
-            changes = {f.name: getattr(patch, f.name) for f in dataclasses.fields(patch) if getattr(patch, f.name) is not None}
+            changes = {
+                f.name: getattr(patch, f.name)
+                for f in dataclasses.fields(patch)
+                if getattr(patch, f.name) is not None
+            }
             new = dataclasses.replace(svc, **changes)
             txn = self.storage.begin()
             txn.put_service(name, service_to_json(new))
@@ -502,4 +504,32 @@ class EngineCore(Registry):
         return self._status(invocation_id)
 
 
-__all__ = ["EngineCore", "Failure", "HandlerType"]
+def engine_config_from(server: Any) -> EngineConfig:
+    """Map the server's settings (`pyrestate.server.config.ServerConfig`) onto the engine's."""
+    from pyrestate.server.invoker.retry import RetryPolicy
+
+    return EngineConfig(
+        data_dir=server.data_dir,
+        partitions=server.partitions,
+        retry_policy=RetryPolicy(
+            initial_interval_ms=server.retry_initial_interval_ms,
+            exponentiation_factor=server.retry_exponentiation_factor,
+            max_interval_ms=server.retry_max_interval_ms,
+            max_attempts=server.retry_max_attempts,
+            on_max_attempts=server.retry_on_max_attempts.lower(),
+        ),
+        inactivity_timeout_ms=server.inactivity_timeout_ms,
+        abort_timeout_ms=server.abort_timeout_ms,
+        idempotency_retention_ms=server.idempotency_retention_ms,
+        workflow_completion_retention_ms=server.workflow_completion_retention_ms,
+        journal_retention_ms=server.journal_retention_ms,
+        disable_eager_state=server.disable_eager_state,
+    )
+
+
+def create_core(server_config: Any) -> EngineCore:
+    """Factory `pyrestate server` loads: an engine for the given `ServerConfig`."""
+    return EngineCore(engine_config_from(server_config))
+
+
+__all__ = ["EngineCore", "create_core", "engine_config_from"]

@@ -113,7 +113,9 @@ class Invoker:
             handle.cancel()
         if delay_ms > 0:
             loop = asyncio.get_running_loop()
-            self._delayed[invocation_id] = loop.call_later(delay_ms / 1000, self._launch, invocation_id, epoch)
+            self._delayed[invocation_id] = loop.call_later(
+                delay_ms / 1000, self._launch, invocation_id, epoch
+            )
         else:
             self._launch(invocation_id, epoch)
 
@@ -143,9 +145,8 @@ class Invoker:
         self._attempts.clear()
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(BaseException):
-                await t
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
         for c in self._clients.values():
             with contextlib.suppress(Exception):
                 await c.aclose()
@@ -210,7 +211,9 @@ class Invoker:
     def _client(self, dp: DeploymentRecord) -> DeploymentClient:
         client = self._clients.get(dp.id)
         if client is None:
-            client = DeploymentClient(dp.uri, use_http_11=dp.use_http_11, additional_headers=dp.additional_headers)
+            client = DeploymentClient(
+                dp.uri, use_http_11=dp.use_http_11, additional_headers=dp.additional_headers
+            )
             self._clients[dp.id] = client
         return client
 
@@ -230,7 +233,9 @@ class Invoker:
             version = negotiate_protocol(dp.min_protocol_version, dp.max_protocol_version)
             if version is None:
                 raise _AttemptFailure(
-                    500, f"deployment {dp.id} supports protocol {dp.min_protocol_version}..{dp.max_protocol_version}"
+                    500,
+                    f"deployment {dp.id} supports protocol versions "
+                    f"{dp.min_protocol_version}..{dp.max_protocol_version} only",
                 )
         if st.deployment_id is None:
             self._emit(att, PinDeployment(dp.id, version))
@@ -246,11 +251,19 @@ class Invoker:
         dp, version, svc = self._choose(att, st)
         handler = svc.handlers.get(st.target.handler)
         inactivity = _first(
-            handler.inactivity_timeout_ms if handler else None, svc.inactivity_timeout_ms, self._config.inactivity_timeout_ms
+            handler.inactivity_timeout_ms if handler else None,
+            svc.inactivity_timeout_ms,
+            self._config.inactivity_timeout_ms,
         )
-        abort = _first(handler.abort_timeout_ms if handler else None, svc.abort_timeout_ms, self._config.abort_timeout_ms)
+        abort = _first(
+            handler.abort_timeout_ms if handler else None, svc.abort_timeout_ms, self._config.abort_timeout_ms
+        )
         lazy = bool(
-            _first(handler.enable_lazy_state if handler else None, svc.enable_lazy_state, self._config.disable_eager_state)
+            _first(
+                handler.enable_lazy_state if handler else None,
+                svc.enable_lazy_state,
+                self._config.disable_eager_state,
+            )
         )
         request_response = dp.use_http_11 or dp.protocol_mode == "REQUEST_RESPONSE" or inactivity == 0
 
@@ -285,9 +298,13 @@ class Invoker:
         limit = self._limits.setdefault(dp.id, asyncio.Semaphore(self._config.concurrency_per_deployment))
         async with limit:
             client = self._client(dp)
-            stream = await client.open_stream("POST", f"/invoke/{st.target.service}/{st.target.handler}", headers)
+            stream = await client.open_stream(
+                "POST", f"/invoke/{st.target.service}/{st.target.handler}", headers
+            )
             try:
-                await self._exchange(att, stream, payload, request_response, inactivity / 1000, abort / 1000, ct)
+                await self._exchange(
+                    att, stream, payload, request_response, inactivity / 1000, abort / 1000, ct
+                )
             finally:
                 await stream.aclose()
 
@@ -323,13 +340,17 @@ class Invoker:
                 raise _AttemptFailure(status if status >= 400 else 500, f"deployment answered HTTP {status}")
             got_ct = next((v for k, v in resp_headers if k.lower() == "content-type"), None)
             if got_ct is not None and got_ct.split(";")[0].strip() != ct:
-                raise _AttemptFailure(500, f"deployment answered with content-type {got_ct!r}, expected {ct!r}")
+                raise _AttemptFailure(
+                    500, f"deployment answered with content-type {got_ct!r}, expected {ct!r}"
+                )
             decoder = FrameDecoder()
             recv: asyncio.Future[bytes | None] = asyncio.ensure_future(stream.receive())
             try:
                 while True:
                     now = loop.time()
-                    timeout = (last_activity + inactivity_s - now) if request_open else (closed_at + abort_s - now)
+                    timeout = (
+                        (last_activity + inactivity_s - now) if request_open else (closed_at + abort_s - now)
+                    )
                     done, _ = await asyncio.wait({recv}, timeout=max(0.0, timeout))
                     if not done:
                         now = loop.time()
@@ -345,7 +366,9 @@ class Invoker:
                     chunk = recv.result()
                     if chunk is None:
                         decoder.close()
-                        raise _AttemptFailure(500, "the deployment closed the stream without End, Suspension or Error")
+                        raise _AttemptFailure(
+                            500, "the deployment closed the stream without End, Suspension or Error"
+                        )
                     last_activity = loop.time()
                     for frame in decoder.feed(chunk):
                         if self._handle(att, frame.type, frame.message, frame.raw):
@@ -370,7 +393,11 @@ class Invoker:
         match message:
             case pb.ProposeRunCompletionMessage():
                 result = (
-                    Failure(message.failure.code, message.failure.message, tuple((m.key, m.value) for m in message.failure.metadata))
+                    Failure(
+                        message.failure.code,
+                        message.failure.message,
+                        tuple((m.key, m.value) for m in message.failure.metadata),
+                    )
                     if message.WhichOneof("result") == "failure"
                     else Success(message.value)
                 )

@@ -37,8 +37,12 @@ def partition_of_key(partition_key: int, num_partitions: int) -> int:
     return (partition_key * num_partitions) >> 64
 
 
-def _default_new_id(service: str, handler: str, key: str | None, idempotency_key: str | None, wf: bool) -> str:
-    return str(InvocationId.for_target(service, handler, key=key, idempotency_key=idempotency_key, workflow_run=wf))
+def _default_new_id(
+    service: str, handler: str, key: str | None, idempotency_key: str | None, wf: bool
+) -> str:
+    return str(
+        InvocationId.for_target(service, handler, key=key, idempotency_key=idempotency_key, workflow_run=wf)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +76,15 @@ class ApplyContext:
         """Restate's compute_retention: workflow run or idempotency key => retained, else not."""
         svc, h = self.handler_schema(target)
         if target.workflow_run:
-            value = _first(h and h.workflow_completion_retention_ms, svc and svc.workflow_completion_retention_ms)
+            value = _first(
+                h.workflow_completion_retention_ms if h else None,
+                svc.workflow_completion_retention_ms if svc else None,
+            )
             return value if value is not None else self.policies.workflow_completion_retention_ms
         if has_idempotency_key:
-            value = _first(h and h.idempotency_retention_ms, svc and svc.idempotency_retention_ms)
+            value = _first(
+                h.idempotency_retention_ms if h else None, svc.idempotency_retention_ms if svc else None
+            )
             return value if value is not None else self.policies.idempotency_retention_ms
         return 0
 

@@ -143,7 +143,16 @@ class Deliver:
     inner: Command
 
 
-Command = Invoke | InvokerEffect | TimerFired | InvocationResponse | NotifySignal | ManageInvocation | PatchState | Deliver
+Command = (
+    Invoke
+    | InvokerEffect
+    | TimerFired
+    | InvocationResponse
+    | NotifySignal
+    | ManageInvocation
+    | PatchState
+    | Deliver
+)
 
 
 # ------------------------------------------------------------------------------------------------ actions
@@ -196,7 +205,15 @@ class SendToPartition:
     command: Command
 
 
-Action = StartAttempt | ForwardNotification | AbortAttempt | RegisterTimer | IngressResponse | Reply | SendToPartition
+Action = (
+    StartAttempt
+    | ForwardNotification
+    | AbortAttempt
+    | RegisterTimer
+    | IngressResponse
+    | Reply
+    | SendToPartition
+)
 
 
 # ------------------------------------------------------------------------------------------------ replies

@@ -10,7 +10,15 @@ import logging
 from collections.abc import Callable
 
 from pyrestate.server.partition.context import ApplyContext
-from pyrestate.server.partition.model import Action, Command, Deliver, Invoke, ManageInvocation, NotifySignal, PatchState
+from pyrestate.server.partition.model import (
+    Action,
+    Command,
+    Deliver,
+    Invoke,
+    ManageInvocation,
+    NotifySignal,
+    PatchState,
+)
 from pyrestate.server.partition.state_machine import apply
 from pyrestate.server.storage.api import Storage
 
@@ -21,7 +29,12 @@ MAX_BATCH = 512
 
 def _reply_token(cmd: Command) -> int | None:
     match cmd:
-        case Invoke(reply_token=t) | NotifySignal(reply_token=t) | ManageInvocation(reply_token=t) | PatchState(reply_token=t):
+        case (
+            Invoke(reply_token=t)
+            | NotifySignal(reply_token=t)
+            | ManageInvocation(reply_token=t)
+            | PatchState(reply_token=t)
+        ):
             return t
         case Deliver(inner=inner):
             return _reply_token(inner)

@@ -4,6 +4,7 @@ performs after the transaction committed."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import assert_never
 
 from pyrestate.protocol import service_protocol_pb2 as pb
@@ -160,7 +161,9 @@ class _Apply:
     def complete(self, st: InvocationStatus, outcome: Outcome) -> None:
         for sink in st.sinks:
             if sink.invocation_id is not None:
-                self.send_to_invocation(sink.invocation_id, InvocationResponse(sink.invocation_id, sink.completion_id, outcome))
+                self.send_to_invocation(
+                    sink.invocation_id, InvocationResponse(sink.invocation_id, sink.completion_id, outcome)
+                )
         self.emit(IngressResponse(st.invocation_id, outcome))
         if st.status is Status.INBOXED and st.inbox_seq is not None and st.target.key is not None:
             self.txn.delete_inbox(st.target.service, st.target.key, st.inbox_seq)
@@ -266,8 +269,8 @@ def _notification(
         case Failure(code=c, message=msg, metadata=md):
             m.failure.code = c
             m.failure.message = msg
-            for k, v in md:
-                m.failure.metadata.add(key=k, value=v)
+            for mk, mv in md:
+                m.failure.metadata.add(key=mk, value=mv)
         case None:
             if value is not None:
                 m.value.content = value
@@ -377,7 +380,8 @@ def _on_duplicate(a: _Apply, st: InvocationStatus, req: InvocationRequest, token
         assert st.output is not None
         if req.sink is not None and req.sink.invocation_id is not None:
             a.send_to_invocation(
-                req.sink.invocation_id, InvocationResponse(req.sink.invocation_id, req.sink.completion_id, st.output)
+                req.sink.invocation_id,
+                InvocationResponse(req.sink.invocation_id, req.sink.completion_id, st.output),
             )
         a.reply(token, AlreadyCompleted(st.invocation_id, st.output, st.expires_at))
         return
@@ -440,15 +444,22 @@ def _on_sdk_command(a: _Apply, st: InvocationStatus, ty: int, raw: bytes) -> Non
         return
     key = st.target.key
     keyed = key is not None
-    if mtype in (MessageType.SET_STATE, MessageType.CLEAR_STATE, MessageType.CLEAR_ALL_STATE) and not st.target.exclusive:
+    if (
+        mtype in (MessageType.SET_STATE, MessageType.CLEAR_STATE, MessageType.CLEAR_ALL_STATE)
+        and not st.target.exclusive
+    ):
         a.fail_attempt(st, 571, f"{mtype.name} is not allowed in a shared/unkeyed handler", None)
         return
-    if mtype in (
-        MessageType.GET_LAZY_STATE,
-        MessageType.GET_LAZY_STATE_KEYS,
-        MessageType.GET_EAGER_STATE,
-        MessageType.GET_EAGER_STATE_KEYS,
-    ) and not keyed:
+    if (
+        mtype
+        in (
+            MessageType.GET_LAZY_STATE,
+            MessageType.GET_LAZY_STATE_KEYS,
+            MessageType.GET_EAGER_STATE,
+            MessageType.GET_EAGER_STATE_KEYS,
+        )
+        and not keyed
+    ):
         a.fail_attempt(st, 571, f"{mtype.name} is only allowed for keyed services", None)
         return
     if isinstance(msg, pb.CallCommandMessage | pb.OneWayCallCommandMessage):
@@ -478,7 +489,11 @@ def _on_sdk_command(a: _Apply, st: InvocationStatus, ty: int, raw: bytes) -> Non
         case pb.GetLazyStateCommandMessage():
             assert key is not None
             value = a.txn.get_state(svc, key, msg.key)
-            a.notify(st, MessageType.GET_LAZY_STATE_COMPLETION, _notification(completion_id=msg.result_completion_id, value=value))
+            a.notify(
+                st,
+                MessageType.GET_LAZY_STATE_COMPLETION,
+                _notification(completion_id=msg.result_completion_id, value=value),
+            )
         case pb.GetLazyStateKeysCommandMessage():
             assert key is not None
             keys = [k for k, _ in a.txn.get_all_state(svc, key)]
@@ -490,11 +505,21 @@ def _on_sdk_command(a: _Apply, st: InvocationStatus, ty: int, raw: bytes) -> Non
         case pb.SleepCommandMessage():
             a.put(st)
             a.register_timer(
-                Timer(msg.wake_up_time, TimerKind.SLEEP, st.invocation_id, msg.result_completion_id, a.ctx.partition)
+                Timer(
+                    msg.wake_up_time,
+                    TimerKind.SLEEP,
+                    st.invocation_id,
+                    msg.result_completion_id,
+                    a.ctx.partition,
+                )
             )
         case pb.CallCommandMessage() | pb.OneWayCallCommandMessage():
             _on_call(a, st, msg)
-        case pb.GetPromiseCommandMessage() | pb.PeekPromiseCommandMessage() | pb.CompletePromiseCommandMessage():
+        case (
+            pb.GetPromiseCommandMessage()
+            | pb.PeekPromiseCommandMessage()
+            | pb.CompletePromiseCommandMessage()
+        ):
             _on_promise(a, st, msg)
         case pb.SendSignalCommandMessage():
             a.put(st)
@@ -507,10 +532,8 @@ def _on_sdk_command(a: _Apply, st: InvocationStatus, ty: int, raw: bytes) -> Non
             target = msg.target_invocation_id
             sid = msg.idx if msg.WhichOneof("signal_id") == "idx" else None
             name = msg.name if msg.WhichOneof("signal_id") == "name" else None
-            try:
+            with contextlib.suppress(ValueError):  # an unparsable target id: nothing to deliver to
                 a.send_to_invocation(target, NotifySignal(target, sid, name, result))
-            except ValueError:
-                pass  # an unparsable target id: nothing to deliver to
         case pb.CompleteAwakeableCommandMessage():
             a.put(st)
             try:
@@ -581,10 +604,17 @@ def _on_promise(
     match msg:
         case pb.GetPromiseCommandMessage():
             if promise.completed:
-                a.notify(st, MessageType.GET_PROMISE_COMPLETION, _notification(completion_id=cid, outcome=promise.result))
+                a.notify(
+                    st,
+                    MessageType.GET_PROMISE_COMPLETION,
+                    _notification(completion_id=cid, outcome=promise.result),
+                )
             else:
                 a.txn.put_promise(
-                    svc, key, msg.key, Promise(False, None, (*promise.listeners, ResponseSink(st.invocation_id, cid)))
+                    svc,
+                    key,
+                    msg.key,
+                    Promise(False, None, (*promise.listeners, ResponseSink(st.invocation_id, cid))),
                 )
                 a.put(st)
         case pb.PeekPromiseCommandMessage():
@@ -612,7 +642,12 @@ def _on_promise(
                 assert listener.invocation_id is not None
                 a.send_to_invocation(
                     listener.invocation_id,
-                    InvocationResponse(listener.invocation_id, listener.completion_id, result, MessageType.GET_PROMISE_COMPLETION),
+                    InvocationResponse(
+                        listener.invocation_id,
+                        listener.completion_id,
+                        result,
+                        MessageType.GET_PROMISE_COMPLETION,
+                    ),
                 )
 
 
@@ -662,7 +697,11 @@ def _on_signal(a: _Apply, cmd: NotifySignal) -> None:
     if cmd.signal_id == CANCEL_SIGNAL and st.status in (Status.INBOXED, Status.SCHEDULED):
         a.complete(st, CANCELED)
     elif st.alive:
-        a.notify(st, MessageType.SIGNAL, _notification(signal_id=cmd.signal_id, signal_name=cmd.signal_name, outcome=cmd.result))
+        a.notify(
+            st,
+            MessageType.SIGNAL,
+            _notification(signal_id=cmd.signal_id, signal_name=cmd.signal_name, outcome=cmd.result),
+        )
     a.reply(cmd.reply_token, None)
 
 

@@ -97,7 +97,9 @@ class _SqliteReader:
         sql = f"SELECT {', '.join(names)}, v FROM {table} WHERE {where} ORDER BY {', '.join(names)}"
         with self._lock:
             rows = self._conn.execute(sql, prefix).fetchall()
-        return [(tuple(bytes(x) if isinstance(x, memoryview) else x for x in r[:-1]), bytes(r[-1])) for r in rows]
+        return [
+            (tuple(bytes(x) if isinstance(x, memoryview) else x for x in r[:-1]), bytes(r[-1])) for r in rows
+        ]
 
 
 def _apply_ops(conn: sqlite3.Connection, ops: list[WriteOp]) -> None:
@@ -106,7 +108,8 @@ def _apply_ops(conn: sqlite3.Connection, ops: list[WriteOp]) -> None:
         if op == "put":
             placeholders = ", ".join("?" for _ in range(len(names) + 1))
             conn.execute(
-                f"INSERT OR REPLACE INTO {table} ({', '.join(names)}, v) VALUES ({placeholders})", (*key, value)
+                f"INSERT OR REPLACE INTO {table} ({', '.join(names)}, v) VALUES ({placeholders})",
+                (*key, value),
             )
         else:
             where = " AND ".join(f"{c} = ?" for c in names[: len(key)]) or "1"
@@ -132,7 +135,9 @@ class SqliteStorage:
         migrate(writer)
         self._reader_conn = _connect(self.path)
         self._reader = _SqliteReader(self._reader_conn)
-        self._thread = threading.Thread(target=self._writer_loop, args=(writer,), name="sqlite-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._writer_loop, args=(writer,), name="sqlite-writer", daemon=True
+        )
         self._thread.start()
 
     async def close(self) -> None:
@@ -190,7 +195,9 @@ class SqliteStorage:
             conn.close()
 
     def _commit_batch(
-        self, conn: sqlite3.Connection, batch: list[tuple[list[WriteOp], asyncio.Future[None], asyncio.AbstractEventLoop]]
+        self,
+        conn: sqlite3.Connection,
+        batch: list[tuple[list[WriteOp], asyncio.Future[None], asyncio.AbstractEventLoop]],
     ) -> None:
         started = time.perf_counter()
         error: BaseException | None = None

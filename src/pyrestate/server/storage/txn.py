@@ -57,7 +57,11 @@ class BufferedTransaction:
         return self._reader.get(table, key)
 
     def _scan(self, table: str, prefix: Key) -> list[tuple[Key, bytes]]:
-        dead = [p for p in self._deleted_prefixes.get(table, ()) if _has_prefix(prefix, p) or _has_prefix(p, prefix)]
+        dead = [
+            p
+            for p in self._deleted_prefixes.get(table, ())
+            if _has_prefix(prefix, p) or _has_prefix(p, prefix)
+        ]
         rows: dict[Key, bytes] = {}
         # A prefix deletion covering the whole scan range makes the committed rows invisible.
         if not any(_has_prefix(prefix, p) for p in dead):

@@ -29,6 +29,7 @@ class TimerService:
         self._heap: list[tuple[int, str, Timer]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def add(self, timer: Timer) -> None:
         heapq.heappush(self._heap, (timer.fire_at, timer.timer_id, timer))
@@ -41,6 +42,10 @@ class TimerService:
         self._task = asyncio.create_task(self._run(), name="timers")
 
     async def stop(self) -> None:
+        # A flag rather than only cancel(): on Python 3.11 wait_for can swallow a cancellation that races
+        # with the awaited event being set.
+        self._stopping = True
+        self._wakeup.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -48,7 +53,7 @@ class TimerService:
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wakeup.clear()
             now = self._clock.now_ms()
             while self._heap and self._heap[0][0] <= now:

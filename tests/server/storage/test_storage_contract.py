@@ -1,0 +1,209 @@
+"""Contract of the storage interface: every backend must pass these (PostgreSQL joins the parametrisation)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pyrestate.server.core_api import Failure, Success
+from pyrestate.server.storage.api import Storage
+from pyrestate.server.storage.memory import MemoryStorage
+from pyrestate.server.storage.records import (
+    InvocationStatus,
+    JournalEntry,
+    Promise,
+    ResponseSink,
+    Status,
+    Target,
+    Timer,
+    TimerKind,
+    Waiting,
+)
+from pyrestate.server.storage.sqlite import SCHEMA_VERSION, SqliteStorage
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    s: Storage = MemoryStorage() if request.param == "memory" else SqliteStorage(tmp_path / "db.sqlite3")
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def _status(iid: str = "inv_1a", **kw: object) -> InvocationStatus:
+    base = InvocationStatus(
+        invocation_id=iid,
+        status=Status.INVOKED,
+        target=Target("Counter", "add", "k", "VirtualObject", "Exclusive"),
+        created_at=1,
+        modified_at=2,
+        sinks=(ResponseSink("inv_1b", 3),),
+        waiting=Waiting((1, 2), (1,), ("n",)),
+        output=Failure(409, "x", (("a", "b"),)),
+    )
+    return base.with_(**kw)
+
+
+async def test_status_roundtrip_and_delete(storage: Storage) -> None:
+    txn = storage.begin()
+    st = _status()
+    txn.put_invocation_status(st)
+    assert txn.get_invocation_status("inv_1a") == st  # reads its own writes
+    assert storage.reader().get_invocation_status("inv_1a") is None  # not committed yet
+    await storage.commit(txn)
+    assert storage.reader().get_invocation_status("inv_1a") == st
+    done = st.with_(status=Status.COMPLETED, output=Success(b"\x00\x01", "application/json"))
+    txn = storage.begin()
+    txn.put_invocation_status(done)
+    txn.put_invocation_status(_status("inv_1b"))
+    await storage.commit(txn)
+    assert storage.reader().get_invocation_status("inv_1a") == done
+    assert [s.invocation_id for s in storage.reader().all_invocation_statuses()] == ["inv_1a", "inv_1b"]
+    txn = storage.begin()
+    txn.delete_invocation_status("inv_1a")
+    await storage.commit(txn)
+    assert storage.reader().get_invocation_status("inv_1a") is None
+
+
+async def test_journal_order_byte_exact_and_prefix_delete(storage: Storage) -> None:
+    entries = [
+        JournalEntry(0x0400, b"\x0a\x00input"),
+        JournalEntry(0x8011, bytes(range(256))),
+        JournalEntry(0x0401, b""),
+    ]
+    txn = storage.begin()
+    for i, e in reversed(list(enumerate(entries))):  # insertion order must not matter
+        txn.put_journal_entry("inv_1a", i, e)
+    txn.put_journal_entry("inv_1b", 0, JournalEntry(0x0400, b"other"))
+    await storage.commit(txn)
+    assert storage.reader().get_journal("inv_1a") == entries
+    txn = storage.begin()
+    txn.delete_journal("inv_1a")
+    assert txn.get_journal("inv_1a") == []
+    txn.put_journal_entry("inv_1a", 0, JournalEntry(0x0400, b"again"))  # re-created after the delete
+    assert txn.get_journal("inv_1a") == [JournalEntry(0x0400, b"again")]
+    await storage.commit(txn)
+    assert storage.reader().get_journal("inv_1a") == [JournalEntry(0x0400, b"again")]
+    assert storage.reader().get_journal("inv_1b") == [JournalEntry(0x0400, b"other")]
+
+
+async def test_state_family(storage: Storage) -> None:
+    txn = storage.begin()
+    txn.put_state("Counter", "k", b"b", b"2")
+    txn.put_state("Counter", "k", b"a", b"1")
+    txn.put_state("Counter", "k2", b"a", b"x")
+    await storage.commit(txn)
+    r = storage.reader()
+    assert r.get_all_state("Counter", "k") == [(b"a", b"1"), (b"b", b"2")]
+    assert r.get_state("Counter", "k", b"a") == b"1"
+    txn = storage.begin()
+    txn.delete_all_state("Counter", "k")
+    txn.put_state("Counter", "k", b"c", b"3")
+    txn.delete_state("Counter", "k2", b"a")
+    assert txn.get_all_state("Counter", "k") == [(b"c", b"3")]
+    await storage.commit(txn)
+    r = storage.reader()
+    assert r.get_all_state("Counter", "k") == [(b"c", b"3")]
+    assert r.get_all_state("Counter", "k2") == []
+
+
+async def test_inbox_fifo_and_locks(storage: Storage) -> None:
+    txn = storage.begin()
+    for seq, iid in [(3, "c"), (1, "a"), (2, "b")]:
+        txn.push_inbox("Counter", "k", seq, iid)
+    txn.put_lock("Counter", "k", "x")
+    await storage.commit(txn)
+    r = storage.reader()
+    assert r.peek_inbox("Counter", "k") == (1, "a")
+    assert r.list_inbox("Counter", "k") == [(1, "a"), (2, "b"), (3, "c")]
+    assert r.get_lock("Counter", "k") == "x"
+    txn = storage.begin()
+    txn.delete_inbox("Counter", "k", 1)
+    txn.delete_lock("Counter", "k")
+    assert txn.peek_inbox("Counter", "k") == (2, "b")
+    await storage.commit(txn)
+    assert storage.reader().peek_inbox("Counter", "k") == (2, "b")
+    assert storage.reader().get_lock("Counter", "k") is None
+    assert storage.reader().peek_inbox("Counter", "other") is None
+
+
+async def test_timers_promises_outbox_fsm_schema(storage: Storage) -> None:
+    t1 = Timer(200, TimerKind.SLEEP, "inv_1a", 1, 2)
+    t2 = Timer(100, TimerKind.INVOKE, "inv_1b", 0, 1)
+    txn = storage.begin()
+    txn.put_timer(t1)
+    txn.put_timer(t2)
+    txn.put_promise("Wf", "w1", "p", Promise(True, Success(b"v"), ()))
+    txn.put_promise("Wf", "w1", "q", Promise(False, None, (ResponseSink("inv_1a", 4),)))
+    txn.put_outbox(1, 5, b"five")
+    txn.put_outbox(1, 2, b"two")
+    txn.put_fsm(1, "seq", 41)
+    txn.put_deployment("dp_1", b"{}")
+    txn.put_service("Counter", b'{"a":1}')
+    await storage.commit(txn)
+    r = storage.reader()
+    assert r.all_timers() == [t2, t1]  # ordered by fire time
+    assert r.get_promise("Wf", "w1", "q") == Promise(False, None, (ResponseSink("inv_1a", 4),))
+    assert r.list_outbox(1) == [(2, b"two"), (5, b"five")]
+    assert r.get_fsm(1, "seq") == 41 and r.get_fsm(2, "seq") is None
+    assert r.all_deployments() == [("dp_1", b"{}")] and r.all_services() == [("Counter", b'{"a":1}')]
+    txn = storage.begin()
+    txn.delete_timer(t2)
+    txn.delete_promises("Wf", "w1")
+    txn.delete_outbox(1, 2)
+    await storage.commit(txn)
+    r = storage.reader()
+    assert r.all_timers() == [t1]
+    assert r.get_promise("Wf", "w1", "p") is None
+    assert r.list_outbox(1) == [(5, b"five")]
+
+
+async def test_concurrent_commits_are_all_durable(storage: Storage) -> None:
+    async def one(i: int) -> None:
+        txn = storage.begin()
+        txn.put_state("S", str(i), b"k", str(i).encode())
+        await storage.commit(txn)
+
+    await asyncio.gather(*(one(i) for i in range(200)))
+    r = storage.reader()
+    assert all(r.get_state("S", str(i), b"k") == str(i).encode() for i in range(200))
+
+
+async def test_sqlite_group_commit_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    s = SqliteStorage(path)
+    await s.open()
+
+    async def one(i: int) -> None:
+        txn = s.begin()
+        txn.put_journal_entry(f"inv_{i}", 0, JournalEntry(0x0400, b"x"))
+        await s.commit(txn)
+
+    await asyncio.gather(*(one(i) for i in range(300)))
+    assert s.stats.transactions == 300
+    assert s.stats.commits < 300  # grouped: fewer fsyncs than transactions
+    await s.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 300
+    conn.close()
+    s2 = SqliteStorage(path)  # reopening runs no migration twice and sees the data
+    await s2.open()
+    assert s2.reader().get_journal("inv_7") == [JournalEntry(0x0400, b"x")]
+    await s2.close()
+
+
+async def test_sqlite_refuses_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        await SqliteStorage(path).open()
