@@ -23,13 +23,14 @@ proto: $(BIN)/pyrestate
 	cd src && ../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. pyrestate/protocol/service_protocol.proto
 
 lint: $(BIN)/pyrestate
-	$(BIN)/ruff check src tests conformance
+	$(BIN)/ruff check src tests conformance examples bench
 	$(BIN)/mypy --strict src/pyrestate/protocol src/pyrestate/sdk/_vm src/pyrestate/testing
 
-# Unit and integration tests, then the conformance scenarios: our SDK on the official server.
+# Unit and integration tests; the conformance scenarios (our SDK on the official server); the examples on pyrestate.
 test: $(BIN)/pyrestate official-restate lint
 	$(BIN)/pytest -q tests
 	PYRESTATE_CONFORMANCE_SDK=pyrestate PYRESTATE_CONFORMANCE_RUNTIME=official $(BIN)/pytest -q conformance
+	PYRESTATE_EXAMPLES_RUNTIME=pyrestate $(BIN)/pytest -q examples
 
 run: $(BIN)/pyrestate
 	$(BIN)/pyrestate server

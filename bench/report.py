@@ -25,11 +25,16 @@ def _ratio(py: float | None, off: float | None) -> str:
     return f"{py / off:.2f}x"
 
 
+def _errors(r: Mapping[str, Any]) -> str:
+    # a point where nothing came back has no latency at all: say so instead of printing zeros
+    return f"{r['errors']} **no response**" if r["acked"] == 0 else str(r["errors"])
+
+
 def one_line(r: Mapping[str, Any]) -> str:
     u = r["usage"]
     line = (
         f"{r['workload']:11s} c={r['conc']:<3d} {r['rps']:8.1f} req/s p50={r['p50_ms']:.2f} "
-        f"p99={r['p99_ms']:.2f} ms err={r['errors']} cpu s: server={u['server']['cpu_s']} "
+        f"p99={r['p99_ms']:.2f} ms err={_errors(r)} cpu s: server={u['server']['cpu_s']} "
         f"sdk={u['sdk']['cpu_s']} loadgen={u['loadgen']['cpu_s']} host={r['host']['busy_pct']}%"
     )
     if "drain" in r:
@@ -108,7 +113,7 @@ def render(doc: Mapping[str, Any], workloads: Mapping[str, _Labelled]) -> str:
             u = r["usage"]
             lines.append(
                 f"| {r['server']} | {workloads[r['workload']].label} | {r['conc']} | {r['rps']:.0f} | "
-                f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | "
+                f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {_errors(r)} | "
                 f"{u['server']['cpu_s']} ({_f(u['server']['ms_per_req'], 3)}) | "
                 f"{u['server']['peak_rss_mb']} | "
                 f"{u['sdk']['cpu_s']} ({_f(u['sdk']['ms_per_req'], 3)}) | {u['sdk']['peak_rss_mb']} | "

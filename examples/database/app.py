@@ -11,7 +11,7 @@ from typing import Any
 
 import pyrestate.sdk as restate
 from examples.database import db
-from pyrestate.sdk import Context, ObjectContext
+from pyrestate.sdk import Context, ObjectContext, TerminalError
 
 simple = restate.Service("simple")
 keyed = restate.VirtualObject("keyed")
@@ -37,21 +37,21 @@ async def insert(ctx: Context, user: dict[str, Any]) -> None:
 
 
 @keyed.handler("updateConditional")
-async def update_conditional(ctx: ObjectContext, add_credits: int) -> bool:
+async def update_conditional(ctx: ObjectContext, add_credits: int) -> None:
     # One writer per user key at a time (virtual object); the version read is journaled, so the update
     # can only ever apply once against it.
     user = await ctx.run("read user", lambda: db.read_user(ctx.key()))
     if user is None:
-        return False
+        raise TerminalError(f"unknown user {ctx.key()}")
     version = user["version"]
-    return await ctx.run("update", lambda: db.add_credits_if_version(ctx.key(), add_credits, version))
+    await ctx.run("update", lambda: db.add_credits_if_version(ctx.key(), add_credits, version))
 
 
 @idempotency.handler()
-async def update(ctx: Context, req: dict[str, Any]) -> bool:
+async def update(ctx: Context, req: dict[str, Any]) -> None:
     # The invocation id is stable across retries: it is the idempotency key of the database write.
     key = ctx.request().id
-    return await ctx.run("update", lambda: db.add_credits_idempotently(key, req["userId"], req["addCredits"]))
+    await ctx.run("update", lambda: db.add_credits_idempotently(key, req["userId"], req["addCredits"]))
 
 
 @two_phase_commit.handler("update")

@@ -40,7 +40,8 @@ async def insert_user(user: dict[str, Any]) -> None:
     # ON CONFLICT DO NOTHING: a retried insert is harmless.
     async with await connect() as conn:
         await conn.execute(
-            "INSERT INTO users (user_id, name, address, credits) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            "INSERT INTO users (user_id, name, address, credits) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
             (user["userId"], user["name"], user.get("address", ""), user.get("credits", 0)))
     maybe_crash("after-insert")
 
@@ -49,7 +50,8 @@ async def add_credits_if_version(user_id: str, add: int, version: int) -> bool:
     """Applies only against the version read before: a retry after the write finds a newer version."""
     async with await connect() as conn:
         cur = await conn.execute(
-            "UPDATE users SET credits = credits + %s, version = version + 1 WHERE user_id = %s AND version = %s",
+            "UPDATE users SET credits = credits + %s, version = version + 1"
+            " WHERE user_id = %s AND version = %s",
             (add, user_id, version))
         applied = cur.rowcount == 1
     maybe_crash("after-update")

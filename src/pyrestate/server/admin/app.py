@@ -132,6 +132,7 @@ class AdminApp:
         self.config = config or ServerConfig()
         self._discover = discover
         self._validate_manifest = _load_manifest_validator()
+        self._query_runner: Any = None  # created on the first /query
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -161,6 +162,9 @@ class AdminApp:
 
     async def _send(self, send: Send, response: Response, request_headers_: Headers) -> None:
         out = list(response.headers)
+        if isinstance(response.body, bytes):  # already encoded, content-type among the headers
+            await send_response(send, response.status, [*out, ("vary", "accept-encoding")], response.body)
+            return
         if response.body is None:
             await send_response(send, response.status, out)
             return
@@ -288,7 +292,9 @@ class AdminApp:
                 outcome = await self._invocation_command(inv_id, command, query.get("deployment"))
                 return Response(202 if outcome is core_api.CommandOutcome.ACCEPTED else 200)
             case ["query"]:
-                raise AdminError(501, "SQL introspection (/query) is not available on this server yet")
+                if denied := self._only(method, "POST"):
+                    return denied
+                return await self._sql_query(headers, await body_json())
             case _:
                 return Response(404)
 
@@ -297,6 +303,16 @@ class AdminApp:
         return None if method == allowed else _method_not_allowed(allowed)
 
     # ------------------------------------------------------------------ handlers
+
+    async def _sql_query(self, headers: Headers, body: Any) -> Response:
+        from pyrestate.server.query import QueryRunner, answer_query
+
+        if self._query_runner is None:
+            self._query_runner = QueryRunner()
+        make_snapshot = getattr(self.core, "query_snapshot", None)
+        snapshot = make_snapshot() if make_snapshot is not None and isinstance(body, dict) else None
+        answer = await answer_query(snapshot, self._query_runner, body, header(headers, "accept"))
+        return Response(answer.status, answer.body, [("content-type", answer.content_type)])
 
     def _version(self) -> dict[str, Any]:
         return {

@@ -34,6 +34,7 @@ from pyrestate.server.core_api import (
     NotFound,
     NotReady,
     Outcome,
+    QuerySnapshot,
     RegistrationResult,
     SendReceipt,
     ServicePatch,
@@ -502,6 +503,13 @@ class EngineCore(Registry):
 
     def invocation_status(self, invocation_id: str) -> InvocationStatus | None:
         return self._status(invocation_id)
+
+    # ================================================================== SQL introspection (admin /query)
+
+    def query_snapshot(self) -> QuerySnapshot:
+        from pyrestate.server.query.source import SqliteSnapshot
+
+        return SqliteSnapshot(self.storage.path, now_ms=self.clock.now_ms())
 
 
 def engine_config_from(server: Any) -> EngineConfig:

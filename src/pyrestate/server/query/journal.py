@@ -17,7 +17,7 @@ from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.framing import MESSAGE_CLASSES, MessageType
 
 # Entry type names as Restate displays them ("Command: Run", "Notification: Signal").
-_COMMAND_NAMES: dict[MessageType, str] = {
+COMMAND_NAMES: dict[MessageType, str] = {
     MessageType.INPUT: "Input",
     MessageType.OUTPUT: "Output",
     MessageType.GET_LAZY_STATE: "GetLazyState",
@@ -39,7 +39,7 @@ _COMMAND_NAMES: dict[MessageType, str] = {
     MessageType.GET_INVOCATION_OUTPUT: "GetInvocationOutput",
     MessageType.COMPLETE_AWAKEABLE: "CompleteAwakeable",
 }
-_NOTIFICATION_NAMES: dict[MessageType, str] = {
+NOTIFICATION_NAMES: dict[MessageType, str] = {
     MessageType.GET_LAZY_STATE_COMPLETION: "GetLazyState",
     MessageType.GET_LAZY_STATE_KEYS_COMPLETION: "GetLazyStateKeys",
     MessageType.GET_PROMISE_COMPLETION: "GetPromise",
@@ -109,7 +109,9 @@ def _result(msg: ProtoMessage, field_map: dict[str, str]) -> tuple[Any, str] | N
 def _target(service: str, handler: str, key: str) -> tuple[str, dict[str, Any]]:
     """(display, json) of an invocation target; keyed targets print service/key/handler."""
     if key:
-        return f"{service}/{key}/{handler}", {"VirtualObject": {"name": service, "key": key, "handler": handler}}
+        return f"{service}/{key}/{handler}", {
+            "VirtualObject": {"name": service, "key": key, "handler": handler}
+        }
     return f"{service}/{handler}", {"Service": {"name": service, "handler": handler, "scope": None}}
 
 
@@ -123,13 +125,13 @@ def _command(ty: MessageType, m: Any, row: dict[str, Any]) -> tuple[dict[str, An
             return {"headers": headers, "payload": _bytes(m.value.content), "name": name}, {}
         case MessageType.OUTPUT:
             r = _result(m, {"value": "value", "failure": "failure"})
-            full, lite = r if r is not None else (None, None)
-            return {"result": full, "name": name}, {"result": lite}
+            res, res_lite = r if r is not None else (None, None)
+            return {"result": res, "name": name}, {"result": res_lite}
         case MessageType.GET_EAGER_STATE:
             r = _result(m, {"value": "value", "void": "void"})
-            full, lite = r if r is not None else (None, None)
+            res, res_lite = r if r is not None else (None, None)
             key = _text(m.key)
-            return {"key": key, "result": full, "name": name}, {"key": key, "result": lite}
+            return {"key": key, "result": res, "name": name}, {"key": key, "result": res_lite}
         case MessageType.GET_EAGER_STATE_KEYS:
             keys = [_text(k) for k in m.value.keys]
             return {"state_keys": keys, "name": name}, {"state_keys": keys}
@@ -144,12 +146,12 @@ def _command(ty: MessageType, m: Any, row: dict[str, Any]) -> tuple[dict[str, An
         case MessageType.GET_PROMISE | MessageType.PEEK_PROMISE | MessageType.COMPLETE_PROMISE:
             row["promise_name"] = m.key
             body = {"key": m.key, "completion_id": m.result_completion_id}
-            full = dict(body)
+            promise = dict(body)
             if ty is MessageType.COMPLETE_PROMISE:
                 r = _result(m, {"completion_value": "value", "completion_failure": "failure"})
                 if r is not None:
-                    full["value"] = r[0]
-            return {**full, "name": name}, body
+                    promise["value"] = r[0]
+            return {**promise, "name": name}, body
         case MessageType.SLEEP:
             row["sleep_wakeup_at"] = m.wake_up_time
             body = {"wake_up_time": m.wake_up_time, "completion_id": m.result_completion_id}
@@ -163,16 +165,19 @@ def _command(ty: MessageType, m: Any, row: dict[str, Any]) -> tuple[dict[str, An
                 "headers": [{"name": h.key, "value": h.value} for h in m.headers],
                 "idempotency_key": m.idempotency_key if m.HasField("idempotency_key") else None,
             }
-            lite: dict[str, Any] = {
+            call_lite: dict[str, Any] = {
                 "invocation_target": target,
                 "invocation_id_completion_id": m.invocation_id_notification_idx,
             }
-            full: dict[str, Any] = {"request": request, "invocation_id_completion_id": m.invocation_id_notification_idx}
+            call: dict[str, Any] = {
+                "request": request,
+                "invocation_id_completion_id": m.invocation_id_notification_idx,
+            }
             if ty is MessageType.CALL:
-                full["result_completion_id"] = lite["result_completion_id"] = m.result_completion_id
+                call["result_completion_id"] = call_lite["result_completion_id"] = m.result_completion_id
             else:
-                full["invoke_time"] = lite["invoke_time"] = m.invoke_time
-            return {**full, "name": name}, lite
+                call["invoke_time"] = call_lite["invoke_time"] = m.invoke_time
+            return {**call, "name": name}, call_lite
         case MessageType.SEND_SIGNAL:
             sig = {"Index": m.idx} if m.WhichOneof("signal_id") == "idx" else {"Name": m.name}
             r = _result(m, {"void": "void", "value": "value", "failure": "failure"})
@@ -196,7 +201,9 @@ def _command(ty: MessageType, m: Any, row: dict[str, Any]) -> tuple[dict[str, An
     return {"name": name}, {}
 
 
-def _notification(ty: MessageType, m: pb.NotificationMessage) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+def _notification(
+    ty: MessageType, m: pb.NotificationMessage
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
     """Full and lite JSON of a notification, and the invocation id it carries (CallInvocationId)."""
     which_result = m.WhichOneof("result")
     full_result: Any
@@ -220,7 +227,7 @@ def _notification(ty: MessageType, m: pb.NotificationMessage) -> tuple[dict[str,
         lite_id = {"SignalIndex": m.signal_id} if which_id == "signal_id" else {"SignalName": m.signal_name}
         full = {"Signal": {"id": sid, "result": full_result}}
         return full, {"ty": "Signal", "id": lite_id, "result": lite_result}, None
-    kind = _NOTIFICATION_NAMES.get(ty, "Unknown")
+    kind = NOTIFICATION_NAMES.get(ty, "Unknown")
     body: dict[str, Any] = {"completion_id": m.completion_id}
     if invocation_id is not None:
         body["invocation_id"] = invocation_id
@@ -265,8 +272,8 @@ def journal_rows(entries: list[tuple[int, int, bytes]]) -> list[JournalRow]:
         if ty is None or msg is None:
             entry_type = f"Unknown: 0x{ty_raw:04x}"
             full = lite = None
-        elif ty in _COMMAND_NAMES:
-            kind = _COMMAND_NAMES[ty]
+        elif ty in COMMAND_NAMES:
+            kind = COMMAND_NAMES[ty]
             entry_type = f"Command: {kind}"
             body, lite_body = _command(ty, msg, fields)
             full, lite = {"Command": {kind: body}}, {"Command": {kind: lite_body}}
@@ -281,7 +288,8 @@ def journal_rows(entries: list[tuple[int, int, bytes]]) -> list[JournalRow]:
                 fields["completed"] = completion in completion_ids
         elif isinstance(msg, pb.NotificationMessage):
             n_full, n_lite, _ = _notification(ty, msg)
-            entry_type = f"Notification: {next(iter(n_lite['ty'].values())) if isinstance(n_lite['ty'], dict) else 'Signal'}"
+            kind = n_lite["ty"]["Completion"] if isinstance(n_lite["ty"], dict) else n_lite["ty"]
+            entry_type = f"Notification: {kind}"
             full, lite = {"Notification": n_full}, {"Notification": n_lite}
         else:
             entry_type = f"Unknown: 0x{ty_raw:04x}"

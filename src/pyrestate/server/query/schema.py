@@ -1,4 +1,4 @@
-"""Table names, column names and Arrow types of Restate 1.7's SQL introspection, and the `sys_invocation` view.
+"""Tables, columns and Arrow types of Restate 1.7's SQL introspection, and the `sys_invocation` view.
 
 Columns are written in the notation DataFusion's `information_schema.columns.data_type` uses, so the
 declared schema can be compared against what the official server reports. A trailing `!` marks a column
@@ -14,7 +14,8 @@ import pyarrow as pa
 
 _TABLE_COLUMNS: dict[str, str] = {
     "state": (
-        "partition_key:UInt64, scope:LargeUtf8, service_name:LargeUtf8, service_key:LargeUtf8, key:LargeUtf8, "
+        "partition_key:UInt64, scope:LargeUtf8, service_name:LargeUtf8, "
+        "service_key:LargeUtf8, key:LargeUtf8, "
         "key_length:UInt64, value_utf8:LargeUtf8, value:LargeBinary, value_length:UInt64"
     ),
     "sys_deployment": (
@@ -26,15 +27,18 @@ _TABLE_COLUMNS: dict[str, str] = {
         "sequence_number:UInt64, created_at:Timestamp(ms)"
     ),
     "sys_invocation_state": (
-        "partition_key:UInt64, id:LargeUtf8, in_flight:Boolean, retry_count:UInt64, last_start_at:Timestamp(ms), "
+        "partition_key:UInt64, id:LargeUtf8, in_flight:Boolean, retry_count:UInt64, "
+        "last_start_at:Timestamp(ms), "
         "last_attempt_deployment_id:LargeUtf8, last_attempt_server:LargeUtf8, next_retry_at:Timestamp(ms), "
-        "last_failure:LargeUtf8, last_failure_error_code:LargeUtf8, last_failure_related_command_index:UInt64, "
+        "last_failure:LargeUtf8, last_failure_error_code:LargeUtf8, "
+        "last_failure_related_command_index:UInt64, "
         "last_failure_related_command_name:LargeUtf8, last_failure_related_command_type:LargeUtf8, "
         "last_failure_related_entry_index:UInt64, last_failure_related_entry_name:LargeUtf8, "
         "last_failure_related_entry_type:LargeUtf8, last_awaiting_on_future_json:LargeUtf8"
     ),
     "sys_invocation_status": (
-        "partition_key:UInt64, id:LargeUtf8, vqueue_id:LargeUtf8, status:LargeUtf8, completion_result:LargeUtf8, "
+        "partition_key:UInt64, id:LargeUtf8, vqueue_id:LargeUtf8, status:LargeUtf8, "
+        "completion_result:LargeUtf8, "
         "completion_failure:LargeUtf8, target:LargeUtf8, target_service_name:LargeUtf8, "
         "target_service_key:LargeUtf8, target_handler_name:LargeUtf8, target_service_ty:LargeUtf8, "
         "scope:LargeUtf8, limit_key:LargeUtf8, idempotency_key:LargeUtf8, invoked_by:LargeUtf8, "
@@ -66,7 +70,8 @@ _TABLE_COLUMNS: dict[str, str] = {
         "acquired_by:LargeUtf8"
     ),
     "sys_promise": (
-        "partition_key:UInt64, scope:LargeUtf8, service_name:LargeUtf8, service_key:LargeUtf8, key:LargeUtf8, "
+        "partition_key:UInt64, scope:LargeUtf8, service_name:LargeUtf8, "
+        "service_key:LargeUtf8, key:LargeUtf8, "
         "completed:Boolean, completion_success_value:LargeBinary, completion_success_value_utf8:LargeUtf8, "
         "completion_failure:LargeUtf8"
     ),
@@ -98,7 +103,8 @@ _TABLE_COLUMNS: dict[str, str] = {
         "latest_attempt_blocked_on_throttling_rules:Duration(ms), "
         "latest_attempt_blocked_on_invoker_throttling:Duration(ms), "
         "latest_attempt_blocked_on_invoker_memory:Duration(ms), "
-        "latest_attempt_blocked_on_concurrency_rules:Duration(ms), latest_attempt_blocked_on_lock:Duration(ms), "
+        "latest_attempt_blocked_on_concurrency_rules:Duration(ms), "
+        "latest_attempt_blocked_on_lock:Duration(ms), "
         "latest_attempt_blocked_on_deployment_concurrency:Duration(ms), "
         "total_blocked_on_invoker_concurrency:Duration(ms), total_blocked_on_throttling_rules:Duration(ms), "
         "total_blocked_on_invoker_throttling:Duration(ms), total_blocked_on_invoker_memory:Duration(ms), "
@@ -106,7 +112,8 @@ _TABLE_COLUMNS: dict[str, str] = {
         "total_blocked_on_deployment_concurrency:Duration(ms)"
     ),
     "sys_vqueue_meta": (
-        "partition_key:UInt64, id:LargeUtf8, is_active:Boolean, queue_is_paused:Boolean, service_name:LargeUtf8, "
+        "partition_key:UInt64, id:LargeUtf8, is_active:Boolean, queue_is_paused:Boolean, "
+        "service_name:LargeUtf8, "
         "scope:LargeUtf8, limit_key:LargeUtf8, lock_name:LargeUtf8, created_at:Timestamp(ms), "
         "last_enqueued_at:Timestamp(ms), last_start_at:Timestamp(ms), last_attempt_at:Timestamp(ms), "
         "last_finish_at:Timestamp(ms), avg_queue_duration:Duration(ms), avg_inbox_duration:Duration(ms), "

@@ -21,7 +21,9 @@ class SqliteSnapshot:
     (SQLite WAL snapshot isolation), whatever the writer commits meanwhile. Opened lazily by the first
     scan, so creating it on the event loop costs nothing."""
 
-    def __init__(self, path: Path | str, *, in_flight: frozenset[str] | None = None, now_ms: int | None = None) -> None:
+    def __init__(
+        self, path: Path | str, *, in_flight: frozenset[str] | None = None, now_ms: int | None = None
+    ) -> None:
         self._path = Path(path)
         self.in_flight = in_flight
         self.now_ms = now_ms if now_ms is not None else _now_ms()
@@ -31,7 +33,10 @@ class SqliteSnapshot:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(
-                f"{self._path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                f"{self._path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
             )
             conn.execute("BEGIN")
             self._conn = conn
@@ -42,7 +47,9 @@ class SqliteSnapshot:
         sql = f"SELECT {', '.join(names)}, v FROM {table} ORDER BY {', '.join(names)}"
         with self._lock:
             rows = self._connection().execute(sql).fetchall()
-        return [(tuple(bytes(x) if isinstance(x, memoryview) else x for x in r[:-1]), bytes(r[-1])) for r in rows]
+        return [
+            (tuple(bytes(x) if isinstance(x, memoryview) else x for x in r[:-1]), bytes(r[-1])) for r in rows
+        ]
 
     def close(self) -> None:
         with self._lock:
@@ -55,7 +62,9 @@ class ReaderSnapshot:
     """Over any storage `KVReader`. Consistent only when nothing commits while it is read (the in-memory
     backend applies commits on the event loop, so a snapshot taken there is one)."""
 
-    def __init__(self, reader: KVReader, *, in_flight: frozenset[str] | None = None, now_ms: int | None = None) -> None:
+    def __init__(
+        self, reader: KVReader, *, in_flight: frozenset[str] | None = None, now_ms: int | None = None
+    ) -> None:
         self._reader = reader
         self.in_flight = in_flight
         self.now_ms = now_ms if now_ms is not None else _now_ms()
@@ -65,4 +74,3 @@ class ReaderSnapshot:
 
     def close(self) -> None:
         return None
-

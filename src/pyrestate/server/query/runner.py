@@ -1,0 +1,318 @@
+"""Run one read-only SQL query with DataFusion over a storage snapshot, within time, row and memory bounds.
+
+The storage read happens in the server process (on a worker thread); DataFusion executes in a separate
+worker process (`pyrestate.server.query.worker`), because a running DataFusion plan cannot be interrupted
+from Python: a query that overruns its time is ended by killing its process, so a runaway query costs
+neither the event loop nor a thread nor CPU after its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import IO
+
+import pyarrow as pa
+
+from pyrestate.server.core_api import QuerySnapshot
+from pyrestate.server.query.schema import SYS_INVOCATION_VIEW, TABLE_SOURCES, table_names, table_schema
+from pyrestate.server.query.tables import build_tables
+
+
+@dataclass(frozen=True, slots=True)
+class QueryLimits:
+    timeout_s: float = 30.0
+    max_rows: int = 100_000
+    max_result_bytes: int = 64 * 1024 * 1024
+    memory_bytes: int = 512 * 1024 * 1024  # DataFusion's pool: sorts/joins/aggregations fail past it
+    concurrency: int = 2  # queries executing at once, one worker process each
+
+
+class QueryError(Exception):
+    """An answer `{"message": …}` with an HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+PREFIX = "Datafusion error: "
+_LITERALS = re.compile(r"'(?:[^']|'')*'")
+_WORDS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+# Statements that would change something: rejected before planning, so the answer does not depend on
+# whether the statement happens to plan.
+_WRITES = frozenset(
+    ["INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE", "COPY", "SET", "RESET"]
+)
+
+
+def referenced_tables(sql: str) -> set[str]:
+    """Storage-backed tables a query may read: every known table name that appears as a word outside
+    string literals (a superset is harmless, it only costs a read)."""
+    words = {w.lower() for w in _WORDS.findall(_LITERALS.sub("''", _COMMENTS.sub(" ", sql)))}
+    needed: set[str] = set()
+    for name, sources in TABLE_SOURCES.items():
+        if name in words:
+            needed.update(sources)
+    return needed
+
+
+def check_read_only(sql: str) -> None:
+    words = _WORDS.findall(_COMMENTS.sub(" ", sql))
+    if words and words[0].upper() in _WRITES:
+        found = words[0].upper()
+        raise QueryError(
+            400, f"{PREFIX}Error during planning: only read-only queries are allowed, found {found}"
+        )
+
+
+def load_tables(snapshot: QuerySnapshot, sql: str) -> dict[str, pa.Table]:
+    """Blocking storage read of the tables `sql` refers to; closes the snapshot."""
+    try:
+        return build_tables(snapshot, referenced_tables(sql))
+    finally:
+        snapshot.close()
+
+
+def _classify(error: Exception) -> QueryError:
+    text = str(error).removeprefix("DataFusion error: ")
+    bad_request = text.startswith("SQL error:") or any(
+        s in text for s in ("DDL not supported", "DML not supported", "Statement not supported")
+    )
+    return QueryError(400 if bad_request else 500, PREFIX + text)
+
+
+def execute(tables: dict[str, pa.Table], sql: str, limits: QueryLimits) -> pa.Table:
+    """Blocking DataFusion execution over the given tables (every other table registered empty)."""
+    from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
+
+    check_read_only(sql)
+    deadline = time.monotonic() + limits.timeout_s
+    config = (
+        SessionConfig()
+        .with_information_schema(True)
+        .with_default_catalog_and_schema("restate", "public")
+        .with_target_partitions(2)
+        .with_batch_size(1024)
+    )
+    runtime = RuntimeEnvBuilder().with_greedy_memory_pool(limits.memory_bytes).with_disk_manager_disabled()
+    ctx = SessionContext(config, runtime)
+    for name in table_names():
+        table = tables.get(name)
+        batches = table.to_batches() if table is not None and table.num_rows else []
+        if not batches:
+            batches = [pa.RecordBatch.from_pylist([], schema=table_schema(name))]
+        ctx.register_record_batches(name, [batches])
+    ctx.sql(SYS_INVOCATION_VIEW)
+    options = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)
+    try:
+        df = ctx.sql_with_options(sql, options)
+        schema = df.schema()
+        out: list[pa.RecordBatch] = []
+        rows = size = 0
+        for batch in df.execute_stream():
+            rb = batch.to_pyarrow()
+            rows += rb.num_rows
+            size += rb.nbytes
+            if rows > limits.max_rows or size > limits.max_result_bytes:
+                raise QueryError(
+                    400,
+                    f"{PREFIX}Resources exhausted: the result exceeds {limits.max_rows} rows or "
+                    f"{limits.max_result_bytes} bytes; narrow the query or add a LIMIT",
+                )
+            if time.monotonic() > deadline:
+                raise QueryError(500, _timeout_message(limits))
+            out.append(rb)
+    except QueryError:
+        raise
+    except Exception as e:
+        raise _classify(e) from None
+    return pa.Table.from_batches(out, schema=schema)
+
+
+def run_query(snapshot: QuerySnapshot, sql: str, limits: QueryLimits | None = None) -> pa.Table:
+    """Blocking, in this process (no kill on overrun): for tests and tools."""
+    limits = limits or QueryLimits()
+    check_read_only(sql)
+    return execute(load_tables(snapshot, sql), sql, limits)
+
+
+def _timeout_message(limits: QueryLimits) -> str:
+    return f"{PREFIX}Execution error: the query did not finish within {limits.timeout_s}s"
+
+
+# ------------------------------------------------------------------------------------------ worker IPC
+
+_LEN = struct.Struct(">I")
+
+
+def write_frame(out: IO[bytes], payload: bytes) -> None:
+    out.write(_LEN.pack(len(payload)))
+    out.write(payload)
+
+
+def read_frame(inp: IO[bytes]) -> bytes | None:
+    head = inp.read(_LEN.size)
+    if len(head) < _LEN.size:
+        return None
+    (n,) = _LEN.unpack(head)
+    data = inp.read(n)
+    if len(data) < n:
+        return None
+    return data
+
+
+def table_to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
+
+
+def table_from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
+
+
+class _Worker:
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pyrestate.server.query.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+
+    def request(self, sql: str, limits: QueryLimits, tables: dict[str, pa.Table]) -> pa.Table:
+        """Blocking round trip. Raises QueryError; EOFError when the process died (killed on timeout)."""
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            head = {"sql": sql, "limits": asdict(limits), "tables": list(tables)}
+            write_frame(stdin, json.dumps(head).encode())
+            for table in tables.values():
+                write_frame(stdin, table_to_ipc(table))
+            stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise EOFError from None
+        reply = read_frame(stdout)
+        if reply is None:
+            raise EOFError
+        answer = json.loads(reply)
+        if not answer["ok"]:
+            raise QueryError(answer["status"], answer["message"])
+        body = read_frame(stdout)
+        if body is None:
+            raise EOFError
+        return table_from_ipc(body)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=5)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
+
+
+class QueryRunner:
+    """Runs queries in a small pool of worker processes, at most `limits.concurrency` at once; a query
+    past its deadline is answered with an error and its worker is killed (and replaced on demand)."""
+
+    def __init__(self, limits: QueryLimits | None = None) -> None:
+        self.limits = limits or QueryLimits()
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._slots: asyncio.Semaphore | None = None
+        self._closed = False
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            while self._idle:
+                w = self._idle.pop()
+                if w.alive:
+                    return w
+                self._all.discard(w)
+            w = _Worker()
+            self._all.add(w)
+            return w
+
+    def _give_back(self, w: _Worker) -> None:
+        with self._lock:
+            if self._closed or not w.alive:
+                self._all.discard(w)
+                w.kill()
+            else:
+                self._idle.append(w)
+
+    def _discard(self, w: _Worker) -> None:
+        with self._lock:
+            self._all.discard(w)
+        w.kill()
+
+    async def run(self, snapshot: QuerySnapshot, sql: str) -> pa.Table:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.limits.concurrency)
+        try:
+            check_read_only(sql)
+        except QueryError:
+            snapshot.close()
+            raise
+        deadline = time.monotonic() + self.limits.timeout_s
+        async with self._slots:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                snapshot.close()
+                raise QueryError(500, _timeout_message(self.limits))
+            tables = await asyncio.to_thread(load_tables, snapshot, sql)
+            worker = await asyncio.to_thread(self._take)
+            limits = QueryLimits(
+                **{**asdict(self.limits), "timeout_s": max(deadline - time.monotonic(), 0.001)}
+            )
+            call = asyncio.ensure_future(asyncio.to_thread(worker.request, sql, limits, tables))
+            try:
+                table = await asyncio.wait_for(asyncio.shield(call), max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                self._discard(worker)  # unblocks the reading thread with EOF
+                with contextlib.suppress(BaseException):
+                    await call
+                raise QueryError(500, _timeout_message(self.limits)) from None
+            except EOFError:
+                self._discard(worker)
+                raise QueryError(
+                    500, f"{PREFIX}Execution error: the query worker ended unexpectedly"
+                ) from None
+            except QueryError:
+                self._give_back(worker)
+                raise
+            except BaseException:
+                self._discard(worker)
+                raise
+            self._give_back(worker)
+            return table
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers, self._all, self._idle = list(self._all), set(), []
+        for w in workers:
+            w.kill()
