@@ -165,11 +165,43 @@ class OutputsProbe:
         return DrainResult(time.monotonic() - t_start, first, exact, polls)
 
 
+class CheckedQueryProbe:
+    """The SQL probe, cross-checked: once it reports zero, a sample of the captured ids must be done too.
+
+    A young `/query` implementation could count wrongly; if the sample disagrees, the wait continues with
+    output polling and the result says so.
+    """
+
+    name = "query+check"
+
+    def __init__(self, query: QueryProbe, outputs: OutputsProbe) -> None:
+        self.query = query
+        self.outputs = outputs
+        self.disagreements = 0
+
+    def describe(self) -> str:
+        return (
+            f"{self.query.describe()}, then {self.outputs.sample} captured ids checked through "
+            "`GET /restate/invocation/{id}/output`"
+        )
+
+    def wait_drained(self, ids: Sequence[str], t_start: float, timeout: float, poll: float) -> DrainResult:
+        d = self.query.wait_drained(ids, t_start, timeout, poll)
+        if d.seconds is None or not ids:
+            return d
+        step = max(1, len(ids) // self.outputs.sample)
+        if not self.outputs.pending(ids[::step]):
+            return d
+        self.disagreements += 1
+        rest = self.outputs.wait_drained(ids, t_start, timeout, poll)
+        return DrainResult(rest.seconds, d.backlog_at_end, d.backlog_exact, d.polls + rest.polls)
+
+
 def choose_probe(kind: str, admin_url: str, ingress_url: str) -> DrainProbe:
-    """`query`, `outputs`, or `auto`: the SQL endpoint when it answers, else output polling."""
+    """`query`, `outputs`, or `auto`: the SQL endpoint (cross-checked) if it answers, else outputs."""
     if kind == "query":
         return QueryProbe(admin_url)
     if kind == "outputs":
         return OutputsProbe(ingress_url)
     q = QueryProbe(admin_url)
-    return q if q.works() else OutputsProbe(ingress_url)
+    return CheckedQueryProbe(q, OutputsProbe(ingress_url)) if q.works() else OutputsProbe(ingress_url)

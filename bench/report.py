@@ -181,6 +181,8 @@ def _sends(rows: list[Mapping[str, Any]]) -> list[str]:
         if d["backlog_at_end"] is not None and not d["backlog_exact"]:
             backlog = "~" + backlog
         ratio = _ratio(d["completed_rps"], off.get(r["conc"])) if r["server"] == "pyrestate" else ""
+        if d.get("probe_disagreed"):
+            backlog += " (SQL count disagreed with outputs)"
         out.append(
             f"| {r['server']} | {r['conc']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
             f"{r['errors']} | {backlog} | {_f(d['seconds'], 2)} | {_f(d['completed_rps'])} | {ratio} |"

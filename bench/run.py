@@ -328,6 +328,8 @@ def measure_point(
             "seconds": None if d.seconds is None else round(d.seconds, 2),
             "completed_rps": round(s["acked"] / (secs + d.seconds), 1) if d.seconds is not None else None,
         }
+        if getattr(probe, "disagreements", 0):
+            res["drain"]["probe_disagreed"] = True  # the SQL count said 0 while outputs were pending
     if wl.counter:
         res["counter"] = verify_counter(ingress, prefix, wl.nkeys, s["acked"], s["sent"])
     return res

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -69,10 +70,10 @@ def schema_from_manifest(manifest: dict[str, Any]) -> list[ServiceSchema]:
     return services
 
 
-async def register(core: EngineCore, url: str, *, use_http_11: bool = False) -> None:
+async def register(core: EngineCore, url: str, *, use_http_11: bool = False) -> str:
     resp = await discover(url, use_http_11=use_http_11)
     m = resp.manifest
-    await core.register_deployment(
+    result = await core.register_deployment(
         DeploymentRegistration(
             uri=url,
             use_http_11=use_http_11,
@@ -84,6 +85,7 @@ async def register(core: EngineCore, url: str, *, use_http_11: bool = False) -> 
             services=schema_from_manifest(m),
         )
     )
+    return result.deployment.id
 
 
 class SdkDeployment:
@@ -97,24 +99,29 @@ class SdkDeployment:
         return int(path.read_text()) if path.exists() else 0
 
 
-@pytest.fixture(scope="session")
-def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkDeployment]:
-    state = tmp_path_factory.mktemp("sdk-state")
+def start_sdk(state: Path, variant: str = "v1") -> SdkDeployment:
+    """The services of sdk_app.py in a new process; `variant` is what its versioned handlers report."""
     port = free_port()
     proc = ManagedProcess(
-        "sdk",
+        f"sdk-{variant}",
         [sys.executable, "-m", "hypercorn", "sdk_app:app", "--bind", f"127.0.0.1:{port}"],
-        state / "sdk.log",
-        env={**__import__("os").environ, "SDK_TEST_DIR": str(state)},
+        state / f"sdk-{variant}.log",
+        env={**os.environ, "SDK_TEST_DIR": str(state), "SDK_VARIANT": variant},
         cwd=HERE,
         stop_signal=signal.SIGINT,
         ready_url=f"http://127.0.0.1:{port}/health",
     )
     proc.start()
+    return SdkDeployment(f"http://127.0.0.1:{port}", state, proc)
+
+
+@pytest.fixture(scope="session")
+def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkDeployment]:
+    deployment = start_sdk(tmp_path_factory.mktemp("sdk-state"))
     try:
-        yield SdkDeployment(f"http://127.0.0.1:{port}", state, proc)
+        yield deployment
     finally:
-        proc.stop()
+        deployment.process.stop()
 
 
 def fast_config(data_dir: Path, **overrides: Any) -> EngineConfig:

@@ -79,6 +79,46 @@ async def echo_headers(ctx: restate.Context) -> dict[str, str]:
     return dict(ctx.request().headers)
 
 
+@greeter.handler()
+async def spawn_and_attach(ctx: restate.Context, ms: int) -> list[str]:
+    handle = ctx.service_send(sleepy, arg=ms)
+    child = await handle.invocation_id()
+    return [child, await ctx.attach_invocation(child, type_hint=str)]
+
+
+@greeter.handler()
+async def wait_signal(ctx: restate.Context, tag: str) -> str:
+    async def publish() -> None:
+        (_DIR / f"sig-{tag}").write_text(ctx.request().id)
+
+    await ctx.run_typed("publish", publish)
+    # The sender resolves the signal during this sleep: the value must be kept until it is awaited.
+    await ctx.sleep(timedelta(milliseconds=300))
+    return f"signalled {await ctx.signal('go', type_hint=str)}"
+
+
+@greeter.handler()
+async def send_signal(ctx: restate.Context, req: list[str]) -> None:
+    ctx.resolve_signal(req[0], "go", req[1])
+
+
+_VARIANT = os.environ.get("SDK_VARIANT", "v1")
+
+
+@greeter.handler()
+async def versioned(ctx: restate.Context, ms: int) -> str:
+    if ms:
+        await ctx.sleep(timedelta(milliseconds=ms))
+    return _VARIANT
+
+
+@greeter.handler()
+async def broken_until_v2(ctx: restate.Context) -> str:
+    if _VARIANT == "v1":
+        raise ValueError("v1 cannot do this")
+    return f"fixed by {_VARIANT}"
+
+
 counter = restate.VirtualObject("Counter")
 
 

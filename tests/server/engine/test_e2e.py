@@ -10,14 +10,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from engine_support import SdkDeployment, fast_config, register
+from engine_support import SdkDeployment, fast_config, register, start_sdk
 
 from pyrestate.server.core_api import (
     BadRequest,
     ById,
     ByWorkflow,
+    CommandOutcome,
     Failure,
     IngressInvocation,
+    InvocationCommand,
     InvocationTarget,
     NotFound,
     NotReady,
@@ -25,6 +27,7 @@ from pyrestate.server.core_api import (
     Success,
 )
 from pyrestate.server.engine.core import EngineCore
+from pyrestate.server.invoker.retry import RetryPolicy
 
 
 def _inv(service: str, handler: str, body: object, key: str | None = None, **kw: object) -> IngressInvocation:
@@ -230,3 +233,122 @@ async def test_kill_9_then_restart_completes_everything(tmp_path: Path, sdk: Sdk
         ]
     finally:
         await c.stop()
+
+
+async def test_attach_from_a_handler_and_output_of_a_handler_created_invocation(core: EngineCore) -> None:
+    result = await asyncio.wait_for(core.call(_inv("Greeter", "spawn_and_attach", 200)), 15)
+    assert isinstance(result.outcome, Success)
+    child, value = json.loads(result.outcome.value)
+    assert value == "slept"
+    # Sent by a handler without an idempotency key: kept for the journal retention, so output works.
+    out = await core.get_output(ById(child))
+    assert out.outcome == Success(b'"slept"', "application/json")
+
+
+async def test_named_signal_sent_before_it_is_awaited(core: EngineCore, sdk: SdkDeployment) -> None:
+    tag = uuid.uuid4().hex
+    receipt = await core.send(_inv("Greeter", "wait_signal", tag))
+    path = sdk.state_dir / f"sig-{tag}"
+    deadline = time.monotonic() + 10
+    while not path.exists():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    await core.call(_inv("Greeter", "send_signal", [path.read_text(), "early"]))
+    result = await asyncio.wait_for(core.attach(ById(receipt.invocation_id)), 10)
+    assert result.outcome == Success(b'"signalled early"', "application/json")
+
+
+async def test_retention_expiry_reclaims_the_invocation(tmp_path: Path, sdk: SdkDeployment) -> None:
+    c = EngineCore(
+        fast_config(
+            tmp_path / "data",
+            idempotency_retention_ms=600,
+            journal_retention_ms=600,
+            workflow_completion_retention_ms=600,
+        )
+    )
+    await c.start()
+    try:
+        await register(c, sdk.url)
+        plain = await c.call(_inv("Greeter", "greet", "x", idempotency_key="ik"))
+        key = uuid.uuid4().hex
+        receipt = await c.send(_inv("Wf", "run", "order", key))
+        await c.call(_inv("Wf", "approve", "alice", key))
+        await asyncio.wait_for(c.attach(ByWorkflow("Wf", key)), 10)
+        assert (await c.get_output(ById(plain.invocation_id))).outcome == plain.outcome
+        assert c.storage.reader().get_journal(receipt.invocation_id) != []
+        await asyncio.sleep(1.0)
+        for iid in (plain.invocation_id, receipt.invocation_id):
+            with pytest.raises(NotFound):
+                await c.get_output(ById(iid))
+            assert c.storage.reader().get_journal(iid) == []
+        # The workflow's promises and state went with it: the key can run again.
+        again = await c.send(_inv("Wf", "run", "order", key))
+        assert again.status is SubmitStatus.ACCEPTED
+    finally:
+        await c.stop()
+
+
+async def test_pending_retry_backoff_survives_a_restart(tmp_path: Path, sdk: SdkDeployment) -> None:
+    data = tmp_path / "data"
+    policy = RetryPolicy(initial_interval_ms=1500, max_interval_ms=1500)
+    tag = uuid.uuid4().hex
+    c = EngineCore(fast_config(data, retry_policy=policy))
+    await c.start()
+    await register(c, sdk.url)
+    receipt = await c.send(_inv("Greeter", "flaky", tag))
+    deadline = time.monotonic() + 10
+    while sdk.counter(f"flaky-{tag}") < 1:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # the failure is applied, the next attempt is 1.5 s away
+    await c.stop()
+    c2 = EngineCore(fast_config(data, retry_policy=policy))
+    await c2.start()
+    try:
+        await asyncio.sleep(0.6)
+        assert sdk.counter(f"flaky-{tag}") == 1  # still backing off
+        result = await asyncio.wait_for(c2.attach(ById(receipt.invocation_id)), 10)
+        assert result.outcome == Success(b'"succeeded on attempt 3"', "application/json")
+    finally:
+        await c2.stop()
+
+
+async def test_pinning_upgrade_pause_and_resume_on_another_deployment(
+    tmp_path: Path, sdk: SdkDeployment
+) -> None:
+    policy = RetryPolicy(initial_interval_ms=50, max_interval_ms=50, max_attempts=2, on_max_attempts="pause")
+    # A short inactivity timeout: the sleeper suspends, so its resumption is a new attempt that must go
+    # back to the deployment it started on.
+    c = EngineCore(fast_config(tmp_path / "data", retry_policy=policy, inactivity_timeout_ms=100))
+    await c.start()
+    v2 = start_sdk(sdk.state_dir, "v2")
+    try:
+        await register(c, sdk.url)
+        in_flight = await c.send(_inv("Greeter", "versioned", 1200))
+        broken = await c.send(_inv("Greeter", "broken_until_v2", None))
+        deadline = time.monotonic() + 10
+        while (st := c.invocation_status(broken.invocation_id)) is None or st.status.value != "paused":
+            assert time.monotonic() < deadline, st
+            await asyncio.sleep(0.05)
+        assert st.total_attempts == 2 and st.last_failure is not None and "v1 cannot" in st.last_failure
+
+        v2_id = await register(c, v2.url)
+        fresh = await c.call(_inv("Greeter", "versioned", 0))
+        assert fresh.outcome == Success(b'"v2"', "application/json")  # new invocations: latest revision
+        pinned = await asyncio.wait_for(c.attach(ById(in_flight.invocation_id)), 10)
+        assert pinned.outcome == Success(b'"v1"', "application/json")  # in flight: stays on v1
+
+        with pytest.raises(BadRequest):
+            await c.invocation_command(
+                broken.invocation_id, InvocationCommand.RESUME, deployment_id="dp_nope"
+            )
+        outcome = await c.invocation_command(
+            broken.invocation_id, InvocationCommand.RESUME, deployment_id=v2_id
+        )
+        assert outcome is CommandOutcome.DONE
+        resumed = await asyncio.wait_for(c.attach(ById(broken.invocation_id)), 10)
+        assert resumed.outcome == Success(b'"fixed by v2"', "application/json")
+    finally:
+        await c.stop()
+        v2.process.stop()

@@ -20,27 +20,32 @@ from pyrestate.server.core_api import (
     Success,
 )
 from pyrestate.server.invoker.retry import RetryPolicy
-from pyrestate.server.partition.context import ApplyContext, Policies
+from pyrestate.server.partition.context import DAY_MS, ApplyContext, Policies
 from pyrestate.server.partition.model import (
     AbortAttempt,
     AlreadyCompleted,
     AttemptEnded,
     AttemptFailed,
     Command,
+    Deliver,
     ForwardNotification,
     IngressResponse,
     InvocationRequest,
     Invoke,
     InvokerEffect,
     ManageInvocation,
+    NotifySignal,
     RegisterTimer,
     Reply,
     SdkCommand,
+    SendToPartition,
     StartAttempt,
     Submitted,
     Suspend,
     TimerFired,
     WorkflowAlreadyInvoked,
+    command_from_json,
+    command_to_json,
 )
 from pyrestate.server.partition.state_machine import apply
 from pyrestate.server.storage.memory import MemoryStorage
@@ -248,3 +253,147 @@ def test_retry_policy_schedule() -> None:
     p = RetryPolicy()
     assert [p.delay_ms(n) for n in range(1, 10)] == [500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]
     assert p.delay_ms(70) is None and p.delay_ms(69) == 60000
+
+
+# ------------------------------------------------------------------------------------------------ call trees
+
+
+def _deliver_all(storage: MemoryStorage, cmd: Command, now: int = NOW) -> list[object]:
+    """Apply a command and, like the processor, every outbox message it (transitively) produced."""
+    queue: list[Command] = [cmd]
+    seen: list[object] = []
+    while queue:
+        actions = _run(storage, queue.pop(0), now)
+        seen.extend(actions)
+        queue.extend(Deliver(x.seq, x.command) for x in actions if isinstance(x, SendToPartition))
+    return seen
+
+
+def call_cmd(key: str, result_cid: int, id_cid: int) -> SdkCommand:
+    m = pb.CallCommandMessage(
+        service_name="Counter",
+        handler_name="add",
+        key=key,
+        parameter=b"1",
+        invocation_id_notification_idx=id_cid,
+        result_completion_id=result_cid,
+    )
+    return SdkCommand(MessageType.CALL, m.SerializeToString())
+
+
+def _callee(storage: MemoryStorage, caller: str) -> str:
+    for e in storage.reader().get_journal(caller):
+        if e.ty == MessageType.CALL_INVOCATION_ID_COMPLETION:
+            return pb.NotificationMessage.FromString(e.raw).invocation_id
+    raise AssertionError("no call in the journal")
+
+
+def test_kill_takes_down_the_call_tree_and_unlocks_keys() -> None:
+    storage = MemoryStorage()
+    _deliver_all(storage, invoke(A))
+    _deliver_all(storage, InvokerEffect(A, 1, call_cmd("k2", 2, 1)))
+    child = _callee(storage, A)
+    r = storage.reader()
+    child_st = r.get_invocation_status(child)
+    assert child_st is not None and child_st.status is Status.INVOKED
+    assert child_st.completion_retention_ms == DAY_MS  # kept for the journal retention (attach/output)
+    # The child calls its own key: the grandchild waits in the inbox behind it (a deadlock on purpose).
+    _deliver_all(storage, InvokerEffect(child, child_st.epoch, call_cmd("k2", 2, 1)))
+    grandchild = _callee(storage, child)
+    assert storage.reader().get_invocation_status(grandchild).status is Status.INBOXED  # type: ignore[union-attr]
+
+    actions = _deliver_all(storage, ManageInvocation(A, InvocationCommand.KILL, 9))
+    assert Reply(9, CommandOutcome.DONE) in actions
+    assert not any(isinstance(x, StartAttempt) for x in actions)  # the inboxed grandchild never starts
+    r = storage.reader()
+    for iid in (A, child, grandchild):
+        st = r.get_invocation_status(iid)
+        assert st is not None and st.status is Status.COMPLETED and st.output == Failure(409, "killed"), iid
+    assert r.get_lock("Counter", "k2") is None and r.get_lock("Counter", "k") is None
+    assert r.list_inbox("Counter", "k2") == []
+
+
+def test_kill_reaches_children_on_other_partitions_through_the_outbox() -> None:
+    cmd = ManageInvocation(A, InvocationCommand.KILL)
+    assert command_from_json(command_to_json(cmd)) == cmd
+
+
+def test_cancel_of_a_paused_invocation_resumes_it_with_the_signal() -> None:
+    storage = MemoryStorage()
+    _run(storage, invoke(A))
+    _run(storage, ManageInvocation(A, InvocationCommand.PAUSE, 2))
+    actions = _run(storage, ManageInvocation(A, InvocationCommand.CANCEL, 3))
+    assert [type(x) for x in actions] == [StartAttempt, Reply]
+    assert actions[-1] == Reply(3, CommandOutcome.ACCEPTED)
+    journal = storage.reader().get_journal(A)
+    assert journal[-1].ty == MessageType.SIGNAL
+    assert pb.NotificationMessage.FromString(journal[-1].raw).signal_id == 1
+
+
+def test_completion_retention_follows_compute_retention() -> None:
+    ctx = _ctx()
+    assert ctx.completion_retention(ADD, True) == DAY_MS
+    assert ctx.completion_retention(ADD, False) == DAY_MS  # journal retention
+    no_journal = ApplyContext(0, 1, NOW, _Schema(), Policies(journal_retention_ms=0))
+    assert no_journal.completion_retention(ADD, False) == 0
+    assert no_journal.completion_retention(RUN, False) == DAY_MS
+
+
+def _notifications(storage: MemoryStorage, iid: str, ty: MessageType) -> list[pb.NotificationMessage]:
+    return [pb.NotificationMessage.FromString(e.raw) for e in storage.reader().get_journal(iid) if e.ty == ty]
+
+
+def test_attach_and_get_output_from_a_handler() -> None:
+    storage = MemoryStorage()
+    _deliver_all(storage, invoke(A))
+    _deliver_all(storage, invoke(W, RUN, token=2))
+    wf = pb.WorkflowTarget(workflow_name="Wf", workflow_key="w")
+    attach = pb.AttachInvocationCommandMessage(workflow_target=wf, result_completion_id=1)
+    peek = pb.GetInvocationOutputCommandMessage(invocation_id=W, result_completion_id=2)
+    _deliver_all(
+        storage, InvokerEffect(A, 1, SdkCommand(MessageType.ATTACH_INVOCATION, attach.SerializeToString()))
+    )
+    _deliver_all(
+        storage, InvokerEffect(A, 1, SdkCommand(MessageType.GET_INVOCATION_OUTPUT, peek.SerializeToString()))
+    )
+    [not_ready] = _notifications(storage, A, MessageType.GET_INVOCATION_OUTPUT_COMPLETION)
+    assert not_ready.completion_id == 2 and not_ready.WhichOneof("result") == "void"
+    assert _notifications(storage, A, MessageType.ATTACH_INVOCATION_COMPLETION) == []  # still waiting
+
+    _deliver_all(storage, InvokerEffect(W, 1, output(b'"done"')))
+    _deliver_all(storage, InvokerEffect(W, 1, AttemptEnded()))
+    [attached] = _notifications(storage, A, MessageType.ATTACH_INVOCATION_COMPLETION)
+    assert attached.completion_id == 1 and attached.value.content == b'"done"'
+
+    peek_again = pb.GetInvocationOutputCommandMessage(invocation_id=W, result_completion_id=3)
+    unknown = pb.AttachInvocationCommandMessage(
+        idempotent_request_target=pb.IdempotentRequestTarget(
+            service_name="Counter", service_key="k", handler_name="add", idempotency_key="nope"
+        ),
+        result_completion_id=4,
+    )
+    for ty, m in ((MessageType.GET_INVOCATION_OUTPUT, peek_again), (MessageType.ATTACH_INVOCATION, unknown)):
+        _deliver_all(storage, InvokerEffect(A, 1, SdkCommand(ty, m.SerializeToString())))
+    outputs = _notifications(storage, A, MessageType.GET_INVOCATION_OUTPUT_COMPLETION)
+    assert outputs[-1].completion_id == 3 and outputs[-1].value.content == b'"done"'
+    missing = _notifications(storage, A, MessageType.ATTACH_INVOCATION_COMPLETION)[-1]
+    assert missing.completion_id == 4
+    assert (missing.failure.code, missing.failure.message) == (404, "not found")
+
+
+def test_named_signal_kept_until_awaited() -> None:
+    """A signal that arrives before the handler awaits it is stored; suspending on it resumes at once."""
+    storage = MemoryStorage()
+    _run(storage, invoke(A))
+    _run(storage, InvokerEffect(A, 1, sleep_cmd(NOW + 50)))
+    _run(storage, InvokerEffect(A, 1, Suspend(Waiting((1,)))))
+    assert _run(storage, NotifySignal(A, None, "go", Success(b"1"))) == []  # not awaited: kept, no resume
+    assert _run(storage, NotifySignal(A, 17, None, Success(b"2"))) == []
+    [sig] = _notifications(storage, A, MessageType.SIGNAL)[:1]
+    assert sig.signal_name == "go"
+    assert _run(storage, ManageInvocation(A, InvocationCommand.RESUME, 4)) == [
+        StartAttempt(A, 3, 0),
+        Reply(4, CommandOutcome.DONE),
+    ]
+    actions = _run(storage, InvokerEffect(A, 3, Suspend(Waiting((), (), ("go",)))))
+    assert actions == [StartAttempt(A, 4, 0)]

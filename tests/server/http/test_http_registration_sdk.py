@@ -135,9 +135,11 @@ def test_register_real_sdk_over_http11(admin: httpx.Client, core: FakeCore, sdk_
     assert (listed["protocol_type"], listed["http_version"]) == ("RequestResponse", "HTTP/1.1")
 
 
-def test_dry_run_answers_200(admin: httpx.Client, core: FakeCore, sdk_app: str) -> None:
+def test_dry_run_of_new_deployment_answers_201(admin: httpx.Client, core: FakeCore, sdk_app: str) -> None:
+    # captures/cli-admin-requests.txt #1: the real server answers 201 to a dry run of a new URI, and the
+    # official CLI reads a 200 as "already registered" and stops.
     r = admin.post("/deployments", json={"uri": sdk_app, "dry_run": True})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 201, r.text
     assert core.registrations[-1].dry_run and not core.deployments
 
 

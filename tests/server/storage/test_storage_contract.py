@@ -207,3 +207,24 @@ async def test_sqlite_refuses_newer_schema(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RuntimeError, match="newer"):
         await SqliteStorage(path).open()
+
+
+async def test_sqlite_gives_space_of_deleted_rows_back(tmp_path: Path) -> None:
+    s = SqliteStorage(tmp_path / "db.sqlite3", reclaim_pages=8)
+    await s.open()
+    try:
+        txn = s.begin()
+        for i in range(200):
+            txn.put_journal_entry("inv_big", i, JournalEntry(0x0400, bytes(4096)))
+        await s.commit(txn)
+        conn = sqlite3.connect(tmp_path / "db.sqlite3")
+        (full,) = conn.execute("PRAGMA page_count").fetchone()
+        txn = s.begin()
+        txn.delete_journal("inv_big")
+        await s.commit(txn)
+        (after,) = conn.execute("PRAGMA page_count").fetchone()
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        conn.close()
+        assert full > 200 and after < full // 4 and free <= 8
+    finally:
+        await s.close()

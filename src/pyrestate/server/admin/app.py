@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote
 
 import pyrestate
 from pyrestate.server import core_api
-from pyrestate.server.admin import schema_json
+from pyrestate.server.admin import openapi, schema_json
 from pyrestate.server.admin.manifest import ManifestInvalid, parse_manifest
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import (
@@ -216,6 +216,10 @@ class AdminApp:
                 return self._only(method, "GET") or Response(200)
             case ["version"]:
                 return self._only(method, "GET") or Response(200, self._version())
+            case ["openapi"]:
+                return self._only(method, "GET") or Response(
+                    200, openapi.admin_openapi(str(self._version()["version"]))
+                )
             case ["deployments"]:
                 if method == "GET":
                     return Response(
@@ -264,6 +268,10 @@ class AdminApp:
                         404, f"The requested handler '{handler_name}' on service '{name}' does not exist"
                     )
                 return Response(200, schema_json.handler_json(h))
+            case ["services", name, "openapi"]:
+                return self._only(method, "GET") or Response(
+                    200, openapi.service_openapi(self._service(name), self.config.ingress_endpoint)
+                )
             case ["services", name, "state"]:
                 if denied := self._only(method, "POST"):
                     return denied
@@ -526,7 +534,8 @@ class AdminApp:
             raise AdminError(409, str(e) or "the deployment conflicts with the registered services") from None
         except core_api.BadRequest as e:
             raise AdminError(400, str(e)) from None
-        status = 201 if registered.created and not dry_run else 200
+        # A dry run of a new deployment answers 201 like the real one; the CLI reads 200 as "already exists".
+        status = 201 if registered.created else 200
         return Response(
             status,
             schema_json.registration_json(registered.deployment, self.config),

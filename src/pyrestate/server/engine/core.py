@@ -146,9 +146,12 @@ class EngineCore(Registry):
                 p.submit(Deliver(seq, command_from_json(payload)))
         for timer in reader.all_timers():
             self.timers.add(timer)
+        now = self.clock.now_ms()
         for st in reader.all_invocation_statuses():
             if st.status is Status.INVOKED:
-                self.invoker.start_attempt(st.invocation_id, st.epoch)
+                # A retry whose back-off was pending keeps it: the next attempt time is stored.
+                delay = max(0, st.next_retry_at - now) if st.next_retry_at is not None else 0
+                self.invoker.start_attempt(st.invocation_id, st.epoch, delay)
         for p in self._partitions:
             p.start()
         self.timers.start()
@@ -481,13 +484,28 @@ class EngineCore(Registry):
             iid = str(InvocationId.parse(invocation_id))
         except ValueError as e:
             raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {e}") from None
+        target_dp = self._resume_deployment(iid, command, deployment_id)
         result = await self._request(
-            partition_of(iid, self.config.partitions), lambda token: ManageInvocation(iid, command, token)
+            partition_of(iid, self.config.partitions),
+            lambda token: ManageInvocation(iid, command, token, target_dp),
         )
         if isinstance(result, Exception):
             raise result
         assert isinstance(result, CommandOutcome)
         return result
+
+    def _resume_deployment(self, iid: str, command: InvocationCommand, requested: str | None) -> str | None:
+        """Resume's `deployment`: absent or "keep" keeps the pinned one, "latest" is the service's
+        current deployment, anything else must name a registered deployment."""
+        if command is not InvocationCommand.RESUME or requested in (None, "", "keep"):
+            return None
+        if requested == "latest":
+            st = self._status(iid)
+            svc = self._services.get(st.target.service) if st is not None else None
+            return svc.deployment_id if svc is not None else None
+        if requested not in self._deployments:
+            raise BadRequest(f"The requested deployment '{requested}' does not exist")
+        return requested
 
     async def set_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
         svc = self._services.get(service)

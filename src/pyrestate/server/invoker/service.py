@@ -237,7 +237,7 @@ class Invoker:
                     f"deployment {dp.id} supports protocol versions "
                     f"{dp.min_protocol_version}..{dp.max_protocol_version} only",
                 )
-        if st.deployment_id is None:
+        if st.deployment_id is None or st.protocol_version is None:
             self._emit(att, PinDeployment(dp.id, version))
         return dp, version, svc
 

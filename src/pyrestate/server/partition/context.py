@@ -72,8 +72,14 @@ class ApplyContext:
                 )
         return policy
 
+    def journal_retention(self, target: Target) -> int:
+        svc, h = self.handler_schema(target)
+        value = _first(h.journal_retention_ms if h else None, svc.journal_retention_ms if svc else None)
+        return value if value is not None else self.policies.journal_retention_ms
+
     def completion_retention(self, target: Target, has_idempotency_key: bool) -> int:
-        """Restate's compute_retention: workflow run or idempotency key => retained, else not."""
+        """Restate's compute_retention: a workflow run or an idempotency key keeps the completion for the
+        workflow / idempotency retention; anything else is kept as long as its journal (0: dropped)."""
         svc, h = self.handler_schema(target)
         if target.workflow_run:
             value = _first(
@@ -86,7 +92,7 @@ class ApplyContext:
                 h.idempotency_retention_ms if h else None, svc.idempotency_retention_ms if svc else None
             )
             return value if value is not None else self.policies.idempotency_retention_ms
-        return 0
+        return self.journal_retention(target)
 
 
 def _first(*values: int | None) -> int | None:

@@ -107,8 +107,19 @@ class InvocationResponse:
 
     invocation_id: str
     completion_id: int
-    outcome: Outcome
+    outcome: Outcome | None  # None: void (get-output of an invocation that has not completed)
     notification_ty: int = 0x800D  # CallCompletion
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    """A handler asks for another invocation's result: AttachInvocation (wait for it) or
+    GetInvocationOutput (answer now, void while it has not completed)."""
+
+    invocation_id: str  # whose result
+    caller: str
+    completion_id: int
+    wait: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +136,7 @@ class ManageInvocation:
     invocation_id: str
     command: InvocationCommand
     reply_token: int | None = None
+    deployment_id: str | None = None  # resume: continue on this deployment instead of the pinned one
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +160,7 @@ Command = (
     | InvokerEffect
     | TimerFired
     | InvocationResponse
+    | GetResult
     | NotifySignal
     | ManageInvocation
     | PatchState
@@ -266,6 +279,10 @@ def command_to_json(cmd: Command) -> bytes:
             d = {"k": "response", "id": i, "cid": c, "outcome": outcome_to_json(o), "ty": ty}
         case NotifySignal(invocation_id=i, signal_id=s, signal_name=n, result=o):
             d = {"k": "signal", "id": i, "sid": s, "name": n, "result": outcome_to_json(o)}
+        case GetResult(invocation_id=i, caller=caller, completion_id=c, wait=w):
+            d = {"k": "result", "id": i, "caller": caller, "cid": c, "wait": w}
+        case ManageInvocation(invocation_id=i, command=c):
+            d = {"k": "manage", "id": i, "cmd": c.value}
         case _:
             raise ValueError(f"{type(cmd).__name__} does not travel through the outbox")
     return json.dumps(d, separators=(",", ":")).encode()
@@ -291,9 +308,11 @@ def command_from_json(raw: bytes) -> Command:
             )
         )
     if kind == "response":
-        outcome = outcome_from_json(d["outcome"])
-        assert outcome is not None
-        return InvocationResponse(d["id"], d["cid"], outcome, d["ty"])
+        return InvocationResponse(d["id"], d["cid"], outcome_from_json(d["outcome"]), d["ty"])
+    if kind == "result":
+        return GetResult(d["id"], d["caller"], d["cid"], d["wait"])
     if kind == "signal":
         return NotifySignal(d["id"], d["sid"], d["name"], outcome_from_json(d["result"]))
+    if kind == "manage":
+        return ManageInvocation(d["id"], InvocationCommand(d["cmd"]))
     raise ValueError(f"unknown outbox command {kind!r}")

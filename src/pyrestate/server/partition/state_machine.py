@@ -31,6 +31,7 @@ from pyrestate.server.partition.model import (
     Command,
     Deliver,
     ForwardNotification,
+    GetResult,
     IngressResponse,
     InvocationRequest,
     InvocationResponse,
@@ -68,6 +69,7 @@ CANCEL_SIGNAL = 1
 WORKFLOW_ALREADY_INVOKED = Failure(409, "the workflow method was already invoked")
 KILLED = Failure(409, "killed")
 CANCELED = Failure(409, "canceled")
+NOT_FOUND = Failure(404, "not found")
 
 
 class _Apply:
@@ -162,7 +164,8 @@ class _Apply:
         for sink in st.sinks:
             if sink.invocation_id is not None:
                 self.send_to_invocation(
-                    sink.invocation_id, InvocationResponse(sink.invocation_id, sink.completion_id, outcome)
+                    sink.invocation_id,
+                    InvocationResponse(sink.invocation_id, sink.completion_id, outcome, sink.notification_ty),
                 )
         self.emit(IngressResponse(st.invocation_id, outcome))
         if st.status is Status.INBOXED and st.inbox_seq is not None and st.target.key is not None:
@@ -314,6 +317,8 @@ def _dispatch(a: _Apply, command: Command) -> None:
             _on_timer(a, timer)
         case InvocationResponse():
             _on_response(a, command)
+        case GetResult():
+            _on_get_result(a, command)
         case NotifySignal():
             _on_signal(a, command)
         case ManageInvocation():
@@ -400,7 +405,7 @@ def _on_effect(a: _Apply, cmd: InvokerEffect) -> None:
     effect = cmd.effect
     match effect:
         case PinDeployment(deployment_id=dp, protocol_version=v):
-            if st.deployment_id is None:
+            if st.deployment_id is None or st.protocol_version is None:
                 a.put(st.with_(deployment_id=dp, protocol_version=v))
         case SdkCommand(ty=ty, raw=raw):
             _on_sdk_command(a, st, ty, raw)
@@ -546,13 +551,66 @@ def _on_sdk_command(a: _Apply, st: InvocationStatus, ty: int, raw: bytes) -> Non
                 else Failure(msg.failure.code, msg.failure.message)
             )
             a.send_to_invocation(str(target_id), NotifySignal(str(target_id), idx, None, res))
-        case _:
-            # Run, GetEagerState(Keys): nothing to do besides recording; attach / get-output are not
-            # supported yet and fail the attempt so that nothing waits forever.
-            if mtype in (MessageType.ATTACH_INVOCATION, MessageType.GET_INVOCATION_OUTPUT):
-                a.fail_attempt(st, 573, f"{mtype.name} is not supported by this server yet", None)
+        case pb.AttachInvocationCommandMessage() | pb.GetInvocationOutputCommandMessage():
+            wait = isinstance(msg, pb.AttachInvocationCommandMessage)
+            reply_ty = (
+                MessageType.ATTACH_INVOCATION_COMPLETION
+                if wait
+                else MessageType.GET_INVOCATION_OUTPUT_COMPLETION
+            )
+            whose = _result_target(msg)
+            if whose is None:
+                a.notify(
+                    st, reply_ty, _notification(completion_id=msg.result_completion_id, outcome=NOT_FOUND)
+                )
                 return
             a.put(st)
+            a.send_to_invocation(whose, GetResult(whose, st.invocation_id, msg.result_completion_id, wait))
+        case _:
+            # Run, GetEagerState(Keys): nothing to do besides recording.
+            a.put(st)
+
+
+def _result_target(
+    msg: pb.AttachInvocationCommandMessage | pb.GetInvocationOutputCommandMessage,
+) -> str | None:
+    """The invocation id an attach / get-output names; None when it cannot name one."""
+    try:
+        match msg.WhichOneof("target"):
+            case "invocation_id":
+                return str(InvocationId.parse(msg.invocation_id))
+            case "idempotent_request_target":
+                t = msg.idempotent_request_target
+                key = t.service_key if t.HasField("service_key") else None
+                return str(
+                    InvocationId.for_idempotent_request(
+                        t.service_name, t.handler_name, t.idempotency_key, key
+                    )
+                )
+            case "workflow_target":
+                w = msg.workflow_target
+                return str(InvocationId.for_workflow_run(w.workflow_name, w.workflow_key))
+    except ValueError:
+        return None
+    return None
+
+
+def _on_get_result(a: _Apply, cmd: GetResult) -> None:
+    ty = (
+        MessageType.ATTACH_INVOCATION_COMPLETION if cmd.wait else MessageType.GET_INVOCATION_OUTPUT_COMPLETION
+    )
+    st = a.txn.get_invocation_status(cmd.invocation_id)
+    answer: Outcome | None
+    if st is None:
+        answer = NOT_FOUND
+    elif st.status is Status.COMPLETED:
+        answer = st.output
+    elif cmd.wait:
+        a.put(st.with_(sinks=(*st.sinks, ResponseSink(cmd.caller, cmd.completion_id, int(ty)))))
+        return
+    else:
+        answer = None  # not completed yet: void
+    a.send_to_invocation(cmd.caller, InvocationResponse(cmd.caller, cmd.completion_id, answer, int(ty)))
 
 
 def _on_call(
@@ -694,8 +752,8 @@ def _on_signal(a: _Apply, cmd: NotifySignal) -> None:
     if st is None:
         a.reply(cmd.reply_token, None)
         return
-    if cmd.signal_id == CANCEL_SIGNAL and st.status in (Status.INBOXED, Status.SCHEDULED):
-        a.complete(st, CANCELED)
+    if cmd.signal_id == CANCEL_SIGNAL and st.status is not Status.COMPLETED:
+        _cancel(a, st)
     elif st.alive:
         a.notify(
             st,
@@ -703,6 +761,57 @@ def _on_signal(a: _Apply, cmd: NotifySignal) -> None:
             _notification(signal_id=cmd.signal_id, signal_name=cmd.signal_name, outcome=cmd.result),
         )
     a.reply(cmd.reply_token, None)
+
+
+def _pending_calls(a: _Apply, st: InvocationStatus) -> list[str]:
+    """Invocation ids of the calls (not one-way sends) in the journal whose result has not arrived."""
+    awaiting: dict[int, int] = {}  # invocation-id notification index -> result completion id
+    callee_ids: dict[int, str] = {}
+    completed: set[int] = set()
+    for entry in a.txn.get_journal(st.invocation_id):
+        if entry.ty == MessageType.CALL:
+            call = pb.CallCommandMessage.FromString(entry.raw)
+            awaiting[call.invocation_id_notification_idx] = call.result_completion_id
+        elif entry.ty == MessageType.CALL_INVOCATION_ID_COMPLETION:
+            n = pb.NotificationMessage.FromString(entry.raw)
+            callee_ids[n.completion_id] = n.invocation_id
+        elif MessageType(entry.ty).is_notification:
+            n = pb.NotificationMessage.FromString(entry.raw)
+            if n.WhichOneof("id") == "completion_id":
+                completed.add(n.completion_id)
+    return [
+        callee_ids[idx] for idx, result in awaiting.items() if result not in completed and idx in callee_ids
+    ]
+
+
+def _kill(a: _Apply, st: InvocationStatus) -> None:
+    """Kill an invocation and, depth first, the calls it still waits for (Restate's kill of the call tree).
+    Children on this partition die in this very transaction, so an inboxed child never gets to start when
+    its parent releases the key; the others are told through the outbox."""
+    a.emit(AbortAttempt(st.invocation_id))
+    if st.alive:
+        for child in _pending_calls(a, st):
+            if partition_of(child, a.ctx.num_partitions) == a.ctx.partition:
+                child_st = a.txn.get_invocation_status(child)
+                if child_st is not None and child_st.status is not Status.COMPLETED:
+                    _kill(a, child_st)
+            else:
+                a.send_to_invocation(child, ManageInvocation(child, InvocationCommand.KILL))
+    current = a.txn.get_invocation_status(st.invocation_id)
+    if current is not None and current.status is not Status.COMPLETED:
+        a.complete(current, KILLED)
+
+
+def _cancel(a: _Apply, st: InvocationStatus) -> bool:
+    """Deliver signal 1; an invocation that has not started yet completes at once (True). The SDK
+    propagates the cancellation to the calls it is waiting for."""
+    if st.status in (Status.INBOXED, Status.SCHEDULED):
+        a.complete(st, CANCELED)
+        return True
+    st = a.notify(st, MessageType.SIGNAL, _notification(signal_id=CANCEL_SIGNAL))
+    if st.status is Status.PAUSED:
+        a.start(st.with_(retry_count=0))
+    return False
 
 
 def _on_manage(a: _Apply, cmd: ManageInvocation) -> None:
@@ -716,15 +825,10 @@ def _on_manage(a: _Apply, cmd: ManageInvocation) -> None:
         case InvocationCommand.CANCEL | InvocationCommand.KILL if completed:
             a.reply(token, Conflict(f"The invocation '{st.invocation_id}' was already completed."))
         case InvocationCommand.CANCEL:
-            if st.status in (Status.INBOXED, Status.SCHEDULED):
-                a.complete(st, CANCELED)
-                a.reply(token, CommandOutcome.DONE)
-            else:
-                a.notify(st, MessageType.SIGNAL, _notification(signal_id=CANCEL_SIGNAL))
-                a.reply(token, CommandOutcome.ACCEPTED)
+            done = _cancel(a, st)
+            a.reply(token, CommandOutcome.DONE if done else CommandOutcome.ACCEPTED)
         case InvocationCommand.KILL:
-            a.emit(AbortAttempt(st.invocation_id))
-            a.complete(st, KILLED)
+            _kill(a, st)
             a.reply(token, CommandOutcome.DONE)
         case InvocationCommand.PURGE | InvocationCommand.PURGE_JOURNAL if not completed:
             a.reply(token, Conflict(f"The invocation '{st.invocation_id}' is not yet completed."))
@@ -745,6 +849,9 @@ def _on_manage(a: _Apply, cmd: ManageInvocation) -> None:
             else:
                 a.reply(token, Conflict(f"The invocation '{st.invocation_id}' is not running."))
         case InvocationCommand.RESUME:
+            if cmd.deployment_id is not None and st.status in (Status.PAUSED, Status.SUSPENDED):
+                # Re-pinned; the protocol version is negotiated again with the new deployment.
+                st = st.with_(deployment_id=cmd.deployment_id, protocol_version=None)
             if st.status in (Status.PAUSED, Status.SUSPENDED):
                 a.start(st.with_(retry_count=0))
                 a.reply(token, CommandOutcome.DONE)

@@ -53,6 +53,7 @@ class ResponseSink:
 
     invocation_id: str | None = None  # None: ingress waiters (resolved in memory, keyed by invocation id)
     completion_id: int = 0
+    notification_ty: int = 0x800D  # CallCompletion; AttachInvocationCompletion for an attach
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,7 @@ def status_to_json(s: InvocationStatus) -> bytes:
         "idempotency_key": s.idempotency_key,
         "invoked_by": s.invoked_by,
         "invoked_by_id": s.invoked_by_id,
-        "sinks": [[k.invocation_id, k.completion_id] for k in s.sinks],
+        "sinks": [[k.invocation_id, k.completion_id, k.notification_ty] for k in s.sinks],
         "execution_time": s.execution_time,
         "inbox_seq": s.inbox_seq,
         "deployment_id": s.deployment_id,
@@ -182,7 +183,7 @@ def status_from_json(raw: bytes) -> InvocationStatus:
         idempotency_key=d.get("idempotency_key"),
         invoked_by=d.get("invoked_by", "ingress"),
         invoked_by_id=d.get("invoked_by_id"),
-        sinks=tuple(ResponseSink(i, c) for i, c in d.get("sinks", ())),
+        sinks=tuple(ResponseSink(*k) for k in d.get("sinks", ())),
         execution_time=d.get("execution_time"),
         inbox_seq=d.get("inbox_seq"),
         deployment_id=d.get("deployment_id"),

@@ -120,9 +120,12 @@ _STOP = object()
 
 
 class SqliteStorage:
-    def __init__(self, path: Path | str, *, max_batch: int = 1024) -> None:
+    def __init__(self, path: Path | str, *, max_batch: int = 1024, reclaim_pages: int = 1024) -> None:
         self.path = Path(path)
         self._max_batch = max_batch
+        # Free pages beyond this many (left by expired invocations and journals) are given back to the
+        # file system after a commit that deleted rows.
+        self._reclaim_pages = reclaim_pages
         self._reader_conn: sqlite3.Connection | None = None
         self._reader: _SqliteReader | None = None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -132,6 +135,10 @@ class SqliteStorage:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = _connect(self.path)
+        (version,) = writer.execute("PRAGMA user_version").fetchone()
+        if version == 0:
+            # Only takes effect before the first table exists; lets freed pages be truncated away.
+            writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
         migrate(writer)
         self._reader_conn = _connect(self.path)
         self._reader = _SqliteReader(self._reader_conn)
@@ -210,6 +217,8 @@ class SqliteStorage:
             error = e
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+        if error is None and any(op != "put" for ops, _, _ in batch for op, *_ in ops):
+            self._reclaim(conn)
         elapsed = time.perf_counter() - started
         if error is None:
             self.stats.commits += 1
@@ -221,6 +230,12 @@ class SqliteStorage:
         for _, fut, loop in batch:
             with contextlib.suppress(RuntimeError):  # loop closed
                 loop.call_soon_threadsafe(_resolve, fut, error)
+
+    def _reclaim(self, conn: sqlite3.Connection) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+            if free > self._reclaim_pages:
+                conn.execute("PRAGMA incremental_vacuum").fetchall()
 
 
 def _resolve(fut: asyncio.Future[None], error: BaseException | None) -> None:
