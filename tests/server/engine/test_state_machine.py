@@ -397,3 +397,27 @@ def test_named_signal_kept_until_awaited() -> None:
     ]
     actions = _run(storage, InvokerEffect(A, 3, Suspend(Waiting((), (), ("go",)))))
     assert actions == [StartAttempt(A, 4, 0)]
+
+
+def test_journal_expires_before_the_retained_completion() -> None:
+    storage = MemoryStorage()
+    ctx = ApplyContext(0, 1, NOW, _Schema(), Policies(journal_retention_ms=100))
+
+    def run(cmd: Command, now: int = NOW) -> list[object]:
+        txn = storage.begin()
+        actions = apply(txn, cmd, ApplyContext(0, 1, now, ctx.schema, ctx.policies))
+        storage.commit_now(txn)
+        return list(actions)
+
+    run(invoke(A, retention=1000))
+    run(InvokerEffect(A, 1, output(b"5")))
+    timers = [x.timer for x in run(InvokerEffect(A, 1, AttemptEnded())) if isinstance(x, RegisterTimer)]
+    assert [(t.kind, t.fire_at) for t in timers] == [
+        (TimerKind.CLEANUP, NOW + 1000),
+        (TimerKind.JOURNAL_CLEANUP, NOW + 100),
+    ]
+    run(TimerFired(timers[1]), NOW + 100)
+    r = storage.reader()
+    assert r.get_journal(A) == [] and r.get_invocation_status(A) is not None  # output still answerable
+    run(TimerFired(timers[0]), NOW + 1000)
+    assert storage.reader().get_invocation_status(A) is None

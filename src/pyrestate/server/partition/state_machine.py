@@ -186,6 +186,19 @@ class _Apply:
                 )
             )
             self.register_timer(Timer(expires, TimerKind.CLEANUP, st.invocation_id, 0, self.ctx.partition))
+            journal_retention = self.ctx.journal_retention(st.target)
+            if journal_retention <= 0:
+                self.txn.delete_journal(st.invocation_id)
+            elif journal_retention < retention:
+                self.register_timer(
+                    Timer(
+                        self.ctx.now + journal_retention,
+                        TimerKind.JOURNAL_CLEANUP,
+                        st.invocation_id,
+                        0,
+                        self.ctx.partition,
+                    )
+                )
         else:
             self.txn.delete_invocation_status(st.invocation_id)
             self.txn.delete_journal(st.invocation_id)
@@ -726,6 +739,9 @@ def _on_timer(a: _Apply, timer: Timer) -> None:
         case TimerKind.INVOKE:
             if st.status is Status.SCHEDULED:
                 a.enqueue_or_start(st)
+        case TimerKind.JOURNAL_CLEANUP:
+            if st.status is Status.COMPLETED:
+                a.txn.delete_journal(st.invocation_id)
         case TimerKind.CLEANUP:
             if st.status is Status.COMPLETED:
                 a.txn.delete_invocation_status(st.invocation_id)

@@ -226,6 +226,7 @@ class TimerKind(enum.Enum):
     SLEEP = "sleep"  # completes a Sleep command
     INVOKE = "invoke"  # a delayed send becomes due
     CLEANUP = "cleanup"  # retention of a completed invocation expired
+    JOURNAL_CLEANUP = "journal"  # journal retention (shorter than the completion's) expired
 
 
 @dataclass(frozen=True, slots=True)

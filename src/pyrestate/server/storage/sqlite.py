@@ -53,7 +53,11 @@ class CommitStats:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    fresh = not path.exists() or path.stat().st_size == 0
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    if fresh:
+        # Must precede WAL and the first table; lets pages freed by deletions be truncated away.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=OFF")
@@ -135,10 +139,6 @@ class SqliteStorage:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = _connect(self.path)
-        (version,) = writer.execute("PRAGMA user_version").fetchone()
-        if version == 0:
-            # Only takes effect before the first table exists; lets freed pages be truncated away.
-            writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
         migrate(writer)
         self._reader_conn = _connect(self.path)
         self._reader = _SqliteReader(self._reader_conn)
@@ -235,7 +235,7 @@ class SqliteStorage:
         with contextlib.suppress(sqlite3.Error):
             (free,) = conn.execute("PRAGMA freelist_count").fetchone()
             if free > self._reclaim_pages:
-                conn.execute("PRAGMA incremental_vacuum").fetchall()
+                conn.executescript("PRAGMA incremental_vacuum;")  # runs it to completion
 
 
 def _resolve(fut: asyncio.Future[None], error: BaseException | None) -> None:
