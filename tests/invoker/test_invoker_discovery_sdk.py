@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import Peer, free_port
+from invoker_support import Peer, free_port
 
 from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message

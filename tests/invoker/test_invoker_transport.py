@@ -7,8 +7,8 @@ import hashlib
 import json
 
 import pytest
-from conftest import Peer
 from echo_app import blob
+from invoker_support import Peer
 
 from pyrestate.server.invoker.transport import DeploymentClient, InvocationStream, TransportError
 
@@ -209,7 +209,7 @@ async def test_peer_killed_mid_stream_fails_stream_retryably(doomed_peer: Peer) 
 
 
 async def test_connection_refused_is_a_retryable_transport_error() -> None:
-    from conftest import free_port
+    from invoker_support import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     for use_http_11 in (False, True):

@@ -161,7 +161,7 @@ def test_deployment_path_errors(admin: httpx.Client) -> None:
 
 
 def test_register_unreachable_deployment(admin: httpx.Client) -> None:
-    from conftest import free_port
+    from http_support import free_port
 
     uri = f"http://127.0.0.1:{free_port()}/"
     r = admin.post("/deployments", json={"uri": uri})

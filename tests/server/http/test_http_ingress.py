@@ -396,7 +396,7 @@ def test_new_api_call_send_and_lookup(ingress: httpx.Client, core: FakeCore) -> 
 
 
 def test_http2_prior_knowledge(core: FakeCore) -> None:
-    from conftest import served
+    from http_support import served
 
     from pyrestate.server.ingress import IngressApp
 

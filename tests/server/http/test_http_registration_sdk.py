@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port
 from http_fake_core import FakeCore
+from http_support import free_port
 
 HERE = Path(__file__).parent
 

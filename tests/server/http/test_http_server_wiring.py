@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import free_port
 from http_fake_core import FakeCore
+from http_support import free_port
 
 from pyrestate.server.app import run_server
 from pyrestate.server.config import ServerConfig
