@@ -421,3 +421,20 @@ def test_journal_expires_before_the_retained_completion() -> None:
     assert r.get_journal(A) == [] and r.get_invocation_status(A) is not None  # output still answerable
     run(TimerFired(timers[0]), NOW + 1000)
     assert storage.reader().get_invocation_status(A) is None
+
+
+def test_kill_reaches_a_child_whose_creation_is_still_in_the_outbox() -> None:
+    storage = MemoryStorage()
+    _run(storage, invoke(A))
+    pending = [
+        x for x in _run(storage, InvokerEffect(A, 1, call_cmd("k2", 2, 1))) if isinstance(x, SendToPartition)
+    ]
+    child = _callee(storage, A)
+    assert storage.reader().get_invocation_status(child) is None  # the Invoke has not been delivered yet
+    actions = _run(storage, ManageInvocation(A, InvocationCommand.KILL, 9))
+    pending += [x for x in actions if isinstance(x, SendToPartition)]
+    for msg in pending:  # delivered in outbox order: the creation, then the kill
+        _deliver_all(storage, Deliver(msg.seq, msg.command))
+    st = storage.reader().get_invocation_status(child)
+    assert st is not None and st.output == Failure(409, "killed")
+    assert storage.reader().get_lock("Counter", "k2") is None

@@ -803,16 +803,18 @@ def _pending_calls(a: _Apply, st: InvocationStatus) -> list[str]:
 def _kill(a: _Apply, st: InvocationStatus) -> None:
     """Kill an invocation and, depth first, the calls it still waits for (Restate's kill of the call tree).
     Children on this partition die in this very transaction, so an inboxed child never gets to start when
-    its parent releases the key; the others are told through the outbox."""
+    its parent releases the key. The others, and a child whose creation is still in the outbox, are told
+    through the outbox, which delivers the kill after the creation (FIFO per partition pair)."""
     a.emit(AbortAttempt(st.invocation_id))
     if st.alive:
         for child in _pending_calls(a, st):
+            child_st = None
             if partition_of(child, a.ctx.num_partitions) == a.ctx.partition:
                 child_st = a.txn.get_invocation_status(child)
-                if child_st is not None and child_st.status is not Status.COMPLETED:
-                    _kill(a, child_st)
-            else:
+            if child_st is None:
                 a.send_to_invocation(child, ManageInvocation(child, InvocationCommand.KILL))
+            elif child_st.status is not Status.COMPLETED:
+                _kill(a, child_st)
     current = a.txn.get_invocation_status(st.invocation_id)
     if current is not None and current.status is not Status.COMPLETED:
         a.complete(current, KILLED)
