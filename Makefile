@@ -26,14 +26,18 @@ lint: $(BIN)/pyrestate
 	$(BIN)/ruff check src tests conformance examples bench
 	$(BIN)/mypy --strict src/pyrestate/protocol src/pyrestate/sdk/_vm src/pyrestate/testing
 
-# Unit and integration tests; the conformance scenarios (our SDK on the official server); the examples on pyrestate.
+# Unit and integration tests; the conformance scenarios (our SDK on the official server, both SDKs on pyrestate);
+# the examples on pyrestate.
 test: $(BIN)/pyrestate official-restate lint
 	$(BIN)/pytest -q tests
 	PYRESTATE_CONFORMANCE_SDK=pyrestate PYRESTATE_CONFORMANCE_RUNTIME=official $(BIN)/pytest -q conformance
+	PYRESTATE_CONFORMANCE_SDK=official PYRESTATE_CONFORMANCE_RUNTIME=pyrestate $(BIN)/pytest -q conformance
+	PYRESTATE_CONFORMANCE_SDK=pyrestate PYRESTATE_CONFORMANCE_RUNTIME=pyrestate $(BIN)/pytest -q conformance
 	PYRESTATE_EXAMPLES_RUNTIME=pyrestate $(BIN)/pytest -q examples
 
+# The server on embedded SQLite (./.pyrestate), every example served and registered; Ctrl-C stops it all.
 run: $(BIN)/pyrestate
-	$(BIN)/pyrestate server
+	$(BIN)/pyrestate dev examples.all:app
 
 # Benchmark against the official restate-server (bench/README.md); writes bench/RESULTS.md.
 bench-setup:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyrestate.testing import Ingress, ServiceApp
+from pyrestate.testing import AppProcess, Ingress
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,7 @@ class Effects:
 class Deployment:
     """One example's SDK process, registered with the session runtime."""
 
-    app: ServiceApp
+    app: AppProcess
     effects: Effects
     control_dir: Path
     ingress: Ingress

@@ -15,10 +15,10 @@ import pytest
 
 from examples._harness import ROOT, Deployment, Effects
 from pyrestate.testing import (
+    AppProcess,
     Ingress,
     RuntimeConfig,
     RuntimeKind,
-    ServiceApp,
     make_runtime,
     register_deployment,
 )
@@ -60,7 +60,7 @@ def deploy(
 ) -> Iterator[Callable[..., Deployment]]:
     """Serve `examples.<example>.<module>:app` with hypercorn and register it (unless it is a plain web app
     in front of Restate); every process is stopped at session end."""
-    created: list[ServiceApp] = []
+    created: list[AppProcess] = []
 
     def make(example: str, module: str = "app", env: Mapping[str, str] | None = None,
              register: bool = True) -> Deployment:
@@ -74,7 +74,7 @@ def deploy(
             "RESTATE_URL": runtime.ingress_url,
             **(env or {}),
         }
-        app = ServiceApp(f"examples.{example}.{module}:app", env=full_env, log_dir=log_dir,
+        app = AppProcess(f"examples.{example}.{module}:app", env=full_env, log_dir=log_dir,
                          name=f"{example}-{module}", pythonpath=[ROOT], cwd=ROOT)
         created.append(app)
         _live.append(app)

@@ -11,11 +11,14 @@ check that each effect happened exactly once.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 
 def record(line: str) -> None:
-    print(line, flush=True)
+    # One write: concurrent handler threads would otherwise interleave a line and its newline.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
     path = os.environ.get("EXAMPLES_EFFECTS_FILE")
     if path:
         # One write(2) per line on an O_APPEND file: concurrent handlers never interleave within a line.

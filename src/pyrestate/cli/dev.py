@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import signal
@@ -32,7 +33,12 @@ class DevOptions:
 
 class _Child:
     def __init__(
-        self, name: str, argv: list[str], stop_signal: signal.Signals, log: IO[bytes] | None
+        self,
+        name: str,
+        argv: list[str],
+        stop_signal: signal.Signals,
+        log: IO[bytes] | None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.stop_signal = stop_signal
@@ -43,6 +49,7 @@ class _Child:
             stdout=log if log is not None else None,
             stderr=subprocess.STDOUT if log is not None else None,
             start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
+            env=env,
         )
 
     def alive(self) -> bool:
@@ -144,12 +151,14 @@ def run_dev(opts: DevOptions) -> int:
                 ],
                 signal.SIGINT,
                 None,
+                # Apps that call back into Restate (webhooks, clients) find the ingress here.
+                env={**os.environ, "RESTATE_URL": ingress},
             )
             children.append(app)
             _wait_answers(f"{app_url}/health", app, deadline, None)
         with console.status("Registering the deployment…"):
             services = _register(admin, app_url)
-        _welcome(ingress, admin, app_url, services, server_log_path)
+        _welcome(ingress, admin, app_url, services, server_log_path, _curl_examples(opts.app_ref))
         while not stop_requested:
             for child in children:
                 if not child.alive():
@@ -181,19 +190,53 @@ def _register(admin: str, app_url: str) -> list[dict[str, Any]]:
     return services
 
 
+def _curl_examples(app_ref: str) -> list[tuple[str, str]]:
+    """The app module's optional CURL_EXAMPLES: (title, shell command) pairs with `{ingress}`/`{app}`.
+
+    Best effort: the app already runs in its own process, so a module that fails to import here only
+    costs the hints.
+    """
+    module_name = app_ref.split(":", 1)[0]
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+        examples = getattr(module, "CURL_EXAMPLES", [])
+        return [(str(title), str(command)) for title, command in examples]
+    except Exception:
+        return []
+
+
 def _welcome(
-    ingress: str, admin: str, app_url: str, services: list[dict[str, Any]], server_log: Path
+    ingress: str,
+    admin: str,
+    app_url: str,
+    services: list[dict[str, Any]],
+    server_log: Path,
+    curl_examples: list[tuple[str, str]],
 ) -> None:
     console.print(
         f"[bold green]Ready.[/] Ingress [bold]{ingress}[/]  admin {admin}  app {app_url}", highlight=False
     )
     console.print(f"Server log: {server_log}", highlight=False)
-    for svc in services:
-        keyed = svc.get("ty") in ("VirtualObject", "Workflow")
-        for h in svc.get("handlers", []):
-            path = f"{svc['name']}/<key>/{h['name']}" if keyed else f"{svc['name']}/{h['name']}"
-            data = "" if h.get("input_description") == "none" else " --json '…'"
-            console.print(f"  curl {ingress}/{path}{data}", highlight=False, soft_wrap=True)
+    if curl_examples:
+        # Many services: one line each, then the commands the app itself suggests.
+        for svc in services:
+            handlers = ", ".join(h["name"] for h in svc.get("handlers", []))
+            console.print(f"  [bold]{svc['name']}[/] ({svc.get('ty', '')}): {handlers}", highlight=False)
+        console.print("[bold]Try:[/]", highlight=False)
+        for title, command in curl_examples:
+            console.print(f"  [dim]# {title}[/]", highlight=False)
+            line = command.replace("{ingress}", ingress).replace("{app}", app_url)
+            console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
+    else:
+        for svc in services:
+            keyed = svc.get("ty") in ("VirtualObject", "Workflow")
+            for h in svc.get("handlers", []):
+                path = f"{svc['name']}/<key>/{h['name']}" if keyed else f"{svc['name']}/{h['name']}"
+                data = "" if h.get("input_description") == "none" else " --json '…'"
+                console.print(f"  curl {ingress}/{path}{data}", highlight=False, soft_wrap=True)
     console.print(
         f"Inspect with `pyrestate invocations list --admin-url {admin}`. Ctrl-C stops everything.",
         highlight=False,

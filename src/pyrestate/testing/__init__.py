@@ -1,4 +1,8 @@
-"""Process-level test harness: runtimes (official or pyrestate), SDK apps under hypercorn, HTTP helpers."""
+"""Test harness: runtimes (official or pyrestate), SDK apps under hypercorn, HTTP helpers.
+
+For your own tests, `local_restate(app)` starts a server and your app on free ports (see `local`), and
+`pyrestate.testing.pytest_plugin` wraps it in fixtures.
+"""
 
 from pyrestate.testing.admin import Admin, AdminError, register_deployment
 from pyrestate.testing.ingress import (
@@ -10,6 +14,7 @@ from pyrestate.testing.ingress import (
     json_of,
     target_path,
 )
+from pyrestate.testing.local import AppProcess, InProcessApp, LocalRestate, local_restate
 from pyrestate.testing.process import ManagedProcess, ProcessError, free_port, wait_until_answers
 from pyrestate.testing.runtime import (
     OfficialRestateServer,
@@ -27,9 +32,12 @@ __all__ = [
     "HYPERCORN_CONFIG",
     "Admin",
     "AdminError",
+    "AppProcess",
     "AsyncIngress",
+    "InProcessApp",
     "Ingress",
     "IngressError",
+    "LocalRestate",
     "ManagedProcess",
     "OfficialRestateServer",
     "ProcessError",
@@ -44,6 +52,7 @@ __all__ = [
     "find_restate_server",
     "free_port",
     "json_of",
+    "local_restate",
     "make_runtime",
     "register_deployment",
     "target_path",

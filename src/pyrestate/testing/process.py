@@ -114,7 +114,15 @@ class ManagedProcess:
                 raise
 
     def _signal(self, sig: signal.Signals) -> None:
-        if self._proc is not None and self._proc.poll() is None:
+        if self._proc is None:
+            return
+        if sig == signal.SIGKILL:
+            # The process leads its own session (start_new_session), so its group holds every child it
+            # spawned, e.g. hypercorn's worker: a crash must take them all, or an orphan keeps serving.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, sig)
+            return
+        if self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._proc.pid, sig)
 

@@ -18,6 +18,8 @@ HYPERCORN_CONFIG = """\
 keep_alive_timeout = 3600
 keep_alive_max_requests = 1000000000
 graceful_timeout = 1
+# Serve in the started process itself (no worker child), so a kill -9 of its PID is a real crash.
+workers = 0
 """
 
 
