@@ -23,8 +23,9 @@ proto: $(BIN)/pyrestate
 	cd src && ../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. pyrestate/protocol/service_protocol.proto
 
 lint: $(BIN)/pyrestate
-	$(BIN)/ruff check src tests conformance examples bench
-	$(BIN)/mypy --strict src/pyrestate/protocol src/pyrestate/sdk/_vm src/pyrestate/testing
+	$(BIN)/ruff check src tests conformance examples bench fuzz
+	$(BIN)/mypy src/pyrestate
+	$(BIN)/mypy --strict src/pyrestate/protocol src/pyrestate/sdk src/pyrestate/testing src/pyrestate/server/partition
 
 # Unit and integration tests; the conformance scenarios (our SDK on the official server, both SDKs on pyrestate);
 # the examples on pyrestate.
@@ -48,3 +49,9 @@ bench: $(BIN)/pyrestate official-restate bench-setup
 
 bench-quick: $(BIN)/pyrestate official-restate
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+# Durability under faults (tests/faults/README.md): the CI run by default, a soak with e.g.
+# `make chaos FAULTS_DURATION=600 FAULTS_SCALE=10 FAULTS_SEED=42` (FAULTS_* reach pytest through the env).
+.PHONY: chaos
+chaos: $(BIN)/pyrestate
+	$(BIN)/pytest -q -p no:cacheprovider tests/faults

@@ -10,6 +10,7 @@ runtime handle, SDK app handle) and nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,9 +37,14 @@ APP_REF = "conformance.services.app:app"
 
 # Profiles mirror the upstream suites: server-wide settings a group of scenarios depends on.
 # Short retry intervals keep scenarios that go through retries (eventual success, crashed endpoints) fast.
-DEFAULT = RuntimeConfig(retry_initial_interval="100ms", retry_max_interval="2s")
-# Every await suspends and replays; one failed attempt kills the invocation (non-determinism surfaces).
-ALWAYS_SUSPENDING = RuntimeConfig(
+# The official server purges expired idempotency records every `cleanup_interval` (1 h by default); the
+# ingress scenarios watch a record expire. pyrestate expires each record on its own timer.
+_CLEANUP = {"RESTATE_WORKER__CLEANUP_INTERVAL": "1s"}
+DEFAULT = RuntimeConfig(retry_initial_interval="100ms", retry_max_interval="2s", extra_env=_CLEANUP)
+# Upstream's alwaysSuspending suite: every await that is not already completed suspends and replays.
+ALWAYS_SUSPENDING = dataclasses.replace(DEFAULT, inactivity_timeout="0s")
+# Always suspending, and one failed attempt kills the invocation (non-determinism surfaces).
+NON_DETERMINISM = RuntimeConfig(
     inactivity_timeout="0s",
     retry_initial_interval="100ms",
     retry_max_attempts=1,
@@ -92,8 +98,10 @@ def service_app_factory(log_dir: Path) -> Iterator[Callable[..., ServiceApp]]:
     """Starts hypercorn processes serving the contract services on the selected SDK."""
     created: list[ServiceApp] = []
 
-    def make(name: str = "services", services: str = "") -> ServiceApp:
-        env = {"PYRESTATE_SDK": SDK_KIND}
+    def make(
+        name: str = "services", services: str = "", extra_env: dict[str, str] | None = None
+    ) -> ServiceApp:
+        env = {"PYRESTATE_SDK": SDK_KIND, **(extra_env or {})}
         if services:
             env["SERVICES"] = services
         app = ServiceApp(APP_REF, env=env, log_dir=log_dir, name=f"sdk-{SDK_KIND}-{name}", pythonpath=[ROOT],
@@ -155,12 +163,26 @@ def env_h1(env_factory: Callable[..., Env]) -> Env:
 
 @pytest.fixture(scope="session")
 def env_suspending(env_factory: Callable[..., Env]) -> Env:
+    """Inactivity timeout 0: the invocation suspends at every await not completed yet, then replays."""
     return env_factory("suspending", config=ALWAYS_SUSPENDING)
 
 
-@pytest.fixture(params=["h2", "h1"])
+@pytest.fixture(scope="session")
+def env_non_determinism(env_factory: Callable[..., Env]) -> Env:
+    """Always suspending, retry max attempts 1, kill on max attempts."""
+    return env_factory("non-determinism", config=NON_DETERMINISM)
+
+
+@pytest.fixture(params=["h2", "h1", "suspending"])
 def env(request: pytest.FixtureRequest) -> Env:
-    """Scenarios using this fixture run on both transports."""
+    """Scenarios using this fixture run on both transports and in the always-suspending profile (the
+    catalogue's alwaysSuspending suite covers every class that uses it)."""
+    return cast(Env, request.getfixturevalue(f"env_{request.param}"))
+
+
+@pytest.fixture(params=["h2", "suspending"])
+def env_h2_suspending(request: pytest.FixtureRequest) -> Env:
+    """Default profile and always-suspending profile, HTTP/2 deployment."""
     return cast(Env, request.getfixturevalue(f"env_{request.param}"))
 
 

@@ -18,8 +18,8 @@ def _wait_holder(env: Env, key: str) -> None:
 
 @pytest.mark.parametrize("operation", ["CALL", "SLEEP", "AWAKEABLE"])
 @pytest.mark.parametrize("source", ["admin", "context"])
-def test_cancel(env_h2: Env, operation: str, source: str) -> None:
-    env, key = env_h2, new_key()
+def test_cancel(env_h2_suspending: Env, operation: str, source: str) -> None:
+    env, key = env_h2_suspending, new_key()
     if source == "admin":
         inv = env.ingress.send_json("CancelTestRunner", "startTest", operation, key=key)["invocationId"]
     else:
@@ -45,8 +45,8 @@ def test_cancel(env_h2: Env, operation: str, source: str) -> None:
     assert env.ingress.call("CancelTestBlockingService", "isUnlocked", key=key).status_code == 200
 
 
-def test_kill_invocation(env_h2: Env) -> None:
-    env, key = env_h2, new_key()
+def test_kill_invocation(env_h2_suspending: Env) -> None:
+    env, key = env_h2_suspending, new_key()
     inv = env.ingress.send_json("KillTestRunner", "startCallTree", key=key)["invocationId"]
     _wait_holder(env, key)
     json_of(env.ingress.call("AwakeableHolder", "unlock", "kill", key=key))

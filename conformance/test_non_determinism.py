@@ -17,8 +17,8 @@ from conformance.helpers import new_key
     "handler",
     ["eitherSleepOrCall", "callDifferentMethod", "backgroundInvokeWithDifferentTargets", "setDifferentKey"],
 )
-def test_non_determinism_is_detected(env_suspending: Env, handler: str) -> None:
-    env, key = env_suspending, new_key()
+def test_non_determinism_is_detected(env_non_determinism: Env, handler: str) -> None:
+    env, key = env_non_determinism, new_key()
     r = env.ingress.call("NonDeterministic", handler, key=key)
     # Journal mismatch (570) is the attempt's failure; with max attempts 1 and on-max-attempts=kill the
     # invocation ends with it, and the trailing send to Counter never happens.
@@ -29,7 +29,7 @@ def test_non_determinism_is_detected(env_suspending: Env, handler: str) -> None:
     assert env.ingress.call_json("Counter", "get", key=key) == 0
 
 
-def test_deterministic_control(env_suspending: Env) -> None:
+def test_deterministic_control(env_non_determinism: Env) -> None:
     # The same shape of handler without divergence completes and reaches its trailing send.
-    key = new_key()
-    assert env_suspending.ingress.call_json("Counter", "add", 5, key=key) == {"oldValue": 0, "newValue": 5}
+    env, key = env_non_determinism, new_key()
+    assert env.ingress.call_json("Counter", "add", 5, key=key) == {"oldValue": 0, "newValue": 5}

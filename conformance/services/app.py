@@ -2,7 +2,15 @@
 
 import os
 
-from conformance.services import blocking, failing, interpreter, proxy, state_services
+from conformance.services import (
+    blocking,
+    evolution,
+    failing,
+    ingress_services,
+    interpreter,
+    proxy,
+    state_services,
+)
 from conformance.services._sdk import restate
 
 ALL = [
@@ -11,6 +19,8 @@ ALL = [
     *blocking.SERVICES,
     *failing.SERVICES,
     *interpreter.SERVICES,
+    *evolution.SERVICES,
+    *ingress_services.SERVICES,
 ]
 
 

@@ -6,71 +6,29 @@ the step: the step runs again, and the credits must still change once.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from examples._harness import DeployFn, Deployment
 from examples.database.db import SCHEMA
-from pyrestate.testing import free_port, json_of
+from pyrestate.testing import json_of
+from pyrestate.testing.postgres import find_postgres_bin, postgres_server
 
 psycopg = pytest.importorskip("psycopg")
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(),
-                                reason="PostgreSQL 15 is not installed (apt-get install postgresql)")
-
-
-def _as_postgres(argv: list[str]) -> list[str]:
-    # PostgreSQL refuses to run as root; CI and dev containers run tests as root.
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+pytestmark = pytest.mark.skipif(find_postgres_bin() is None,
+                                reason="PostgreSQL is not installed (apt-get install postgresql)")
 
 
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
-    work = Path(tempfile.mkdtemp(prefix="pg-"))
-    work.chmod(0o777)
-    data, port = work / "data", free_port()
-    if os.geteuid() == 0:
-        shutil.chown(work, "postgres")
-    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "restatedb", "--auth=trust",
-                                 "--no-sync"]), check=True, capture_output=True)
-    server = subprocess.Popen(
-        _as_postgres([str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port), "-k", str(work),
-                      "-c", "listen_addresses=127.0.0.1", "-c", "max_prepared_transactions=10",
-                      "-c", "fsync=off"]),
-        stdout=subprocess.DEVNULL, stderr=(work / "postgres.log").open("wb"), start_new_session=True)
-    try:
-        admin_url = f"postgresql://restatedb@127.0.0.1:{port}/postgres"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with psycopg.connect(admin_url, autocommit=True) as conn:
-                    conn.execute("CREATE DATABASE exampledb")
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        url = f"postgresql://restatedb@127.0.0.1:{port}/exampledb"
+    with postgres_server(fsync=False, settings=["max_prepared_transactions=10"]) as pg:
+        url = pg.create_database("exampledb")
         with psycopg.connect(url) as conn:
             conn.execute(SCHEMA)
             conn.execute("INSERT INTO users (user_id, name) VALUES ('A', 'Alice'), ('B', 'Bob')")
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -130,7 +130,13 @@ def server(**values: Any) -> None:
     except (server_config.ConfigError, app.EngineUnavailable) as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False)
         sys.exit(2)
-    app.main(cfg, core_factory=factory)
+    from pyrestate.server.core_api import Unavailable
+
+    try:
+        app.main(cfg, core_factory=factory)
+    except Unavailable as e:  # e.g. a data dir that cannot be written
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(1)
 
 
 @main.command()

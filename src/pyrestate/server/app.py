@@ -1,6 +1,8 @@
 """Process wiring of `pyrestate server`: build the engine, serve ingress and admin in one event loop.
 
-Both ASGI apps run on hypercorn (HTTP/1.1 and h2c) in the same loop as the engine. SIGTERM / SIGINT stop
+Both ASGI apps run in the same loop as the engine: admin on hypercorn (HTTP/1.1 and h2c), ingress on a lean
+HTTP/1.1 front that hands h2c and unusual requests to hypercorn (`PYRESTATE_INGRESS_HTTP=hypercorn`: all of
+it on hypercorn). SIGTERM / SIGINT stop
 the listeners first (no new requests), then the engine, so that whatever was acknowledged is durable.
 """
 
@@ -10,6 +12,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +23,7 @@ from hypercorn.config import Config as HypercornConfig
 from pyrestate.server.admin import AdminApp
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import ServerCore
+from pyrestate.server.fasthttp import FastHTTPServer
 from pyrestate.server.ingress import IngressApp
 
 log = logging.getLogger("pyrestate.server")
@@ -90,15 +94,16 @@ async def run_server(
     ingress = IngressApp(core, max_body_bytes=config.max_request_body_bytes)
     admin = AdminApp(core, config)
     try:
+        if os.environ.get("PYRESTATE_INGRESS_HTTP", "fast") == "hypercorn":
+            ingress_task = serve(
+                ingress,  # type: ignore[arg-type]  # a plain ASGI-3 callable
+                hypercorn_config(config.ingress_bind),
+                shutdown_trigger=stop.wait,
+            )
+        else:
+            ingress_task = _serve_fast(ingress, hypercorn_config(config.ingress_bind), stop)
         servers = [
-            asyncio.create_task(
-                serve(
-                    ingress,  # type: ignore[arg-type]  # a plain ASGI-3 callable
-                    hypercorn_config(config.ingress_bind),
-                    shutdown_trigger=stop.wait,
-                ),
-                name="ingress",
-            ),
+            asyncio.create_task(ingress_task, name="ingress"),
             asyncio.create_task(
                 serve(
                     admin,  # type: ignore[arg-type]
@@ -124,6 +129,16 @@ async def run_server(
         for sig in installed:
             loop.remove_signal_handler(sig)
         log.info("stopped")
+
+
+async def _serve_fast(app: IngressApp, cfg: HypercornConfig, stop: asyncio.Event) -> None:
+    """The ingress on the lean HTTP/1.1 front (hypercorn takes over h2c and unusual requests)."""
+    front = FastHTTPServer(app, cfg)
+    await front.start()
+    try:
+        await stop.wait()
+    finally:
+        await front.shutdown(cfg.graceful_timeout)
 
 
 def configure_logging(level: str) -> None:

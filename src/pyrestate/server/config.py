@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrestate.server.ingress.durations import format_friendly_ms, parse_duration_ms
+from pyrestate.server.storage.factory import check_storage_spec
 
 ENV_PREFIX = "PYRESTATE_"
 
@@ -44,6 +45,11 @@ class ServerConfig:
     # Address advertised by the admin `/version` endpoint; derived from `ingress_bind` when unset.
     ingress_url: str | None = None
     log_level: str = "info"
+    # Ed25519 private key (PKCS#8 PEM) signing every request to deployments (Restate's request identity).
+    request_identity_private_key_pem_file: Path | None = None
+    # Storage backend: "sqlite" (in data_dir) or a postgresql:// URL (partitions owned through leases).
+    storage: str = "sqlite"
+    node_id: str | None = None  # this node's name in partition leases (PostgreSQL); default: host name
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -105,6 +111,23 @@ def _bool(value: str) -> bool:
     if v in ("0", "false", "no", "off", ""):
         return False
     raise ConfigError(f"expected a boolean, got {value!r}")
+
+
+def _storage(value: str) -> str:
+    try:
+        return check_storage_spec(value.strip())
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _identity_key_file(value: str) -> Path:
+    from pyrestate.server.invoker.identity import IdentityKeyFileError, RequestSigner
+
+    try:
+        RequestSigner.from_pem_file(value)  # fail at start-up, not on the first request
+    except IdentityKeyFileError as e:
+        raise ConfigError(str(e)) from None
+    return Path(value)
 
 
 def _bind(value: str) -> str:
@@ -185,6 +208,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("ingress_url", "--ingress-url", str, "Ingress URL advertised by the admin /version endpoint."),
     Option("log_level", "--log-level", str, "debug, info, warning or error."),
+    Option(
+        "request_identity_private_key_pem_file",
+        "--request-identity-private-key-pem-file",
+        _identity_key_file,
+        "Ed25519 private key (PEM) signing requests to deployments.",
+    ),
+    Option("storage", "--storage", _storage, "sqlite, or a postgresql://… URL to run several nodes."),
+    Option("node_id", "--node-id", str, "Name of this node in partition leases (default: host name)."),
 )
 
 

@@ -1,4 +1,5 @@
-"""Contract of the storage interface: every backend must pass these (PostgreSQL joins the parametrisation)."""
+"""Contract of the storage interface: every backend must pass these (PostgreSQL with and without its
+read cache)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from pyrestate.server.core_api import Failure, Success
 from pyrestate.server.storage.api import Storage
 from pyrestate.server.storage.memory import MemoryStorage
+from pyrestate.server.storage.postgres import PostgresStorage
 from pyrestate.server.storage.records import (
     InvocationStatus,
     JournalEntry,
@@ -26,9 +28,16 @@ from pyrestate.server.storage.records import (
 from pyrestate.server.storage.sqlite import SCHEMA_VERSION, SqliteStorage
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres", "postgres-nocache"])
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    s: Storage = MemoryStorage() if request.param == "memory" else SqliteStorage(tmp_path / "db.sqlite3")
+    s: Storage
+    if request.param == "memory":
+        s = MemoryStorage()
+    elif request.param == "sqlite":
+        s = SqliteStorage(tmp_path / "db.sqlite3")
+    else:
+        url = request.getfixturevalue("pg_url")
+        s = PostgresStorage(url, cache=request.param == "postgres")
     await s.open()
     try:
         yield s

@@ -35,6 +35,7 @@ from pyrestate.server.ingress.asgi import (
     Receive,
     Scope,
     Send,
+    TrackedReceive,
     header,
     lifespan,
     raw_path,
@@ -100,10 +101,14 @@ class Response:
         self.headers = headers or []
 
 
-def _default_discover() -> DiscoverFn:
-    from pyrestate.server.invoker.discovery_client import discover
+def _default_discover(config: ServerConfig) -> DiscoverFn:
+    from functools import partial
 
-    return discover
+    from pyrestate.server.invoker.discovery_client import discover
+    from pyrestate.server.invoker.identity import load_signer
+
+    # Discovery requests are signed like invocations: a deployment checking identity verifies both.
+    return partial(discover, signer=load_signer(config.request_identity_private_key_pem_file))
 
 
 def _load_manifest_validator() -> Callable[[dict[str, Any], int | None], None] | None:
@@ -141,23 +146,27 @@ class AdminApp:
         if scope["type"] != "http":
             return
         headers = request_headers(scope)
+        tracked = TrackedReceive(receive)
         try:
-            response = await self._dispatch(scope, receive, headers)
+            response = await self._dispatch(scope, tracked, headers)
         except AdminError as e:
             response = Response(e.status, {"message": e.message, "restate_code": e.restate_code})
         except PlainError as e:
-            await send_response(
-                send,
-                e.status,
-                [("content-type", "text/plain; charset=utf-8"), ("vary", "accept-encoding")],
-                e.message.encode(),
-            )
+            plain_headers = [("content-type", "text/plain; charset=utf-8"), ("vary", "accept-encoding")]
+            if e.status != 413:
+                await tracked.drain(MAX_ADMIN_BODY)
+            elif scope.get("http_version") in ("1.0", "1.1"):
+                plain_headers.append(("connection", "close"))  # the oversize body stays unread
+            await send_response(send, e.status, plain_headers, e.message.encode())
             return
         except ClientDisconnected:
             return
+        except core_api.Unavailable as e:  # e.g. storage refuses writes: nothing was changed
+            response = Response(503, {"message": str(e) or "unavailable", "restate_code": None})
         except Exception as e:
             log.exception("admin request failed")
             response = Response(500, {"message": f"internal error: {e!r}", "restate_code": None})
+        await tracked.drain(MAX_ADMIN_BODY)
         await self._send(send, response, headers)
 
     async def _send(self, send: Send, response: Response, request_headers_: Headers) -> None:
@@ -185,8 +194,10 @@ class AdminApp:
         if segments and segments[-1] == "" and len(segments) > 1:
             segments = segments[:-1]
         api_version: int | None = None
-        if segments and len(segments[0]) >= 2 and segments[0][0] == "v" and segments[0][1:].isdigit():
-            api_version = int(segments[0][1:])
+        first = segments[0] if segments else ""
+        # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+        if len(first) >= 2 and first[0] == "v" and first[1:].isascii() and first[1:].isdigit():
+            api_version = int(first[1:]) if len(first) <= 10 else MAX_ADMIN_API_VERSION + 1
             if not MIN_ADMIN_API_VERSION <= api_version <= MAX_ADMIN_API_VERSION:
                 raise AdminError(
                     400,
@@ -210,6 +221,8 @@ class AdminApp:
                 return json.loads(raw)
             except ValueError as e:
                 raise PlainError(400, f"Failed to parse the request body as JSON: {e}") from None
+            except RecursionError:
+                raise PlainError(400, "Failed to parse the request body as JSON: nested too deeply") from None
 
         match segments:
             case ["health"]:
@@ -429,6 +442,9 @@ class AdminApp:
         state: dict[str, bytes] = {}
         for k, v in body["new_state"].items():
             try:
+                # Only a list of byte values: bytes(<int>) would allocate that many zero bytes.
+                if not isinstance(v, list):
+                    raise TypeError(type(v).__name__)
                 state[k] = bytes(v)
             except (TypeError, ValueError):
                 raise PlainError(
@@ -496,7 +512,7 @@ class AdminApp:
         dry_run = bool(body.get("dry_run") or False)
         breaking = bool(body.get("breaking") or False)
 
-        discover = self._discover or _default_discover()
+        discover = self._discover or _default_discover(self.config)
         try:
             result = discover(uri, use_http_11=use_http_11, additional_headers=headers or None)
             response = await result if inspect.isawaitable(result) else result
@@ -531,7 +547,10 @@ class AdminApp:
         try:
             registered = await self.core.register_deployment(registration)
         except core_api.Conflict as e:
-            raise AdminError(409, str(e) or "the deployment conflicts with the registered services") from None
+            message = str(e) or "the deployment conflicts with the registered services"
+            # Schema errors carry their Restate code as a "[META00xx]" prefix, as the official server does.
+            meta_code = message[1:9] if message.startswith("[META") and message[9:10] == "]" else None
+            raise AdminError(409, message, meta_code) from None
         except core_api.BadRequest as e:
             raise AdminError(400, str(e)) from None
         # A dry run of a new deployment answers 201 like the real one; the CLI reads 200 as "already exists".

@@ -22,6 +22,9 @@ class EngineConfig:
     journal_retention_ms: int = DAY_MS
     concurrency_per_deployment: int = 1000
     disable_eager_state: bool = False
+    request_identity_private_key_pem_file: Path | None = None  # sign requests to deployments
+    storage: str = "sqlite"  # or a postgresql:// URL (see storage.factory)
+    node_id: str | None = None
 
     @property
     def database_path(self) -> Path:

@@ -51,6 +51,7 @@ from pyrestate.server.engine.schema_codec import (
     service_from_json,
     service_to_json,
 )
+from pyrestate.server.invoker.identity import load_signer
 from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
 from pyrestate.server.partition.context import ApplyContext, Policies, partition_of, partition_of_key
 from pyrestate.server.partition.model import (
@@ -75,8 +76,10 @@ from pyrestate.server.partition.model import (
     WorkflowAlreadyInvoked,
     command_from_json,
 )
-from pyrestate.server.partition.processor import PartitionProcessor
+from pyrestate.server.partition.processor import CommandLoop, PartitionProcessor
 from pyrestate.server.partition.state_machine import WORKFLOW_ALREADY_INVOKED
+from pyrestate.server.storage.api import Storage
+from pyrestate.server.storage.factory import create_storage
 from pyrestate.server.storage.records import InvocationStatus, Status, Target
 from pyrestate.server.storage.sqlite import SqliteStorage
 from pyrestate.server.timers.service import Clock, TimerService, WallClock
@@ -92,11 +95,27 @@ def new_ulid_text() -> str:
     return "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(25, -1, -1))
 
 
+def check_compatible(old: ServiceSchema, new: ServiceSchema) -> None:
+    """Restate's rule for a new revision registered without `force`/`breaking`: the service type must not
+    change (META0006). Removing handlers, changing a handler's type or its input/output is accepted, as the
+    official server (1.7) does."""
+    if old.ty is not new.ty:
+        raise Conflict(
+            f"[META0006] detected a new service revision for '{new.name}' changing the service type from "
+            "previous revision. Service type cannot be changed across revisions."
+        )
+
+
 class EngineCore(Registry):
     def __init__(self, config: EngineConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or WallClock()
-        self.storage = SqliteStorage(config.database_path)
+        self.storage: Storage = create_storage(
+            config.storage,
+            sqlite_path=config.database_path,
+            partitions=config.partitions,
+            node_id=config.node_id,
+        )
         self._services: dict[str, ServiceSchema] = {}
         self._deployments: dict[str, DeploymentRecord] = {}
         self._partitions: list[PartitionProcessor] = []
@@ -119,6 +138,7 @@ class EngineCore(Registry):
                 abort_timeout_ms=config.abort_timeout_ms,
                 concurrency_per_deployment=config.concurrency_per_deployment,
                 disable_eager_state=config.disable_eager_state,
+                signer=load_signer(config.request_identity_private_key_pem_file),
             ),
         )
         self.timers = TimerService(self.clock, self._fire_timer)
@@ -135,8 +155,10 @@ class EngineCore(Registry):
         for _, doc in reader.all_services():
             svc = service_from_json(doc)
             self._services[svc.name] = svc
+        # One command loop for all partitions: a batch spanning many partitions is one commit.
+        shared = CommandLoop(self.storage, self._context, self._perform, self._fail_token)
         self._partitions = [
-            PartitionProcessor(p, self.storage, self._context, self._perform, self._fail_token)
+            PartitionProcessor(p, self.storage, self._context, self._perform, self._fail_token, shared)
             for p in range(self.config.partitions)
         ]
         # Recovery: undelivered outbox messages first (they were committed before anything still queued),
@@ -404,13 +426,17 @@ class EngineCore(Registry):
             services: list[ServiceSchema] = []
             for svc in registration.services:
                 old = self._services.get(svc.name)
-                if old is not None and old.ty is not svc.ty and not registration.force:
-                    raise Conflict(
-                        f"the service '{svc.name}' changed type from {old.ty.value} to {svc.ty.value}; "
-                        "use force to register it anyway"
-                    )
+                if old is not None and not (registration.force or registration.breaking):
+                    check_compatible(old, svc)
                 revision = old.revision + 1 if old is not None else 1
                 services.append(dataclasses.replace(svc, deployment_id=dp_id, revision=revision))
+            # Overwriting a deployment drops the services it no longer offers (when it still serves them).
+            new_names = {s.name for s in services}
+            dropped = [
+                name
+                for name, svc in self._services.items()
+                if existing is not None and svc.deployment_id == existing.id and name not in new_names
+            ]
             record = DeploymentRecord(
                 id=dp_id,
                 uri=registration.uri,
@@ -429,10 +455,14 @@ class EngineCore(Registry):
             txn.put_deployment(record.id, deployment_to_json(record))
             for svc in services:
                 txn.put_service(svc.name, service_to_json(svc))
+            for name in dropped:
+                txn.delete_service(name)
             await self.storage.commit(txn)
             self._deployments[record.id] = record
             for svc in services:
                 self._services[svc.name] = svc
+            for name in dropped:
+                del self._services[name]
             if existing is not None:
                 self.invoker.forget_deployment(record.id)
             return RegistrationResult(record, created=existing is None)
@@ -527,6 +557,8 @@ class EngineCore(Registry):
     def query_snapshot(self) -> QuerySnapshot:
         from pyrestate.server.query.source import SqliteSnapshot
 
+        if not isinstance(self.storage, SqliteStorage):  # PostgreSQL: a snapshot on its own connection
+            return self.storage.snapshot(now_ms=self.clock.now_ms())  # type: ignore[attr-defined, no-any-return]
         return SqliteSnapshot(self.storage.path, now_ms=self.clock.now_ms())
 
 
@@ -550,6 +582,9 @@ def engine_config_from(server: Any) -> EngineConfig:
         workflow_completion_retention_ms=server.workflow_completion_retention_ms,
         journal_retention_ms=server.journal_retention_ms,
         disable_eager_state=server.disable_eager_state,
+        request_identity_private_key_pem_file=server.request_identity_private_key_pem_file,
+        storage=server.storage,
+        node_id=server.node_id,
     )
 
 

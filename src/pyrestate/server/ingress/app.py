@@ -37,6 +37,7 @@ from pyrestate.server.ingress.asgi import (
     Receive,
     Scope,
     Send,
+    TrackedReceive,
     header,
     lifespan,
     raw_path,
@@ -88,11 +89,12 @@ class IngressApp:
         headers = request_headers(scope)
         origin = header(headers, "origin")
         method = str(scope["method"]).upper()
+        tracked = TrackedReceive(receive)
         try:
             if method == "OPTIONS" and header(headers, "access-control-request-method") is not None:
                 await self._preflight(send, headers, origin)
                 return
-            status, out_headers, body = await self._dispatch(scope, receive, method, headers)
+            status, out_headers, body = await self._dispatch(scope, tracked, method, headers)
         except IngressError as e:
             status, out_headers, body = _ingress_error(e)
         except ClientDisconnected:
@@ -100,6 +102,12 @@ class IngressApp:
         except Exception as e:  # a bug here must not take the listener down; the client gets a 500
             log.exception("ingress request failed")
             status, out_headers, body = _ingress_error(errors.internal(repr(e)))
+        if status != 413:
+            await tracked.drain(self.max_body_bytes)
+        elif scope.get("http_version") in ("1.0", "1.1"):
+            # The rest of the oversize body stays unread, so this HTTP/1 connection cannot carry another
+            # request: say so, or a pooling client would send its next request into a closing socket.
+            out_headers.append(("connection", "close"))
         out_headers.append(("vary", VARY))
         out_headers.append(("access-control-allow-credentials", "true"))
         if origin is not None:
@@ -277,6 +285,8 @@ def _query_from_body(body: bytes) -> InvocationQuery:
         obj = json.loads(body or b"null")
     except ValueError as e:
         raise bad(str(e)) from None
+    except RecursionError:  # deep nesting exhausts the decoder's stack; not a JSON syntax error
+        raise bad("JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise bad("expected a JSON object with a 'target' field")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -47,7 +48,8 @@ def raw_path(scope: Scope) -> str:
 async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
     """The whole request body; BodyTooLarge as soon as it (or its announced length) exceeds `limit`."""
     announced = header(headers, "content-length")
-    if announced is not None and announced.isdigit() and int(announced) > limit:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if announced is not None and announced.isascii() and announced.isdigit() and int(announced) > limit:
         raise BodyTooLarge()
     chunks: list[bytes] = []
     size = 0
@@ -63,6 +65,36 @@ async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+class TrackedReceive:
+    """A `receive` that remembers whether the request body was read to its end.
+
+    hypercorn closes a keep-alive HTTP/1.1 connection whose request body the app left unread, without
+    saying so in the response: a pooled client then fails its next request on a dead connection. An app
+    that answers early (404, 405, a bad path) drains the rest of a small body first, via `drain`.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.complete = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            self.complete = True
+        return message
+
+    async def drain(self, limit: int, timeout: float = 1.0) -> None:
+        """Read and drop what is left of the body: at most `limit` bytes, for at most `timeout` seconds
+        (a client that announced a body and never sends it must not hold the answer back)."""
+        size = 0
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.complete and size <= limit:
+                    size += len((await self()).get("body", b""))
+        except TimeoutError:
+            pass
 
 
 async def send_response(send: Send, status: int, headers: Headers, body: bytes = b"") -> None:

@@ -20,6 +20,14 @@ class DurationError(ValueError):
     """The text is not a duration; the message says why, in the words Restate uses."""
 
 
+#: Largest accepted duration: what a signed 64-bit count of nanoseconds holds (about 292 years). Anything
+#: longer could not be stored as an execution time nor printed as a timestamp.
+MAX_DURATION_NS = 2**63 - 1
+# Longer digit runs than this cannot be a duration within the bound; refusing them up front also keeps
+# int() away from Python's 4300-digit conversion limit (a bare ValueError).
+_MAX_DIGITS = 40
+
+
 # Unit spellings of the friendly format, longest alternatives first so the regex never stops early.
 # The value is the unit's length in nanoseconds (integers keep sub-millisecond input exact).
 _FRIENDLY_UNITS: dict[str, int] = {}
@@ -52,9 +60,17 @@ def parse_duration_ns(text: str) -> int:
     if s[:1] in "+-" and s:
         sign = -1 if s[0] == "-" else 1
         s = s[1:].lstrip()
-    if s[:1] in ("P", "p"):
-        return sign * _parse_iso_ns(s, text)
-    return sign * _parse_friendly_ns(s)
+    ns = _parse_iso_ns(s, text) if s[:1] in ("P", "p") else _parse_friendly_ns(s)
+    if ns > MAX_DURATION_NS:
+        raise DurationError(f"duration {text.strip()[:40]!r} is too large (at most {MAX_DURATION_NS} ns)")
+    return sign * ns
+
+
+def _int(digits: str, original: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > _MAX_DIGITS:
+        raise DurationError(f"duration {original.strip()[:40]!r}… is too large: {len(digits)} digits")
+    return int(digits)
 
 
 def parse_duration_ms(text: str) -> int:
@@ -87,8 +103,9 @@ def _parse_friendly_ns(s: str) -> int:
                 "are not allowed in an absolute duration"
             )
         unit_ns = _FRIENDLY_UNITS[unit]
-        total += int(whole) * unit_ns
+        total += _int(whole, s) * unit_ns
         if frac:
+            frac = frac[:_MAX_DIGITS]  # digits past nanosecond precision change nothing
             total += int(frac) * unit_ns // 10 ** len(frac)
         pos = m.end()
         # components may be separated by spaces and an optional comma
@@ -103,11 +120,11 @@ def _parse_iso_ns(s: str, original: str) -> int:
         raise DurationError(f"failed to parse ISO 8601 duration string {original!r}")
     weeks, days, hours, minutes, seconds, frac = m.groups()
     total = 0
-    total += int(weeks or 0) * 7 * 86_400_000_000_000
-    total += int(days or 0) * 86_400_000_000_000
-    total += int(hours or 0) * 3_600_000_000_000
-    total += int(minutes or 0) * 60_000_000_000
-    total += int(seconds or 0) * 1_000_000_000
+    total += _int(weeks or "0", original) * 7 * 86_400_000_000_000
+    total += _int(days or "0", original) * 86_400_000_000_000
+    total += _int(hours or "0", original) * 3_600_000_000_000
+    total += _int(minutes or "0", original) * 60_000_000_000
+    total += _int(seconds or "0", original) * 1_000_000_000
     if frac:
         total += int(frac[:9].ljust(9, "0"))
     return total

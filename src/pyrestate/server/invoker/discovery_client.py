@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyrestate.server.invoker.identity import RequestSigner
 from pyrestate.server.invoker.transport import DeploymentClient, TransportError
 
 __all__ = ["MANIFEST_CONTENT_TYPES", "DiscoveryError", "DiscoveryResponse", "discover"]
@@ -75,6 +76,7 @@ async def discover(
     timeout: float = 10.0,
     attempts: int = 4,
     initial_backoff: float = 0.1,
+    signer: RequestSigner | None = None,
 ) -> DiscoveryResponse:
     """Fetch and parse the manifest. `timeout` bounds each attempt (connect included)."""
     url = base_url.rstrip("/")
@@ -82,7 +84,11 @@ async def discover(
     last_status: int | None = None
     delay = initial_backoff
     async with DeploymentClient(
-        base_url, use_http_11=use_http_11, additional_headers=additional_headers, connect_timeout=timeout
+        base_url,
+        use_http_11=use_http_11,
+        additional_headers=additional_headers,
+        connect_timeout=timeout,
+        signer=signer,
     ) as client:
         for attempt in range(attempts):
             if attempt:

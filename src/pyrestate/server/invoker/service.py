@@ -21,6 +21,7 @@ from pyrestate.protocol.errors import ProtocolError
 from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message, encode_raw
 from pyrestate.protocol.ids import InvocationId
 from pyrestate.server.core_api import DeploymentRecord, Failure, ServiceSchema, Success
+from pyrestate.server.invoker.identity import RequestSigner
 from pyrestate.server.invoker.transport import DeploymentClient, InvocationStream, TransportError
 from pyrestate.server.partition.model import (
     AttemptEnded,
@@ -66,6 +67,7 @@ class InvokerConfig:
     abort_timeout_ms: int = 600_000
     concurrency_per_deployment: int = 1000
     disable_eager_state: bool = False
+    signer: RequestSigner | None = None  # request identity; None: requests go unsigned
 
 
 @dataclass
@@ -212,7 +214,10 @@ class Invoker:
         client = self._clients.get(dp.id)
         if client is None:
             client = DeploymentClient(
-                dp.uri, use_http_11=dp.use_http_11, additional_headers=dp.additional_headers
+                dp.uri,
+                use_http_11=dp.use_http_11,
+                additional_headers=dp.additional_headers,
+                signer=self._config.signer,
             )
             self._clients[dp.id] = client
         return client
@@ -335,7 +340,12 @@ class Invoker:
 
         pump_task = loop.create_task(pump()) if request_open else None
         try:
-            status, resp_headers = await asyncio.wait_for(stream.response_head(), abort_s)
+            try:
+                status, resp_headers = await asyncio.wait_for(stream.response_head(), abort_s)
+            except TimeoutError:
+                raise _AttemptFailure(
+                    500, f"abort timeout: the deployment sent no response headers within {abort_s:g}s"
+                ) from None
             if status != 200:
                 raise _AttemptFailure(status if status >= 400 else 500, f"deployment answered HTTP {status}")
             got_ct = next((v for k, v in resp_headers if k.lower() == "content-type"), None)

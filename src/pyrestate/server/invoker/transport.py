@@ -30,6 +30,9 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import h11
+import hpack
+
+from pyrestate.server.invoker.identity import RequestSigner
 
 __all__ = ["DeploymentClient", "InvocationStream", "TransportError"]
 
@@ -57,6 +60,9 @@ _HOP_BY_HOP = frozenset(
 )
 
 
+_BAD_NAME = frozenset(" \t\r\n\0:")
+
+
 class TransportError(Exception):
     """The exchange with the deployment failed below the HTTP semantics level.
 
@@ -75,6 +81,17 @@ class _Unprocessed(TransportError):
 
 def _encode(value: str) -> bytes:
     return value.encode("utf-8")
+
+
+# Values unique to one request: kept out of the HPACK dynamic table, where they would only evict the
+# repeated headers (content type, path, key) and lengthen every table search.
+_UNIQUE_HEADERS = frozenset({"x-restate-invocation-id", "x-restate-jwt-v1"})
+
+
+def _h2_header(name: str, value: str) -> tuple[bytes, bytes]:
+    if name in _UNIQUE_HEADERS:
+        return hpack.NeverIndexedHeaderTuple(_encode(name), _encode(value))
+    return (_encode(name), _encode(value))
 
 
 def _decode(value: bytes) -> str:
@@ -181,7 +198,15 @@ class _H2Connection:
         self._reader = reader
         self._writer = writer
         self.label = label
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        # Header validation costs more than the rest of opening a stream; what we send is built by us
+        # (names lower-case, values checked in DeploymentClient), and we read only :status and content-type.
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            validate_inbound_headers=False,
+        )
         self._h2 = _ClientH2(config=config)
         self._h2.local_settings = h2.settings.Settings(
             client=True,
@@ -199,8 +224,10 @@ class _H2Connection:
         self.full = False  # stream ids exhausted or the peer refused to open more
         # The peer's first SETTINGS carries its stream limit; streams opened before it could exceed it.
         self.settings_received = asyncio.Event()
-        self._flush()
-        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+        self._loop = asyncio.get_running_loop()
+        self._flush_scheduled = False
+        self._flush_now()
+        self._reader_task = self._loop.create_task(self._read_loop())
 
     # -- state the client looks at when picking a connection
 
@@ -309,6 +336,14 @@ class _H2Connection:
         return TransportError(f"connection to {self.label} is closed")
 
     def _flush(self) -> None:
+        """Write what h2 queued, once per event-loop iteration: the frames of every stream touched in this
+        iteration (headers, data, acknowledgements, resets) go out in one send."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_scheduled = False
         data = self._h2.data_to_send()
         if data and not self.closed and not self._writer.is_closing():
             self._writer.write(data)
@@ -346,7 +381,7 @@ class _H2Connection:
         if not self.closed:
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self._h2.close_connection()
-                self._flush()
+                self._flush_now()
         self.abort(error)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._reader_task
@@ -363,7 +398,7 @@ class _H2Connection:
                 try:
                     events = self._h2.receive_data(data)
                 except h2.exceptions.ProtocolError as e:
-                    self._flush()  # h2 queued a GOAWAY for the peer
+                    self._flush_now()  # h2 queued a GOAWAY for the peer
                     error = TransportError(f"HTTP/2 protocol error from {self.label}: {e}")
                     break
                 for state in self.streams.values():
@@ -794,6 +829,7 @@ class DeploymentClient:
         use_http_11: bool = False,
         additional_headers: Mapping[str, str] | None = None,
         connect_timeout: float = 10.0,
+        signer: RequestSigner | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -807,6 +843,10 @@ class DeploymentClient:
         self._label = f"{parts.scheme}://{self._authority}"
         self.use_http_11 = use_http_11
         self._additional = [(k.lower(), v) for k, v in (additional_headers or {}).items()]
+        self._signer = signer  # request identity: every request carries a JWT for its path
+        for k, v in self._additional:
+            if not k or any(c in k for c in _BAD_NAME) or any(c in v for c in "\r\n\0"):
+                raise ValueError(f"invalid additional header {k!r}")
         self._connect_timeout = connect_timeout
         self._h2_conns: list[_H2Connection] = []
         self._h2_connect_lock = asyncio.Lock()
@@ -929,6 +969,9 @@ class DeploymentClient:
         self._check_open()
         full_path = self._full_path(path)
         merged = [(k.lower(), v) for k, v in headers] + self._additional
+        if self._signer is not None:
+            # The audience is the path relative to the registered URI, as the SDKs verify it.
+            merged += self._signer.headers(path if path.startswith("/") else "/" + path)
         if self.use_http_11:
             h1_headers = [("host", self._authority)] + [(k, v) for k, v in merged if k not in _HOP_BY_HOP]
             h1 = await self._h1_acquire()
@@ -938,7 +981,7 @@ class DeploymentClient:
             (b":scheme", _encode(self._scheme)),
             (b":authority", _encode(self._authority)),
             (b":path", _encode(full_path)),
-        ] + [(_encode(k), _encode(v)) for k, v in merged if k not in _HOP_BY_HOP]
+        ] + [_h2_header(k, v) for k, v in merged if k not in _HOP_BY_HOP]
         conn, state = await self._start_h2_stream(h2_headers)
         return _H2InvocationStream(self, h2_headers, conn, state)
 

@@ -3,6 +3,7 @@ All of it is plain data or a pure lookup, so applying a command stays determinis
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -27,6 +28,7 @@ class Policies:
     journal_retention_ms: int = DAY_MS
 
 
+@functools.lru_cache(maxsize=65536)  # every effect and response of an invocation asks again
 def partition_of(invocation_id: str, num_partitions: int) -> int:
     """Range partitioning of the 64-bit partition key space (as Restate does)."""
     pk = InvocationId.parse(invocation_id).partition_key

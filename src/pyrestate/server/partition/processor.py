@@ -1,12 +1,15 @@
-"""The partition processor: the only writer of its partition. It takes every command queued so far,
-applies them in order on one transaction, commits (grouped with the other partitions' commits) and only
-then performs the actions. Commands of one partition are therefore applied strictly in arrival order."""
+"""The partition processors: the only writers of their partitions. One command loop serves a group of
+partitions (all of them, in one server process): it takes every command queued so far, applies each on one
+shared transaction with its own partition's context, commits once and only then performs the actions.
+Commands of one partition are therefore applied strictly in arrival order, and a burst of commands spread
+over many partitions costs one commit (one fsync) instead of one per partition."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from pyrestate.server.partition.context import ApplyContext
@@ -24,7 +27,7 @@ from pyrestate.server.storage.api import Storage
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 512
+MAX_BATCH = 1024
 
 
 def _reply_token(cmd: Command) -> int | None:
@@ -42,54 +45,72 @@ def _reply_token(cmd: Command) -> int | None:
             return None
 
 
-class PartitionProcessor:
+class CommandLoop:
+    """Applies the commands of any number of partitions in batches, one commit per batch."""
+
     def __init__(
         self,
-        partition: int,
         storage: Storage,
         context: Callable[[int], ApplyContext],
         perform: Callable[[Action], None],
         fail_reply: Callable[[int, BaseException], None],
     ) -> None:
-        self.partition = partition
         self._storage = storage
         self._context = context
         self._perform = perform
         self._fail_reply = fail_reply
-        self._queue: asyncio.Queue[Command] = asyncio.Queue()
+        self._queue: deque[tuple[int, Command]] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._users = 0
         self.applied = 0
+        self.batches = 0
 
-    def submit(self, command: Command) -> None:
-        self._queue.put_nowait(command)
+    def submit(self, partition: int, command: Command) -> None:
+        self._queue.append((partition, command))
+        w = self._wakeup
+        if w is not None and not w.done():
+            w.set_result(None)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"partition-{self.partition}")
+        self._users += 1
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="partition-processor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._users -= 1
+        if self._users > 0 or self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue = self._queue
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            if not queue:
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                self._wakeup = None
+            n = min(len(queue), MAX_BATCH)
+            batch = [queue.popleft() for _ in range(n)]
             await self._process(batch)
 
-    async def _process(self, batch: list[Command]) -> None:
+    async def _process(self, batch: list[tuple[int, Command]]) -> None:
         txn = self._storage.begin()
-        ctx = self._context(self.partition)
+        contexts: dict[int, ApplyContext] = {}
         actions: list[Action] = []
-        for cmd in batch:
+        for partition, cmd in batch:
+            ctx = contexts.get(partition)
+            if ctx is None:
+                ctx = contexts[partition] = self._context(partition)
             savepoint = txn.savepoint()  # type: ignore[attr-defined]
             try:
                 actions.extend(apply(txn, cmd, ctx))
             except Exception as e:
-                log.exception("partition %d: applying %s failed", self.partition, type(cmd).__name__)
+                log.exception("partition %d: applying %s failed", partition, type(cmd).__name__)
                 txn.rollback_to(savepoint)  # type: ignore[attr-defined]
                 token = _reply_token(cmd)
                 if token is not None:
@@ -97,15 +118,41 @@ class PartitionProcessor:
         try:
             await self._storage.commit(txn)
         except Exception as e:
-            log.exception("partition %d: commit failed; %d commands dropped", self.partition, len(batch))
-            for cmd in batch:
+            log.exception("commit failed; %d commands dropped", len(batch))
+            for _, cmd in batch:
                 token = _reply_token(cmd)
                 if token is not None:
                     self._fail_reply(token, e)
             return
         self.applied += len(batch)
+        self.batches += 1
         for action in actions:
             try:
                 self._perform(action)
             except Exception:
-                log.exception("partition %d: action %s failed", self.partition, type(action).__name__)
+                log.exception("action %s failed", type(action).__name__)
+
+
+class PartitionProcessor:
+    """One partition's handle on a command loop (its own loop unless one is shared)."""
+
+    def __init__(
+        self,
+        partition: int,
+        storage: Storage,
+        context: Callable[[int], ApplyContext],
+        perform: Callable[[Action], None],
+        fail_reply: Callable[[int, BaseException], None],
+        loop: CommandLoop | None = None,
+    ) -> None:
+        self.partition = partition
+        self.loop = loop or CommandLoop(storage, context, perform, fail_reply)
+
+    def submit(self, command: Command) -> None:
+        self.loop.submit(self.partition, command)
+
+    def start(self) -> None:
+        self.loop.start()
+
+    async def stop(self) -> None:
+        await self.loop.stop()

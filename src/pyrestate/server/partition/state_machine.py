@@ -726,7 +726,7 @@ def _on_promise(
 
 
 def _on_timer(a: _Apply, timer: Timer) -> None:
-    if not any(t == timer for t in a.txn.all_timers() if t.fire_at == timer.fire_at):
+    if not a.txn.has_timer(timer):
         return  # already fired and applied (or removed)
     a.txn.delete_timer(timer)
     st = a.txn.get_invocation_status(timer.invocation_id)

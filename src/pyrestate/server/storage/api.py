@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from pyrestate.server.core_api import Unavailable
 from pyrestate.server.storage.records import InvocationStatus, JournalEntry, Promise, Timer
 
 # Tables of the key/value layer every backend provides: name -> key columns (name, SQL type). Each row has
@@ -27,6 +28,11 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "deployments": (("id", "TEXT"),),
     "services": (("name", "TEXT"),),
 }
+
+class StorageUnavailable(Unavailable):
+    """A commit failed because the medium refuses writes (disk full, read-only, I/O error): nothing of it
+    was stored, and callers answer 503 instead of acknowledging."""
+
 
 Key = tuple[str | int | bytes, ...]
 # (op, table, key, value): op "put" | "del" | "delprefix"
@@ -100,6 +106,8 @@ class TimerTable(Protocol):
     def put_timer(self, timer: Timer) -> None: ...
 
     def delete_timer(self, timer: Timer) -> None: ...
+
+    def has_timer(self, timer: Timer) -> bool: ...
 
     def all_timers(self) -> list[Timer]: ...
 

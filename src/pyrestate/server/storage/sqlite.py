@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyrestate.server.storage.api import TABLES, Key, Transaction, WriteOp
-from pyrestate.server.storage.txn import BufferedTransaction
+from pyrestate.server.storage.api import TABLES, Key, StorageUnavailable, Transaction, WriteOp
+from pyrestate.server.storage.txn import BufferedTransaction, StatusCache
 
 
 def _create_table_sql(name: str) -> str:
@@ -82,42 +82,61 @@ def migrate(conn: sqlite3.Connection) -> int:
     return SCHEMA_VERSION
 
 
+def _names(table: str) -> list[str]:
+    return [c for c, _ in TABLES[table]]
+
+
+def _marks(table: str) -> str:
+    return ", ".join("?" * (len(TABLES[table]) + 1))
+
+
+# SQL text per table (and key prefix length), built once: sqlite3 caches prepared statements by text.
+_GET_SQL = {t: f"SELECT v FROM {t} WHERE {' AND '.join(f'{c} = ?' for c in _names(t))}" for t in TABLES}
+_PUT_SQL = {
+    t: f"INSERT OR REPLACE INTO {t} ({', '.join(_names(t))}, v) VALUES ({_marks(t)})"
+    for t in TABLES
+}
+
+
+def _where(table: str, n: int) -> str:
+    return " AND ".join(f"{c} = ?" for c in _names(table)[:n]) or "1"
+
+
+_SCAN_SQL = {
+    (t, n): f"SELECT {', '.join(_names(t))}, v FROM {t} WHERE {_where(t, n)} ORDER BY {', '.join(_names(t))}"
+    for t in TABLES
+    for n in range(len(TABLES[t]) + 1)
+}
+_DEL_SQL = {
+    (t, n): f"DELETE FROM {t} WHERE {_where(t, n)}" for t in TABLES for n in range(len(TABLES[t]) + 1)
+}
+
+
 class _SqliteReader:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
 
     def get(self, table: str, key: Key) -> bytes | None:
-        cols = TABLES[table]
-        where = " AND ".join(f"{c} = ?" for c, _ in cols)
         with self._lock:
-            row = self._conn.execute(f"SELECT v FROM {table} WHERE {where}", key).fetchone()
+            row = self._conn.execute(_GET_SQL[table], key).fetchone()
         return None if row is None else bytes(row[0])
 
     def scan(self, table: str, prefix: Key) -> list[tuple[Key, bytes]]:
-        cols = TABLES[table]
-        names = [c for c, _ in cols]
-        where = " AND ".join(f"{c} = ?" for c in names[: len(prefix)]) or "1"
-        sql = f"SELECT {', '.join(names)}, v FROM {table} WHERE {where} ORDER BY {', '.join(names)}"
         with self._lock:
-            rows = self._conn.execute(sql, prefix).fetchall()
+            rows = self._conn.execute(_SCAN_SQL[table, len(prefix)], prefix).fetchall()
         return [
             (tuple(bytes(x) if isinstance(x, memoryview) else x for x in r[:-1]), bytes(r[-1])) for r in rows
         ]
 
 
 def _apply_ops(conn: sqlite3.Connection, ops: list[WriteOp]) -> None:
+    execute = conn.execute
     for op, table, key, value in ops:
-        names = [c for c, _ in TABLES[table]]
         if op == "put":
-            placeholders = ", ".join("?" for _ in range(len(names) + 1))
-            conn.execute(
-                f"INSERT OR REPLACE INTO {table} ({', '.join(names)}, v) VALUES ({placeholders})",
-                (*key, value),
-            )
+            execute(_PUT_SQL[table], (*key, value))
         else:
-            where = " AND ".join(f"{c} = ?" for c in names[: len(key)]) or "1"
-            conn.execute(f"DELETE FROM {table} WHERE {where}", key)
+            execute(_DEL_SQL[table, len(key)], key)
 
 
 _STOP = object()
@@ -135,12 +154,18 @@ class SqliteStorage:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.stats = CommitStats()
+        self.status_cache = StatusCache()
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = _connect(self.path)
-        migrate(writer)
-        self._reader_conn = _connect(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            writer = _connect(self.path)
+            migrate(writer)
+            self._reader_conn = _connect(self.path)
+        except (sqlite3.Error, OSError) as e:  # read-only or full data dir: say so, not a traceback
+            raise StorageUnavailable(
+                f"cannot open the database {self.path}: {e} (the data directory must be writable)"
+            ) from None
         self._reader = _SqliteReader(self._reader_conn)
         self._thread = threading.Thread(
             target=self._writer_loop, args=(writer,), name="sqlite-writer", daemon=True
@@ -162,10 +187,10 @@ class SqliteStorage:
         return self._reader
 
     def begin(self) -> Transaction:
-        return BufferedTransaction(self._require_reader())
+        return BufferedTransaction(self._require_reader(), self.status_cache)
 
     def reader(self) -> Transaction:
-        return BufferedTransaction(self._require_reader())
+        return BufferedTransaction(self._require_reader(), self.status_cache)
 
     async def commit(self, txn: Transaction) -> None:
         ops = list(txn.writes)
@@ -176,7 +201,15 @@ class SqliteStorage:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._queue.put((ops, fut, loop))
-        await fut
+        try:
+            await fut
+        except BaseException:
+            # The commit failed, or its outcome is unknown to us (cancelled): drop what the cache knows.
+            self.status_cache.clear()
+            raise
+        changes = getattr(txn, "status_changes", None)
+        if changes:
+            self.status_cache.committed(changes)
 
     def _writer_loop(self, conn: sqlite3.Connection) -> None:
         try:
@@ -213,6 +246,10 @@ class SqliteStorage:
             for ops, _, _ in batch:
                 _apply_ops(conn, ops)
             conn.execute("COMMIT")
+        except sqlite3.Error as e:  # full disk, read-only file system, I/O error: nothing was stored
+            error = StorageUnavailable(f"storage cannot write, the request was not stored: {e}")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         except BaseException as e:
             error = e
             with contextlib.suppress(sqlite3.Error):

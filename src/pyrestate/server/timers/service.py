@@ -32,8 +32,12 @@ class TimerService:
         self._stopping = False
 
     def add(self, timer: Timer) -> None:
-        heapq.heappush(self._heap, (timer.fire_at, timer.timer_id, timer))
-        self._wakeup.set()
+        heap = self._heap
+        # The loop sleeps until the earliest timer: only an earlier one needs to wake it (most timers
+        # added are retention timers, due long after what is already queued).
+        if not heap or timer.fire_at < heap[0][0] or timer.fire_at <= self._clock.now_ms():
+            self._wakeup.set()
+        heapq.heappush(heap, (timer.fire_at, timer.timer_id, timer))
 
     def __len__(self) -> int:
         return len(self._heap)

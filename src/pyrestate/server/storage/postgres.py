@@ -1,0 +1,661 @@
+"""PostgreSQL backend: the same tables as SQLite, group commit, a read-through cache, partition leases.
+
+Tables. Every table of `api.TABLES` is a real table (key columns + `v bytea`); TEXT columns use the "C"
+collation so that scans come back in byte order, as SQLite's. `schema_version` holds the migration
+version (applied under an advisory lock, so nodes starting together migrate once); `partition_leases`
+says which node owns which partition, with an epoch bumped at every change of hands.
+
+Writes. `commit` queues the transaction's write log; one writer task takes everything queued and sends it
+as one PostgreSQL transaction, then resolves the callers only after COMMIT returned: concurrent commits
+share one WAL flush. The batch's net effect goes out as one statement per table and kind (rows passed as
+arrays through `unnest`), pipelined, so a batch of a thousand transactions costs a few round trips.
+A broken connection fails the batch in flight (its outcome is unknown, nothing was acknowledged) and is
+replaced for the next one; reads are retried once on a new connection.
+
+Fencing. A storage opened with partitions acquires their leases (waiting while another live node holds
+them: a standby) and renews them in the background. Every commit re-reads the held leases `FOR SHARE`
+inside its transaction and aborts unless owner and epoch are still ours; a node that takes a partition
+over bumps the epoch under the row lock, so once it has, no commit of the former owner can land. A lost
+lease poisons the storage: every later commit raises `LeaseLost`, the node processes nothing more.
+
+Reads. The state machine reads synchronously on the event loop; a PostgreSQL round trip costs ~40 µs on
+loopback against ~5 µs for SQLite, and a command makes several reads. Reads therefore go through a cache
+that is updated with each committed write log. That is sound because the lease holder is the only writer
+of the rows it processes: the cache is dropped whenever leases are (re)acquired or a commit fails in an
+unknown state. Schema documents (deployments, services) and whole-table scans bypass the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pyrestate.server.storage.api import TABLES, Key, StorageUnavailable, Transaction, WriteOp
+from pyrestate.server.storage.sqlite import CommitStats
+from pyrestate.server.storage.txn import BufferedTransaction
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger(__name__)
+
+_PG_TYPES = {"TEXT": 'text COLLATE "C"', "INTEGER": "bigint", "BLOB": "bytea"}
+_ARRAY_TYPES = {"TEXT": "text[]", "INTEGER": "bigint[]", "BLOB": "bytea[]"}
+_MIGRATION_LOCK = 0x7079_7265_7374  # advisory lock key: one migrating node at a time
+# Tables never cached: written by any node (admin), read rarely.
+_UNCACHED = frozenset({"deployments", "services"})
+
+
+def _create_table_sql(name: str) -> str:
+    cols = TABLES[name]
+    col_defs = ", ".join(f"{c} {_PG_TYPES[t]} NOT NULL" for c, t in cols)
+    pk = ", ".join(c for c, _ in cols)
+    return f"CREATE TABLE {name} ({col_defs}, v bytea NOT NULL, PRIMARY KEY ({pk}))"
+
+
+# Migration i brings the schema from version i to i + 1. Append, never edit.
+MIGRATIONS: list[list[str]] = [
+    [
+        *(_create_table_sql(name) for name in TABLES),
+        "CREATE TABLE partition_leases (partition integer PRIMARY KEY, owner text NOT NULL,"
+        " epoch bigint NOT NULL, expires_at timestamptz NOT NULL)",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class LeaseLost(StorageUnavailable):
+    """This node no longer owns a partition it processed: another node took it over."""
+
+    def __init__(self, partitions: Iterable[int]) -> None:
+        self.partitions = sorted(partitions)
+        super().__init__(f"lease of partition(s) {self.partitions} lost to another node")
+
+
+# ------------------------------------------------------------------------------------------- SQL texts
+
+
+def _where(table: str, n: int) -> str:
+    return " AND ".join(f"{c} = %s" for c, _ in TABLES[table][:n]) or "TRUE"
+
+
+def _key_names(table: str) -> str:
+    return ", ".join(c for c, _ in TABLES[table])
+
+
+def _get_sql(table: str) -> str:
+    return f"SELECT v FROM {table} WHERE {_where(table, len(TABLES[table]))}"
+
+
+def _scan_sql(table: str, n: int) -> str:
+    names = _key_names(table)
+    return f"SELECT {names}, v FROM {table} WHERE {_where(table, n)} ORDER BY {names}"
+
+
+def _put_sql(table: str) -> str:
+    names = _key_names(table)
+    marks = ", ".join("%s" for _ in range(len(TABLES[table]) + 1))
+    return (
+        f"INSERT INTO {table} ({names}, v) VALUES ({marks})"
+        f" ON CONFLICT ({names}) DO UPDATE SET v = EXCLUDED.v"
+    )
+
+
+def _delete_sql(table: str, n: int) -> str:
+    return f"DELETE FROM {table} WHERE {_where(table, n)}"
+
+
+_ACQUIRE_SQL = """
+INSERT INTO partition_leases AS l (partition, owner, epoch, expires_at)
+VALUES (%(p)s, %(owner)s, 1, now() + %(ttl)s * interval '1 millisecond')
+ON CONFLICT (partition) DO UPDATE
+   SET owner = EXCLUDED.owner, epoch = l.epoch + 1, expires_at = EXCLUDED.expires_at
+ WHERE l.expires_at < now() OR l.owner = EXCLUDED.owner
+RETURNING epoch
+"""
+_RENEW_SQL = """
+UPDATE partition_leases SET expires_at = now() + %(ttl)s * interval '1 millisecond'
+ WHERE owner = %(owner)s AND partition = ANY(%(parts)s::integer[])
+   AND epoch = (%(epochs)s::bigint[])[array_position(%(parts)s::integer[], partition)]
+RETURNING partition
+"""
+_FENCE_SQL = (
+    "SELECT partition, owner, epoch FROM partition_leases WHERE partition = ANY(%s::integer[]) FOR SHARE"
+)
+_RELEASE_SQL = """
+UPDATE partition_leases SET expires_at = now() - interval '1 millisecond'
+ WHERE owner = %(owner)s AND partition = ANY(%(parts)s::integer[])
+   AND epoch = (%(epochs)s::bigint[])[array_position(%(parts)s::integer[], partition)]
+"""
+
+
+def _statements(ops: Iterable[WriteOp]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The net effect of a write log as few statements as possible (one per table and kind): prefix
+    deletions in order, then row deletions, then upserts. A row written and later covered by a prefix
+    deletion is dropped; one written after it is kept, and lands after the deletion."""
+    prefixes: list[tuple[str, Key]] = []
+    net: dict[tuple[str, Key], bytes | None] = {}
+    for op, table, key, value in ops:
+        if op == "delprefix":
+            n = len(key)
+            for k in [k for k in net if k[0] == table and k[1][:n] == key]:
+                del net[k]
+            prefixes.append((table, key))
+        else:
+            net[(table, key)] = value
+    out: list[tuple[str, list[tuple[Any, ...]]]] = []
+    for table, key in prefixes:
+        out.append((_delete_sql(table, len(key)), [key]))
+    dels: dict[str, list[tuple[Any, ...]]] = {}
+    puts: dict[str, list[tuple[Any, ...]]] = {}
+    for (table, key), value in net.items():
+        if value is None:
+            dels.setdefault(table, []).append(key)
+        else:
+            puts.setdefault(table, []).append((*key, value))
+    out += [(_delete_many_sql(t), [_columns(t, rows, value=False)]) for t, rows in dels.items()]
+    out += [(_put_many_sql(t), [_columns(t, rows, value=True)]) for t, rows in puts.items()]
+    return out
+
+
+def _unnest(table: str, *, value: bool) -> str:
+    types = [_ARRAY_TYPES[t] for _, t in TABLES[table]] + (["bytea[]"] if value else [])
+    return "unnest(" + ", ".join(f"%s::{t}" for t in types) + ")"
+
+
+def _put_many_sql(table: str) -> str:
+    """Upsert of many rows in one statement: one array parameter per column (keys must be distinct)."""
+    names = _key_names(table)
+    return (
+        f"INSERT INTO {table} ({names}, v) SELECT * FROM {_unnest(table, value=True)}"
+        f" ON CONFLICT ({names}) DO UPDATE SET v = EXCLUDED.v"
+    )
+
+
+def _delete_many_sql(table: str) -> str:
+    return f"DELETE FROM {table} WHERE ({_key_names(table)}) IN (SELECT * FROM {_unnest(table, value=False)})"
+
+
+def _columns(table: str, rows: list[tuple[Any, ...]], *, value: bool) -> tuple[list[Any], ...]:
+    width = len(TABLES[table]) + (1 if value else 0)
+    return tuple([r[i] for r in rows] for i in range(width))
+
+
+def _row_key(row: tuple[Any, ...]) -> Key:
+    return tuple(bytes(x) if isinstance(x, memoryview) else x for x in row[:-1])
+
+
+# ------------------------------------------------------------------------------------------- migrations
+
+
+def migrate(conn: psycopg.Connection[Any]) -> int:
+    """Apply pending migrations (each in its own transaction); refuses a schema newer than this code."""
+    for _ in range(SCHEMA_VERSION + 1):
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            version = 0 if row is None else int(row[0])
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"database schema version {version} is newer than this server ({SCHEMA_VERSION})"
+                )
+            if version == SCHEMA_VERSION:
+                return version
+            for stmt in MIGRATIONS[version]:
+                conn.execute(stmt.encode())
+            if row is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version + 1,))
+            else:
+                conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
+    raise AssertionError("unreachable")
+
+
+# ------------------------------------------------------------------------------------------- reads
+
+
+@dataclass
+class _Group:
+    """Cached rows sharing a key prefix (an invocation's journal, an object's state…). `complete`: every
+    committed row of the prefix is here; otherwise only the listed keys are known (None: absent)."""
+
+    rows: dict[Key, bytes | None]
+    complete: bool = False
+
+
+def _group_len(table: str) -> int:
+    return max(1, len(TABLES[table]) - 1)
+
+
+class _PostgresReader:
+    """`KVReader` over a synchronous autocommit connection, behind the read-through cache. The lock is held
+    across a miss's query and its fill, so a fill can never overwrite a newer committed value."""
+
+    def __init__(
+        self, conninfo: str, conn: psycopg.Connection[Any], *, cache: bool, max_entries: int
+    ) -> None:
+        self._conninfo = conninfo
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._cache_enabled = cache
+        self._max_entries = max_entries
+        self._groups: dict[str, dict[Key, _Group]] = {t: {} for t in TABLES}
+        self._entries = 0
+        self.round_trips = 0
+
+    def _query(self, sql: str, params: Key) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        self.round_trips += 1
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except psycopg.OperationalError:
+            if not (self._conn.broken or self._conn.closed):
+                raise
+        # The server restarted or failed over: a read is safe to send again on a new connection.
+        self._conn = psycopg.Connection.connect(self._conninfo, autocommit=True)
+        return self._conn.execute(sql, params).fetchall()
+
+    def _cacheable(self, table: str) -> bool:
+        return self._cache_enabled and table not in _UNCACHED
+
+    def get(self, table: str, key: Key) -> bytes | None:
+        with self._lock:
+            if not self._cacheable(table):
+                rows = self._query(_get_sql(table), key)
+                return bytes(rows[0][0]) if rows else None
+            g = key[: _group_len(table)]
+            group = self._groups[table].get(g)
+            if group is not None:
+                if key in group.rows:
+                    return group.rows[key]
+                if group.complete:
+                    return None
+            rows = self._query(_get_sql(table), key)
+            value = bytes(rows[0][0]) if rows else None
+            self._groups[table].setdefault(g, _Group({})).rows[key] = value
+            self._count(1)
+            return value
+
+    def scan(self, table: str, prefix: Key) -> list[tuple[Key, bytes]]:
+        with self._lock:
+            glen = _group_len(table)
+            if not self._cacheable(table) or len(prefix) < glen:
+                rows = self._query(_scan_sql(table, len(prefix)), prefix)
+                return [(_row_key(r), bytes(r[-1])) for r in rows]
+            g = prefix[:glen]
+            group = self._groups[table].get(g)
+            if group is None or not group.complete:
+                rows = self._query(_scan_sql(table, glen), g)
+                group = _Group({_row_key(r): bytes(r[-1]) for r in rows}, complete=True)
+                self._groups[table][g] = group
+                self._count(len(group.rows) + 1)
+            n = len(prefix)
+            return sorted((k, v) for k, v in group.rows.items() if v is not None and k[:n] == prefix)
+
+    def _count(self, n: int) -> None:
+        self._entries += n
+        if self._entries > self._max_entries:
+            self._clear_locked()
+
+    def _clear_locked(self) -> None:
+        for t in self._groups:
+            self._groups[t] = {}
+        self._entries = 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._clear_locked()
+
+    def apply(self, ops: Iterable[WriteOp]) -> None:
+        """Committed writes, in commit order."""
+        if not self._cache_enabled:
+            return
+        with self._lock:
+            for op, table, key, value in ops:
+                if table in _UNCACHED:
+                    continue
+                glen = _group_len(table)
+                groups = self._groups[table]
+                if op == "put" or op == "del":
+                    groups.setdefault(key[:glen], _Group({})).rows[key] = value
+                    self._entries += 1
+                elif len(key) == glen:
+                    groups[key] = _Group({}, complete=True)  # the whole prefix is now known empty
+                elif len(key) > glen:
+                    group = groups.get(key[:glen])
+                    if group is not None:
+                        n = len(key)
+                        for k in [k for k in group.rows if k[:n] == key]:
+                            group.rows[k] = None
+                else:
+                    n = len(key)
+                    for g in [g for g in groups if g[:n] == key]:
+                        del groups[g]
+            if self._entries > self._max_entries:
+                self._clear_locked()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+# ------------------------------------------------------------------------------------------- storage
+
+
+@dataclass
+class _Pending:
+    ops: list[WriteOp]
+    fut: asyncio.Future[None]
+
+
+class PostgresStorage:
+    """`Storage` on PostgreSQL. `partitions`: the partitions whose leases this node must hold before
+    `open` returns (none: no leases, no fencing — for tools and tests of the table layer)."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        partitions: Iterable[int] = (),
+        node_id: str | None = None,
+        lease_ttl_ms: int = 10_000,
+        acquire_timeout_s: float | None = None,
+        cache: bool = True,
+        cache_max_entries: int = 500_000,
+        max_batch: int = 1024,
+        on_lease_lost: Callable[[LeaseLost], None] | None = None,
+    ) -> None:
+        self.conninfo = conninfo
+        self.partitions = tuple(sorted(set(partitions)))
+        self.node_id = node_id or socket.gethostname()
+        self.lease_ttl_ms = lease_ttl_ms
+        self._acquire_timeout_s = acquire_timeout_s
+        self._cache = cache
+        self._cache_max = cache_max_entries
+        self._max_batch = max_batch
+        self._on_lease_lost = on_lease_lost
+        self._reader: _PostgresReader | None = None
+        self._wconn: psycopg.AsyncConnection[Any] | None = None
+        self._lconn: psycopg.AsyncConnection[Any] | None = None
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self.epochs: dict[int, int] = {}  # held leases: partition -> epoch
+        self.lost: set[int] = set()
+        self.stats = CommitStats()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        import psycopg
+
+        try:
+            sync = psycopg.Connection.connect(self.conninfo, autocommit=True)
+        except psycopg.OperationalError as e:
+            raise StorageUnavailable(f"cannot connect to PostgreSQL: {e}") from None
+        try:
+            migrate(sync)
+            self._wconn = await psycopg.AsyncConnection.connect(self.conninfo)
+        except BaseException:
+            sync.close()
+            raise
+        self._reader = _PostgresReader(self.conninfo, sync, cache=self._cache, max_entries=self._cache_max)
+        if self.partitions:
+            self._lconn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            await self._acquire_all()
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_loop(), name="pg-lease-renew")
+        self._writer = asyncio.get_running_loop().create_task(self._writer_loop(), name="pg-writer")
+
+    async def close(self) -> None:
+        for task in (self._renewer, self._writer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._renewer = self._writer = None
+        while not self._queue.empty():
+            p = self._queue.get_nowait()
+            if not p.fut.done():
+                p.fut.set_exception(RuntimeError("storage closed"))
+        if self._lconn is not None:
+            with contextlib.suppress(Exception):
+                await self.release_leases()
+            await self._lconn.close()
+            self._lconn = None
+        if self._wconn is not None:
+            await self._wconn.close()
+            self._wconn = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    # ------------------------------------------------------------------ leases
+
+    async def _lease_conn(self) -> psycopg.AsyncConnection[Any]:
+        import psycopg
+
+        if self._lconn is None or self._lconn.broken or self._lconn.closed:
+            self._lconn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        return self._lconn
+
+    async def try_acquire(self, partitions: Iterable[int]) -> list[int]:
+        """Take the leases of `partitions` that are free, expired or already ours; returns those taken.
+        Taking one bumps its epoch, which fences any earlier holder (including an earlier run of us)."""
+        conn = await self._lease_conn()
+        taken = []
+        for p in partitions:
+            cur = await conn.execute(
+                _ACQUIRE_SQL, {"p": p, "owner": self.node_id, "ttl": self.lease_ttl_ms}
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                self.epochs[p] = int(row[0])
+                self.lost.discard(p)
+                taken.append(p)
+        if taken and self._reader is not None:
+            self._reader.clear()  # another node may have written these partitions meanwhile
+        return taken
+
+    async def _acquire_all(self) -> None:
+        deadline = None if self._acquire_timeout_s is None else time.monotonic() + self._acquire_timeout_s
+        while True:
+            await self.try_acquire(p for p in self.partitions if p not in self.epochs)
+            missing = [p for p in self.partitions if p not in self.epochs]
+            if not missing:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"partitions {missing} are held by another node")
+            log.info("waiting for the leases of partitions %s (held by another node)", missing)
+            if self.epochs:
+                await self.renew_leases()
+            # Poll faster than the TTL: a lease handed back by a stopping node is taken within this time.
+            await asyncio.sleep(min(self.lease_ttl_ms / 3000, 0.25))
+
+    async def renew_leases(self) -> None:
+        held = sorted(self.epochs)
+        if not held:
+            return
+        cur = await (await self._lease_conn()).execute(
+            _RENEW_SQL,
+            {"ttl": self.lease_ttl_ms, "owner": self.node_id, "parts": held,
+             "epochs": [self.epochs[p] for p in held]},
+        )
+        renewed = {int(r[0]) for r in await cur.fetchall()}
+        gone = set(held) - renewed
+        if gone:
+            self._lose(gone)
+
+    async def release_leases(self) -> None:
+        """Hand the leases back (a standby takes over at once instead of after the TTL); commits fail from
+        now on, as after a lost lease, until the leases are acquired again."""
+        if self._lconn is None or not self.epochs:
+            return
+        held = sorted(self.epochs)
+        epochs = [self.epochs[p] for p in held]
+        self.lost.update(held)
+        self.epochs.clear()
+        conn = await self._lease_conn()
+        await conn.execute(_RELEASE_SQL, {"owner": self.node_id, "parts": held, "epochs": epochs})
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl_ms / 3000)
+            try:
+                await self.renew_leases()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The database is unreachable: keep trying; commits fail meanwhile, and the fence decides.
+                log.exception("renewing partition leases failed")
+
+    def _lose(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.epochs.pop(p, None)
+        self.lost |= partitions
+        error = LeaseLost(partitions)
+        log.error("%s: this node stops processing them", error)
+        if self._on_lease_lost is not None:
+            self._on_lease_lost(error)
+
+    # ------------------------------------------------------------------ reads and commits
+
+    def _require_reader(self) -> _PostgresReader:
+        if self._reader is None:
+            raise RuntimeError("storage is not open")
+        return self._reader
+
+    def begin(self) -> Transaction:
+        return BufferedTransaction(self._require_reader())
+
+    def reader(self) -> Transaction:
+        return BufferedTransaction(self._require_reader())
+
+    @property
+    def read_round_trips(self) -> int:
+        return self._require_reader().round_trips
+
+    async def commit(self, txn: Transaction) -> None:
+        ops = list(txn.writes)
+        if not ops:
+            return
+        if self._writer is None:
+            raise RuntimeError("storage is not open")
+        if self.lost:
+            raise LeaseLost(self.lost)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(ops, fut))
+        await fut
+
+    async def _writer_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit_batch(batch)
+
+    async def _commit_batch(self, batch: list[_Pending]) -> None:
+        import psycopg
+
+        assert self._wconn is not None and self._reader is not None
+        if self._wconn.broken or self._wconn.closed:
+            try:
+                self._wconn = await psycopg.AsyncConnection.connect(self.conninfo)
+            except psycopg.OperationalError as e:
+                for p in batch:
+                    if not p.fut.done():
+                        p.fut.set_exception(StorageUnavailable(f"cannot reconnect to PostgreSQL: {e}"))
+                return
+        conn = self._wconn
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            if self.lost:
+                raise LeaseLost(self.lost)
+            held = dict(self.epochs)
+            async with conn.pipeline(), conn.transaction():
+                fence = conn.cursor()
+                if held:
+                    await fence.execute(_FENCE_SQL, (sorted(held),))
+                async with conn.cursor() as cur:
+                    for sql, params in _statements(op for p in batch for op in p.ops):
+                        await cur.executemany(sql, params)
+                if held:
+                    rows = await fence.fetchall()
+                    current = {int(p): (owner, int(epoch)) for p, owner, epoch in rows}
+                    gone = {p for p, e in held.items() if current.get(p) != (self.node_id, e)}
+                    if gone:
+                        self._lose(gone)
+                        raise LeaseLost(gone)
+        except asyncio.CancelledError:
+            self._reader.clear()
+            for p in batch:
+                if not p.fut.done():
+                    p.fut.set_exception(RuntimeError("storage closed during commit"))
+            raise
+        except psycopg.OperationalError as e:
+            error = StorageUnavailable(f"PostgreSQL unavailable, nothing was acknowledged: {e}")
+            self._reader.clear()  # COMMIT may or may not have happened: forget what we believed
+        except BaseException as e:
+            error = e
+            self._reader.clear()
+        if error is None:
+            for p in batch:
+                self._reader.apply(p.ops)
+            elapsed = time.perf_counter() - started
+            self.stats.commits += 1
+            self.stats.transactions += len(batch)
+            self.stats.max_batch = max(self.stats.max_batch, len(batch))
+            self.stats.total_seconds += elapsed
+            if len(self.stats.batch_sizes) < 10_000:
+                self.stats.batch_sizes.append(len(batch))
+        for p in batch:
+            if p.fut.done():
+                continue
+            if error is None:
+                p.fut.set_result(None)
+            else:
+                p.fut.set_exception(error)
+
+    # ------------------------------------------------------------------ SQL introspection
+
+    def snapshot(self, *, now_ms: int | None = None) -> PostgresSnapshot:
+        return PostgresSnapshot(self.conninfo, now_ms=now_ms)
+
+
+class PostgresSnapshot:
+    """`core_api.QuerySnapshot`: one REPEATABLE READ read-only transaction on its own connection, so every
+    scan sees the same committed state. Connects lazily (the scans run on a worker thread)."""
+
+    def __init__(self, conninfo: str, *, in_flight: frozenset[str] | None = None, now_ms: int | None = None):
+        self._conninfo = conninfo
+        self.in_flight = in_flight
+        self.now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+
+    def scan(self, table: str) -> list[tuple[Key, bytes]]:
+        import psycopg
+
+        with self._lock:
+            if self._conn is None:
+                self._conn = psycopg.Connection.connect(self._conninfo, autocommit=True)
+                self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            rows = self._conn.execute(_scan_sql(table, 0)).fetchall()
+        return [(_row_key(r), bytes(r[-1])) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "LeaseLost", "PostgresSnapshot", "PostgresStorage", "migrate"]
