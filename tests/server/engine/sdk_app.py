@@ -62,6 +62,20 @@ async def sleepy(ctx: restate.Context, ms: int) -> str:
 
 
 @greeter.handler()
+async def steps(ctx: restate.Context, tag: str) -> list[int]:
+    """Five journaled steps with short sleeps between them: a long trail of commands and completions."""
+    seen = []
+    for i in range(5):
+
+        async def effect(i: int = i) -> int:
+            return _bump(f"step-{tag}-{i}")
+
+        seen.append(await ctx.run_typed(f"step-{i}", effect))
+        await ctx.sleep(timedelta(milliseconds=30))
+    return seen
+
+
+@greeter.handler()
 async def square(ctx: restate.Context, n: int) -> int:
     return n * n
 

@@ -156,28 +156,44 @@ class EngineCore(Registry):
             svc = service_from_json(doc)
             self._services[svc.name] = svc
         # One command loop for all partitions: a batch spanning many partitions is one commit.
-        shared = CommandLoop(self.storage, self._context, self._perform, self._fail_token)
+        shared = CommandLoop(
+            self.storage, self._context, self._perform, self._fail_token, self._recover_after_commit_failure
+        )
         self._partitions = [
             PartitionProcessor(p, self.storage, self._context, self._perform, self._fail_token, shared)
             for p in range(self.config.partitions)
         ]
-        # Recovery: undelivered outbox messages first (they were committed before anything still queued),
-        # then timers, then every invocation that was running when the process stopped.
+        self._recover_from_storage()
+        for p in self._partitions:
+            p.start()
+        self.timers.start()
+        self._started = True
+
+    def _recover_from_storage(self) -> None:
+        """Rebuild the in-memory view from committed data: undelivered outbox messages first (they were
+        committed before anything still queued), then timers, then an attempt for every invocation that
+        was running. Used at start and after a failed commit."""
+        reader = self.storage.reader()
         for p in self._partitions:
             for seq, payload in reader.list_outbox(p.partition):
                 p.submit(Deliver(seq, command_from_json(payload)))
         for timer in reader.all_timers():
-            self.timers.add(timer)
+            self.timers.add(timer)  # a timer already armed fires twice; applying it is idempotent
         now = self.clock.now_ms()
         for st in reader.all_invocation_statuses():
             if st.status is Status.INVOKED:
                 # A retry whose back-off was pending keeps it: the next attempt time is stored.
                 delay = max(0, st.next_retry_at - now) if st.next_retry_at is not None else 0
                 self.invoker.start_attempt(st.invocation_id, st.epoch, delay)
-        for p in self._partitions:
-            p.start()
-        self.timers.start()
-        self._started = True
+
+    def _recover_after_commit_failure(self) -> None:
+        # Running attempts may have sent commands that were never stored: stop them all, then restart
+        # from storage. Their replacements replay the committed journal, like after a crash.
+        self.invoker.abort_all()
+        try:
+            self._recover_from_storage()
+        except Exception:  # storage unreadable too: the next failing commit will try again
+            log.exception("recovery after a failed commit could not read storage")
 
     async def stop(self) -> None:
         if not self._started:

@@ -134,6 +134,17 @@ class Invoker:
         if att is not None and att.task is not None:
             att.task.cancel()
 
+    def abort_all(self) -> None:
+        """Stop every attempt and pending retry without reporting anything (the caller restarts them)."""
+        for handle in self._delayed.values():
+            handle.cancel()
+        self._delayed.clear()
+        attempts = list(self._attempts.values())
+        self._attempts.clear()
+        for att in attempts:
+            if att.task is not None:
+                att.task.cancel()
+
     @property
     def running(self) -> int:
         return len(self._attempts)

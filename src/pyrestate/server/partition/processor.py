@@ -28,6 +28,7 @@ from pyrestate.server.storage.api import Storage
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1024
+COMMIT_FAILURE_BACKOFF_S = 0.2
 
 
 def _reply_token(cmd: Command) -> int | None:
@@ -54,11 +55,13 @@ class CommandLoop:
         context: Callable[[int], ApplyContext],
         perform: Callable[[Action], None],
         fail_reply: Callable[[int, BaseException], None],
+        on_commit_failure: Callable[[], None] | None = None,
     ) -> None:
         self._storage = storage
         self._context = context
         self._perform = perform
         self._fail_reply = fail_reply
+        self._on_commit_failure = on_commit_failure
         self._queue: deque[tuple[int, Command]] = deque()
         self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -118,11 +121,20 @@ class CommandLoop:
         try:
             await self._storage.commit(txn)
         except Exception as e:
-            log.exception("commit failed; %d commands dropped", len(batch))
-            for _, cmd in batch:
+            # Memory is now ahead of storage: queued commands may build on the dropped ones (an attempt's
+            # next journal entry would land at the wrong index). Drop everything queued as well, refuse the
+            # requests among them, and let the owner rebuild its in-memory view from storage, exactly as
+            # after a crash. Commands without a requester are all re-derivable from storage.
+            dropped = batch + list(self._queue)
+            self._queue.clear()
+            log.exception("commit failed; %d commands dropped, recovering from storage", len(dropped))
+            for _, cmd in dropped:
                 token = _reply_token(cmd)
                 if token is not None:
                     self._fail_reply(token, e)
+            if self._on_commit_failure is not None:
+                self._on_commit_failure()
+            await asyncio.sleep(COMMIT_FAILURE_BACKOFF_S)  # storage is failing: do not spin on it
             return
         self.applied += len(batch)
         self.batches += 1
