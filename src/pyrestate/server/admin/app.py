@@ -316,6 +316,11 @@ class AdminApp:
                 if denied := self._only(method, "POST"):
                     return denied
                 return await self._sql_query(headers, await body_json())
+            case ["ui", *rest]:  # the HTML operator console (pyrestate.server.console)
+                from pyrestate.server.console import serve_console
+
+                reply = await serve_console(self.core, self._sql_query, method, rest, query, receive, headers)
+                return Response(reply.status, reply.body, reply.headers)
             case _:
                 return Response(404)
 
