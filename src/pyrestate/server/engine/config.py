@@ -21,6 +21,10 @@ class EngineConfig:
     workflow_completion_retention_ms: int = DAY_MS
     journal_retention_ms: int = DAY_MS
     concurrency_per_deployment: int = 1000
+    # Sent invocations yield to a busy ingress (see invoker.service.InvokerConfig).
+    background_concurrency: int = 4
+    ingress_busy_s: float = 0.1
+    background_slot_s: float = 0.1
     disable_eager_state: bool = False
     request_identity_private_key_pem_file: Path | None = None  # sign requests to deployments
     storage: str = "sqlite"  # or a postgresql:// URL (see storage.factory)

@@ -137,6 +137,9 @@ class EngineCore(Registry):
                 inactivity_timeout_ms=config.inactivity_timeout_ms,
                 abort_timeout_ms=config.abort_timeout_ms,
                 concurrency_per_deployment=config.concurrency_per_deployment,
+                background_concurrency=config.background_concurrency,
+                ingress_busy_s=config.ingress_busy_s,
+                background_slot_s=config.background_slot_s,
                 disable_eager_state=config.disable_eager_state,
                 signer=load_signer(config.request_identity_private_key_pem_file),
             ),
@@ -244,7 +247,8 @@ class EngineCore(Registry):
     def _perform(self, action: Action) -> None:
         match action:
             case StartAttempt(invocation_id=i, epoch=e, delay_ms=d):
-                self.invoker.start_attempt(i, e, d)
+                # Nobody waits on a sent invocation: it queues behind the ingress under load.
+                self.invoker.start_attempt(i, e, d, background=i not in self._waiters)
             case ForwardNotification(invocation_id=i, epoch=e, index=idx, ty=ty, raw=raw):
                 self.invoker.forward(i, e, idx, ty, raw)
             case AbortAttempt(invocation_id=i):
@@ -337,6 +341,7 @@ class EngineCore(Registry):
         return outcome
 
     async def call(self, invocation: IngressInvocation) -> InvocationResult:
+        self.invoker.ingress_activity()
         req = self._request_for(invocation, None)
         iid = req.invocation_id
         waiter = self._add_waiter(iid)
@@ -359,6 +364,7 @@ class EngineCore(Registry):
             self._drop_waiter(iid, waiter)
 
     async def send(self, invocation: IngressInvocation) -> SendReceipt:
+        self.invoker.ingress_activity()
         req = self._request_for(invocation, invocation.delay_ms)
         reply = await self._request(
             partition_of(req.invocation_id, self.config.partitions), lambda token: Invoke(req, token)

@@ -66,6 +66,14 @@ class InvokerConfig:
     inactivity_timeout_ms: int = 60_000
     abort_timeout_ms: int = 600_000
     concurrency_per_deployment: int = 1000
+    # While the ingress is busy (a request in the last `ingress_busy_s`), at most this many attempts of
+    # invocations nobody waits on (sent ones) run at once; more queue up and start as these end. A flood of
+    # /send then cannot take the core from accepting: the backlog runs when the load allows.
+    background_concurrency: int = 4
+    ingress_busy_s: float = 0.1
+    # A background attempt running longer than this stops counting against the limit (it waits on something
+    # else: a slow step, a promise), so slow handlers cannot hold the queue up.
+    background_slot_s: float = 0.1
     disable_eager_state: bool = False
     signer: RequestSigner | None = None  # request identity; None: requests go unsigned
 
@@ -77,6 +85,8 @@ class _Attempt:
     known_entries: int
     outbound: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
+    slot: asyncio.TimerHandle | None = None  # set while the attempt counts as a running background one
+    pin: PinDeployment | None = None  # reported with the attempt's first other effect
 
 
 class _AttemptFailure(Exception):
@@ -103,11 +113,20 @@ class Invoker:
         self._clients: dict[str, DeploymentClient] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._delayed: dict[str, asyncio.TimerHandle] = {}
+        # Starts not launched yet, in arrival order (invocation id -> epoch): urgent ones (someone waits on
+        # the result) all at the next turn of the loop, background ones within `background_concurrency`.
+        self._urgent: dict[str, int] = {}
+        self._background: dict[str, int] = {}
+        self._background_running = 0
+        self._ingress_at = -1e9  # loop time of the last ingress request
+        self._drain_scheduled = False
         self._closed = False
 
     # ------------------------------------------------------------------ actions
 
-    def start_attempt(self, invocation_id: str, epoch: int, delay_ms: int = 0) -> None:
+    def start_attempt(
+        self, invocation_id: str, epoch: int, delay_ms: int = 0, *, background: bool = False
+    ) -> None:
         if self._closed:
             return
         handle = self._delayed.pop(invocation_id, None)
@@ -116,10 +135,58 @@ class Invoker:
         if delay_ms > 0:
             loop = asyncio.get_running_loop()
             self._delayed[invocation_id] = loop.call_later(
-                delay_ms / 1000, self._launch, invocation_id, epoch
+                delay_ms / 1000, self._enqueue, invocation_id, epoch, background
             )
         else:
-            self._launch(invocation_id, epoch)
+            self._enqueue(invocation_id, epoch, background)
+
+    def _enqueue(self, invocation_id: str, epoch: int, background: bool) -> None:
+        # Launched on a later turn of the loop: the request that caused the start (a /send, a call) is
+        # answered first. `_launch` reads the journal then, so nothing committed meanwhile is missed.
+        self._delayed.pop(invocation_id, None)
+        self._urgent.pop(invocation_id, None)
+        self._background.pop(invocation_id, None)
+        (self._background if background else self._urgent)[invocation_id] = epoch
+        self._schedule_drain()
+
+    def _schedule_drain(self) -> None:
+        if self._drain_scheduled or self._closed:
+            return
+        if self._urgent or (
+            self._background and self._background_running < self._background_limit()
+        ):
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        if self._closed:
+            return
+        urgent, self._urgent = self._urgent, {}
+        for iid, epoch in urgent.items():
+            self._launch(iid, epoch)
+        background = self._background
+        limit = self._background_limit()
+        while background and self._background_running < limit:
+            iid = next(iter(background))
+            self._launch(iid, background.pop(iid), background=True)
+
+    def ingress_activity(self) -> None:
+        """An ingress request arrived: background attempts yield to the ingress for a while."""
+        self._ingress_at = asyncio.get_running_loop().time()
+
+    def _background_limit(self) -> int:
+        if asyncio.get_running_loop().time() - self._ingress_at < self._config.ingress_busy_s:
+            return self._config.background_concurrency
+        return self._config.concurrency_per_deployment
+
+    def _release(self, att: _Attempt) -> None:
+        if att.slot is None:
+            return
+        att.slot.cancel()
+        att.slot = None
+        self._background_running -= 1
+        self._schedule_drain()
 
     def forward(self, invocation_id: str, epoch: int, index: int, ty: int, raw: bytes) -> None:
         att = self._attempts.get(invocation_id)
@@ -130,6 +197,8 @@ class Invoker:
         handle = self._delayed.pop(invocation_id, None)
         if handle is not None:
             handle.cancel()
+        self._urgent.pop(invocation_id, None)
+        self._background.pop(invocation_id, None)
         att = self._attempts.pop(invocation_id, None)
         if att is not None and att.task is not None:
             att.task.cancel()
@@ -139,6 +208,8 @@ class Invoker:
         for handle in self._delayed.values():
             handle.cancel()
         self._delayed.clear()
+        self._urgent.clear()
+        self._background.clear()
         attempts = list(self._attempts.values())
         self._attempts.clear()
         for att in attempts:
@@ -154,6 +225,8 @@ class Invoker:
         for handle in self._delayed.values():
             handle.cancel()
         self._delayed.clear()
+        self._urgent.clear()
+        self._background.clear()
         tasks = [a.task for a in self._attempts.values() if a.task is not None]
         self._attempts.clear()
         for t in tasks:
@@ -172,8 +245,7 @@ class Invoker:
 
     # ------------------------------------------------------------------ attempt
 
-    def _launch(self, invocation_id: str, epoch: int) -> None:
-        self._delayed.pop(invocation_id, None)
+    def _launch(self, invocation_id: str, epoch: int, *, background: bool = False) -> None:
         reader = self._storage.reader()
         st = reader.get_invocation_status(invocation_id)
         if st is None or st.epoch != epoch or st.status is not Status.INVOKED:
@@ -189,11 +261,22 @@ class Invoker:
             state = reader.get_all_state(st.target.service, st.target.key)
         att = _Attempt(invocation_id, epoch, len(journal))
         self._attempts[invocation_id] = att
-        att.task = asyncio.get_running_loop().create_task(
+        loop = asyncio.get_running_loop()
+        att.task = loop.create_task(
             self._run(att, st, [(e.ty, e.raw) for e in journal], state), name=f"attempt-{invocation_id}"
         )
+        if background:
+            self._background_running += 1
+            att.slot = loop.call_later(self._config.background_slot_s, self._release, att)
+            # A done callback, not `finally`: a task cancelled before its first step never runs its body.
+            att.task.add_done_callback(lambda _: self._release(att))
 
     def _emit(self, att: _Attempt, effect: Effect) -> None:
+        if att.pin is not None:
+            # Applied in the same batch as what the deployment answered first: one commit less per
+            # invocation. Until then nothing depends on it (a lost pin is chosen again by the next attempt).
+            pin, att.pin = att.pin, None
+            self._submit(InvokerEffect(att.invocation_id, att.epoch, pin))
         self._submit(InvokerEffect(att.invocation_id, att.epoch, effect))
 
     async def _run(
@@ -254,7 +337,7 @@ class Invoker:
                     f"{dp.min_protocol_version}..{dp.max_protocol_version} only",
                 )
         if st.deployment_id is None or st.protocol_version is None:
-            self._emit(att, PinDeployment(dp.id, version))
+            att.pin = PinDeployment(dp.id, version)
         return dp, version, svc
 
     async def _attempt(

@@ -18,12 +18,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import IO
 
 import pyarrow as pa
 
 from pyrestate.server.core_api import QuerySnapshot
+from pyrestate.server.query.fastpath import match_status_count
 from pyrestate.server.query.schema import SYS_INVOCATION_VIEW, TABLE_SOURCES, table_names, table_schema
 from pyrestate.server.query.tables import build_tables
 
@@ -75,6 +77,20 @@ def check_read_only(sql: str) -> None:
         raise QueryError(
             400, f"{PREFIX}Error during planning: only read-only queries are allowed, found {found}"
         )
+
+
+def status_count(snapshot: QuerySnapshot, sql: str) -> pa.Table | None:
+    """Blocking: the answer of `fastpath`'s status count when `sql` is one and the snapshot can count
+    (closes the snapshot then), else None."""
+    counter: Callable[[bool, str], pa.Table] | None = getattr(snapshot, "count_invocation_statuses", None)
+    found = match_status_count(sql) if counter is not None else None
+    if counter is None or found is None:
+        return None
+    try:
+        column, completed = found
+        return counter(completed, column)
+    finally:
+        snapshot.close()
 
 
 def load_tables(snapshot: QuerySnapshot, sql: str) -> dict[str, pa.Table]:
@@ -145,6 +161,9 @@ def run_query(snapshot: QuerySnapshot, sql: str, limits: QueryLimits | None = No
     """Blocking, in this process (no kill on overrun): for tests and tools."""
     limits = limits or QueryLimits()
     check_read_only(sql)
+    counted = status_count(snapshot, sql)
+    if counted is not None:
+        return counted
     return execute(load_tables(snapshot, sql), sql, limits)
 
 
@@ -283,6 +302,9 @@ class QueryRunner:
             if remaining <= 0:
                 snapshot.close()
                 raise QueryError(500, _timeout_message(self.limits))
+            counted = await asyncio.to_thread(status_count, snapshot, sql)
+            if counted is not None:
+                return counted
             tables = await asyncio.to_thread(load_tables, snapshot, sql)
             worker = await asyncio.to_thread(self._take)
             limits = QueryLimits(

@@ -7,6 +7,9 @@ import threading
 import time
 from pathlib import Path
 
+import pyarrow as pa
+
+from pyrestate.server.query.fastpath import count_statuses
 from pyrestate.server.storage.api import TABLES, Key, KVReader
 
 Rows = list[tuple[Key, bytes]]
@@ -50,6 +53,11 @@ class SqliteSnapshot:
         return [
             (tuple(bytes(x) if isinstance(x, memoryview) else x for x in r[:-1]), bytes(r[-1])) for r in rows
         ]
+
+    def count_invocation_statuses(self, completed: bool, column: str) -> pa.Table:
+        """The status count of `fastpath` (closes nothing: the caller closes the snapshot)."""
+        with self._lock:
+            return count_statuses(self._connection(), completed, column)
 
     def close(self) -> None:
         with self._lock:
