@@ -20,6 +20,7 @@ from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.errors import ProtocolError
 from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message, encode_raw
 from pyrestate.protocol.ids import InvocationId
+from pyrestate.protocol.versions import invocation_content_type, negotiate
 from pyrestate.server.core_api import DeploymentRecord, Failure, ServiceSchema, Success
 from pyrestate.server.invoker.identity import RequestSigner
 from pyrestate.server.invoker.transport import DeploymentClient, InvocationStream, TransportError
@@ -38,17 +39,9 @@ from pyrestate.server.storage.records import InvocationStatus, Status, Waiting
 
 log = logging.getLogger(__name__)
 
+# V7 needs the future-tree suspension and run acks; until then new invocations use at most V6, as the
+# official server does without its experimental flag.
 SERVER_MAX_PROTOCOL = 6
-SERVER_MIN_PROTOCOL = 5
-
-
-def negotiate_protocol(dp_min: int, dp_max: int, server_max: int = SERVER_MAX_PROTOCOL) -> int | None:
-    v = min(dp_max, server_max)
-    return v if v >= max(dp_min, SERVER_MIN_PROTOCOL) else None
-
-
-def content_type(version: int) -> str:
-    return f"application/vnd.restate.invocation.v{version}"
 
 
 class Registry:
@@ -329,13 +322,14 @@ class Invoker:
             raise _AttemptFailure(503, f"no deployment for service '{st.target.service}'")
         version = st.protocol_version
         if version is None:
-            version = negotiate_protocol(dp.min_protocol_version, dp.max_protocol_version)
-            if version is None:
+            negotiated = negotiate(dp.min_protocol_version, dp.max_protocol_version, SERVER_MAX_PROTOCOL)
+            if negotiated is None:
                 raise _AttemptFailure(
                     500,
                     f"deployment {dp.id} supports protocol versions "
                     f"{dp.min_protocol_version}..{dp.max_protocol_version} only",
                 )
+            version = int(negotiated)
         if st.deployment_id is None or st.protocol_version is None:
             att.pin = PinDeployment(dp.id, version)
         return dp, version, svc
@@ -386,7 +380,7 @@ class Invoker:
             start.random_seed = st.random_seed
         payload = encode_message(start) + b"".join(encode_raw(ty, raw) for ty, raw in journal)
 
-        ct = content_type(version)
+        ct = invocation_content_type(version)
         headers = [
             ("content-type", ct),
             ("accept", ct),
