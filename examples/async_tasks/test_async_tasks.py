@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 
-import pyrestate.sdk
 from examples._harness import DeployFn, Deployment, run_client
 from pyrestate.testing import json_of
 
@@ -62,8 +61,6 @@ def test_submitter_process_schedules_and_attaches(dep: Deployment) -> None:
     assert dep.effects.matching(key) == [f"task {key} executed"]
 
 
-@pytest.mark.skipif(not hasattr(pyrestate.sdk, "create_client"),
-                    reason="pyrestate.sdk has no ingress client (create_client) yet")
 def test_sdk_ingress_client_sends_with_idempotency(dep: Deployment) -> None:
     key = f"sdk-{uuid.uuid4().hex[:8]}"
     env = {"RESTATE_URL": dep.ingress.url}
