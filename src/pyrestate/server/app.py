@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -69,6 +70,16 @@ def hypercorn_config(bind: str, *, access_log: bool = False) -> HypercornConfig:
     return cfg
 
 
+def _tune_gc() -> None:
+    """Objects alive after start-up (modules, schemas, recovered state) move out of the collector's sight,
+    and young collections run less often: with the default thresholds a busy server spent whole
+    100-300 ms pauses in full collections rescanning the same long-lived objects. Reference counting frees
+    almost everything a request allocates; the cycle collector stays on for the rest."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 async def run_server(
     config: ServerConfig,
     *,
@@ -90,6 +101,7 @@ async def run_server(
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     await core.start()
+    _tune_gc()
     log.info("engine started (data dir %s, %d partitions)", config.data_dir.resolve(), config.partitions)
     ingress = IngressApp(core, max_body_bytes=config.max_request_body_bytes)
     admin = AdminApp(core, config)

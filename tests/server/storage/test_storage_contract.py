@@ -173,6 +173,20 @@ async def test_timers_promises_outbox_fsm_schema(storage: Storage) -> None:
     assert r.list_outbox(1) == [(5, b"five")]
 
 
+async def test_timers_between_reads_a_range_in_pages(storage: Storage) -> None:
+    timers = [Timer(1000 + i // 2, TimerKind.SLEEP, f"inv_{i:03d}", i) for i in range(20)]
+    txn = storage.begin()
+    for t in reversed(timers):
+        txn.put_timer(t)
+    await storage.commit(txn)
+    r = storage.reader()
+    ordered = sorted(timers, key=lambda t: (t.fire_at, t.timer_id))
+    assert r.timers_between(0, 10_000, 100) == ordered
+    assert r.timers_between(1002, 1004, 100) == [t for t in ordered if 1002 < t.fire_at <= 1004]
+    assert r.timers_between(1000, 1009, 3) == ordered[2:5]  # bounds exclusive below, then the limit
+    assert r.timers_between(1009, 5000, 10) == []
+
+
 async def test_concurrent_commits_are_all_durable(storage: Storage) -> None:
     async def one(i: int) -> None:
         txn = storage.begin()

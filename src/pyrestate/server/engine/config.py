@@ -22,7 +22,7 @@ class EngineConfig:
     journal_retention_ms: int = DAY_MS
     concurrency_per_deployment: int = 1000
     # Sent invocations yield to a busy ingress (see invoker.service.InvokerConfig).
-    background_concurrency: int = 4
+    background_concurrency: int = 2
     ingress_busy_s: float = 0.1
     background_slot_s: float = 0.1
     disable_eager_state: bool = False

@@ -80,7 +80,7 @@ from pyrestate.server.partition.processor import CommandLoop, PartitionProcessor
 from pyrestate.server.partition.state_machine import WORKFLOW_ALREADY_INVOKED
 from pyrestate.server.storage.api import Storage
 from pyrestate.server.storage.factory import create_storage
-from pyrestate.server.storage.records import InvocationStatus, Status, Target
+from pyrestate.server.storage.records import InvocationStatus, Status, Target, Timer
 from pyrestate.server.storage.sqlite import SqliteStorage
 from pyrestate.server.timers.service import Clock, TimerService, WallClock
 
@@ -144,7 +144,7 @@ class EngineCore(Registry):
                 signer=load_signer(config.request_identity_private_key_pem_file),
             ),
         )
-        self.timers = TimerService(self.clock, self._fire_timer)
+        self.timers = TimerService(self.clock, self._fire_timer, self._load_timers)
         self._started = False
 
     # ================================================================== lifecycle
@@ -180,8 +180,7 @@ class EngineCore(Registry):
         for p in self._partitions:
             for seq, payload in reader.list_outbox(p.partition):
                 p.submit(Deliver(seq, command_from_json(payload)))
-        for timer in reader.all_timers():
-            self.timers.add(timer)  # a timer already armed fires twice; applying it is idempotent
+        self.timers.reload()
         now = self.clock.now_ms()
         for st in reader.all_invocation_statuses():
             if st.status is Status.INVOKED:
@@ -266,6 +265,9 @@ class EngineCore(Registry):
             case SendToPartition(partition=p, seq=s, command=c):
                 self._submit(p, Deliver(s, c))
 
+    def _load_timers(self, after_ms: int, until_ms: int, limit: int) -> list[Timer]:
+        return self.storage.reader().timers_between(after_ms, until_ms, limit)
+
     def _fire_timer(self, timer: Any) -> None:
         self._submit(timer.partition % self.config.partitions, TimerFired(timer))
 
@@ -341,14 +343,14 @@ class EngineCore(Registry):
         return outcome
 
     async def call(self, invocation: IngressInvocation) -> InvocationResult:
-        self.invoker.ingress_activity()
         req = self._request_for(invocation, None)
         iid = req.invocation_id
         waiter = self._add_waiter(iid)
         try:
-            reply = await self._request(
-                partition_of(iid, self.config.partitions), lambda token: Invoke(req, token)
-            )
+            with self.invoker.ingress_accepting():
+                reply = await self._request(
+                    partition_of(iid, self.config.partitions), lambda token: Invoke(req, token)
+                )
             t = req.target
             match reply:
                 case AlreadyCompleted(outcome=o, expires_at=exp):
@@ -364,11 +366,11 @@ class EngineCore(Registry):
             self._drop_waiter(iid, waiter)
 
     async def send(self, invocation: IngressInvocation) -> SendReceipt:
-        self.invoker.ingress_activity()
         req = self._request_for(invocation, invocation.delay_ms)
-        reply = await self._request(
-            partition_of(req.invocation_id, self.config.partitions), lambda token: Invoke(req, token)
-        )
+        with self.invoker.ingress_accepting():
+            reply = await self._request(
+                partition_of(req.invocation_id, self.config.partitions), lambda token: Invoke(req, token)
+            )
         match reply:
             case Submitted(previously_accepted=prev, execution_time=et):
                 status = SubmitStatus.PREVIOUSLY_ACCEPTED if prev else SubmitStatus.ACCEPTED

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -54,6 +54,9 @@ class Registry:
         raise NotImplementedError
 
 
+LAUNCHES_PER_TURN = 64
+
+
 @dataclass(frozen=True, slots=True)
 class InvokerConfig:
     inactivity_timeout_ms: int = 60_000
@@ -62,10 +65,10 @@ class InvokerConfig:
     # While the ingress is busy (a request in the last `ingress_busy_s`), at most this many attempts of
     # invocations nobody waits on (sent ones) run at once; more queue up and start as these end. A flood of
     # /send then cannot take the core from accepting: the backlog runs when the load allows.
-    background_concurrency: int = 4
+    background_concurrency: int = 2
     ingress_busy_s: float = 0.1
-    # A background attempt running longer than this stops counting against the limit (it waits on something
-    # else: a slow step, a promise), so slow handlers cannot hold the queue up.
+    # A background attempt that heard nothing from its deployment for this long stops counting against the
+    # limit (it waits on something else: a slow step, a promise), so slow handlers cannot hold the queue up.
     background_slot_s: float = 0.1
     disable_eager_state: bool = False
     signer: RequestSigner | None = None  # request identity; None: requests go unsigned
@@ -79,6 +82,8 @@ class _Attempt:
     outbound: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
     slot: asyncio.TimerHandle | None = None  # set while the attempt counts as a running background one
+    heard_at: float = 0.0  # loop time the deployment last sent something (or the stream opened)
+    opened: bool = False  # its stream is open: waiting for a free stream before that is not being quiet
     pin: PinDeployment | None = None  # reported with the attempt's first other effect
 
 
@@ -111,7 +116,8 @@ class Invoker:
         self._urgent: dict[str, int] = {}
         self._background: dict[str, int] = {}
         self._background_running = 0
-        self._ingress_at = -1e9  # loop time of the last ingress request
+        self._ingress_at = -1e9  # loop time the last ingress request was accepted
+        self._ingress_accepting = 0
         self._drain_scheduled = False
         self._closed = False
 
@@ -145,9 +151,7 @@ class Invoker:
     def _schedule_drain(self) -> None:
         if self._drain_scheduled or self._closed:
             return
-        if self._urgent or (
-            self._background and self._background_running < self._background_limit()
-        ):
+        if self._urgent or (self._background and self._background_running < self._background_limit()):
             self._drain_scheduled = True
             asyncio.get_running_loop().call_soon(self._drain)
 
@@ -160,18 +164,54 @@ class Invoker:
             self._launch(iid, epoch)
         background = self._background
         limit = self._background_limit()
-        while background and self._background_running < limit:
+        # A bounded number per turn of the loop: each launch reads status and journal, and starting a whole
+        # backlog in one callback would stall everything else for tens of milliseconds.
+        budget = LAUNCHES_PER_TURN
+        while background and self._background_running < limit and budget:
             iid = next(iter(background))
             self._launch(iid, background.pop(iid), background=True)
+            budget -= 1
+        if not budget:
+            self._schedule_drain()
 
-    def ingress_activity(self) -> None:
-        """An ingress request arrived: background attempts yield to the ingress for a while."""
-        self._ingress_at = asyncio.get_running_loop().time()
+    @contextlib.contextmanager
+    def ingress_accepting(self) -> Iterator[None]:
+        """An ingress request is being accepted (until its invocation is stored): background attempts yield
+        to the ingress while any is, and for `ingress_busy_s` after the last. Counting the ones in flight,
+        not only arrivals, matters: during a slow commit no request arrives (every client waits on one), and
+        an idle-looking ingress would let the whole backlog start at once and starve it afterwards."""
+        self._ingress_accepting += 1
+        try:
+            yield
+        finally:
+            self._ingress_accepting -= 1
+            self._ingress_at = asyncio.get_running_loop().time()
+            if not self._ingress_accepting and self._background:
+                # Re-checked once the quiet period is over, when nothing else would start the backlog.
+                asyncio.get_running_loop().call_later(self._config.ingress_busy_s, self._schedule_drain)
 
     def _background_limit(self) -> int:
-        if asyncio.get_running_loop().time() - self._ingress_at < self._config.ingress_busy_s:
+        if (
+            self._ingress_accepting
+            or asyncio.get_running_loop().time() - self._ingress_at < self._config.ingress_busy_s
+        ):
             return self._config.background_concurrency
         return self._config.concurrency_per_deployment
+
+    def _slot_expired(self, att: _Attempt, due: float) -> None:
+        """Release the slot of an attempt whose deployment went quiet. Not when the loop itself stalled (a
+        slow commit, a garbage collection): then the attempt had no chance to hear anything, and releasing
+        every slot at once would start the whole backlog exactly when the process is overloaded."""
+        if att.slot is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot_s = self._config.background_slot_s
+        if not att.opened or now - due > slot_s / 2 or now - att.heard_at < slot_s:
+            delay = max(slot_s / 10, att.heard_at + slot_s - now)
+            att.slot = loop.call_later(delay, self._slot_expired, att, now + delay)
+            return
+        self._release(att)
 
     def _release(self, att: _Attempt) -> None:
         if att.slot is None:
@@ -260,7 +300,9 @@ class Invoker:
         )
         if background:
             self._background_running += 1
-            att.slot = loop.call_later(self._config.background_slot_s, self._release, att)
+            att.heard_at = loop.time()
+            slot_s = self._config.background_slot_s
+            att.slot = loop.call_later(slot_s, self._slot_expired, att, att.heard_at + slot_s)
             # A done callback, not `finally`: a task cancelled before its first step never runs its body.
             att.task.add_done_callback(lambda _: self._release(att))
 
@@ -394,6 +436,8 @@ class Invoker:
             stream = await client.open_stream(
                 "POST", f"/invoke/{st.target.service}/{st.target.handler}", headers
             )
+            att.opened = True
+            att.heard_at = asyncio.get_running_loop().time()
             try:
                 await self._exchange(
                     att, stream, payload, request_response, inactivity / 1000, abort / 1000, ct
@@ -467,7 +511,7 @@ class Invoker:
                         raise _AttemptFailure(
                             500, "the deployment closed the stream without End, Suspension or Error"
                         )
-                    last_activity = loop.time()
+                    last_activity = att.heard_at = loop.time()
                     for frame in decoder.feed(chunk):
                         if self._handle(att, frame.type, frame.message, frame.raw):
                             return

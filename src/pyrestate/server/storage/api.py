@@ -29,6 +29,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "services": (("name", "TEXT"),),
 }
 
+
 class StorageUnavailable(Unavailable):
     """A commit failed because the medium refuses writes (disk full, read-only, I/O error): nothing of it
     was stored, and callers answer 503 instead of acknowledging."""
@@ -45,6 +46,10 @@ class KVReader(Protocol):
     def get(self, table: str, key: Key) -> bytes | None: ...
 
     def scan(self, table: str, prefix: Key) -> list[tuple[Key, bytes]]: ...
+
+    def scan_between(self, table: str, after: int, until: int, limit: int) -> list[tuple[Key, bytes]]:
+        """At most `limit` rows whose first key column is in (after, until], in key order."""
+        ...
 
 
 # ---------------------------------------------------------------------------------------------- families
@@ -110,6 +115,10 @@ class TimerTable(Protocol):
     def has_timer(self, timer: Timer) -> bool: ...
 
     def all_timers(self) -> list[Timer]: ...
+
+    def timers_between(self, after_ms: int, until_ms: int, limit: int) -> list[Timer]:
+        """Committed timers with after_ms < fire_at <= until_ms, earliest first, at most `limit`."""
+        ...
 
 
 class PromiseTable(Protocol):

@@ -18,6 +18,10 @@ class _MemoryReader:
         n = len(prefix)
         return sorted((k, v) for k, v in self.tables[table].items() if k[:n] == prefix)
 
+    def scan_between(self, table: str, after: int, until: int, limit: int) -> list[tuple[Key, bytes]]:
+        rows = sorted((k, v) for k, v in self.tables[table].items() if after < k[0] <= until)  # type: ignore[operator]
+        return rows[:limit]
+
     def apply(self, ops: list[WriteOp]) -> None:
         for op, table, key, value in ops:
             rows = self.tables[table]

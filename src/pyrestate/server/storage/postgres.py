@@ -99,6 +99,12 @@ def _scan_sql(table: str, n: int) -> str:
     return f"SELECT {names}, v FROM {table} WHERE {_where(table, n)} ORDER BY {names}"
 
 
+def _between_sql(table: str) -> str:
+    names = _key_names(table)
+    first = TABLES[table][0][0]
+    return f"SELECT {names}, v FROM {table} WHERE {first} > %s AND {first} <= %s ORDER BY {names} LIMIT %s"
+
+
 def _put_sql(table: str) -> str:
     names = _key_names(table)
     marks = ", ".join("%s" for _ in range(len(TABLES[table]) + 1))
@@ -284,6 +290,13 @@ class _PostgresReader:
             self._count(1)
             return value
 
+    def scan_between(self, table: str, after: int, until: int, limit: int) -> list[tuple[Key, bytes]]:
+        # Straight to the database: the cache keeps groups by prefix, not ranges (and every commit of this
+        # node is in the database before it is acknowledged).
+        with self._lock:
+            rows = self._query(_between_sql(table), (after, until, limit))
+        return [(_row_key(r), bytes(r[-1])) for r in rows]
+
     def scan(self, table: str, prefix: Key) -> list[tuple[Key, bytes]]:
         with self._lock:
             glen = _group_len(table)
@@ -452,9 +465,7 @@ class PostgresStorage:
         conn = await self._lease_conn()
         taken = []
         for p in partitions:
-            cur = await conn.execute(
-                _ACQUIRE_SQL, {"p": p, "owner": self.node_id, "ttl": self.lease_ttl_ms}
-            )
+            cur = await conn.execute(_ACQUIRE_SQL, {"p": p, "owner": self.node_id, "ttl": self.lease_ttl_ms})
             row = await cur.fetchone()
             if row is not None:
                 self.epochs[p] = int(row[0])
@@ -485,8 +496,12 @@ class PostgresStorage:
             return
         cur = await (await self._lease_conn()).execute(
             _RENEW_SQL,
-            {"ttl": self.lease_ttl_ms, "owner": self.node_id, "parts": held,
-             "epochs": [self.epochs[p] for p in held]},
+            {
+                "ttl": self.lease_ttl_ms,
+                "owner": self.node_id,
+                "parts": held,
+                "epochs": [self.epochs[p] for p in held],
+            },
         )
         renewed = {int(r[0]) for r in await cur.fetchall()}
         gone = set(held) - renewed

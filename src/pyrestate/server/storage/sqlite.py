@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyrestate.server.storage.api import TABLES, Key, StorageUnavailable, Transaction, WriteOp
 from pyrestate.server.storage.txn import BufferedTransaction, StatusCache
@@ -53,6 +54,9 @@ class CommitStats:
         return 1000 * self.total_seconds / self.commits if self.commits else 0.0
 
 
+CACHE_KIB = 65536
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     fresh = not path.exists() or path.stat().st_size == 0
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -62,6 +66,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=OFF")
+    # Inserts land at random places of big B-trees (ids are random): keep their interior pages in memory
+    # instead of reading them back through the OS on every commit once the database outgrows 2 MiB.
+    conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     return conn
 
 
@@ -93,10 +100,7 @@ def _marks(table: str) -> str:
 
 # SQL text per table (and key prefix length), built once: sqlite3 caches prepared statements by text.
 _GET_SQL = {t: f"SELECT v FROM {t} WHERE {' AND '.join(f'{c} = ?' for c in _names(t))}" for t in TABLES}
-_PUT_SQL = {
-    t: f"INSERT OR REPLACE INTO {t} ({', '.join(_names(t))}, v) VALUES ({_marks(t)})"
-    for t in TABLES
-}
+_PUT_SQL = {t: f"INSERT OR REPLACE INTO {t} ({', '.join(_names(t))}, v) VALUES ({_marks(t)})" for t in TABLES}
 
 
 def _where(table: str, n: int) -> str:
@@ -107,6 +111,11 @@ _SCAN_SQL = {
     (t, n): f"SELECT {', '.join(_names(t))}, v FROM {t} WHERE {_where(t, n)} ORDER BY {', '.join(_names(t))}"
     for t in TABLES
     for n in range(len(TABLES[t]) + 1)
+}
+_BETWEEN_SQL = {
+    t: f"SELECT {', '.join(_names(t))}, v FROM {t} WHERE {_names(t)[0]} > ? AND {_names(t)[0]} <= ?"
+    f" ORDER BY {', '.join(_names(t))} LIMIT ?"
+    for t in TABLES
 }
 _DEL_SQL = {
     (t, n): f"DELETE FROM {t} WHERE {_where(t, n)}" for t in TABLES for n in range(len(TABLES[t]) + 1)
@@ -126,9 +135,16 @@ class _SqliteReader:
     def scan(self, table: str, prefix: Key) -> list[tuple[Key, bytes]]:
         with self._lock:
             rows = self._conn.execute(_SCAN_SQL[table, len(prefix)], prefix).fetchall()
-        return [
-            (tuple(bytes(x) if isinstance(x, memoryview) else x for x in r[:-1]), bytes(r[-1])) for r in rows
-        ]
+        return _rows(rows)
+
+    def scan_between(self, table: str, after: int, until: int, limit: int) -> list[tuple[Key, bytes]]:
+        with self._lock:
+            rows = self._conn.execute(_BETWEEN_SQL[table], (after, until, limit)).fetchall()
+        return _rows(rows)
+
+
+def _rows(rows: list[tuple[Any, ...]]) -> list[tuple[Key, bytes]]:
+    return [(tuple(bytes(x) if isinstance(x, memoryview) else x for x in r[:-1]), bytes(r[-1])) for r in rows]
 
 
 def _apply_ops(conn: sqlite3.Connection, ops: list[WriteOp]) -> None:
@@ -145,10 +161,13 @@ _STOP = object()
 # hand-over to the writer thread and back (at one request at a time it halved the /send latency). Bigger
 # groups, and groups that delete (they may reclaim pages), go to the writer thread.
 INLINE_COMMIT_OPS = 64
-# The writer connection does not checkpoint by itself (a checkpoint inside an inline COMMIT would stall
-# the loop, for long once the database is big): after about this many written rows the next group goes
-# to the writer thread, which checkpoints right after its COMMIT.
+# Checkpoints (copying the WAL back into the database file, with its own fsync) run on a connection and
+# thread of their own, after about every CHECKPOINT_EVERY_OPS written rows: a PASSIVE checkpoint never
+# blocks the writer, whereas one after a COMMIT held every commit behind it (hundreds of ms on a big
+# database). Under sustained writes a passive checkpoint cannot reset the WAL (new frames keep arriving);
+# past WAL_RESTART_BYTES the next group goes to the writer thread, which truncates the WAL after its COMMIT.
 CHECKPOINT_EVERY_OPS = 10000
+WAL_RESTART_BYTES = 256 << 20
 
 
 class SqliteStorage:
@@ -168,6 +187,10 @@ class SqliteStorage:
         self._committing = False
         self._holding = False  # a group was committed inline in this turn of the loop
         self._ops_since_checkpoint = 0
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_wanted = threading.Event()
+        self._checkpoint_stop = False
+        self._truncate_wal = False  # set by the checkpointer when the WAL outgrew WAL_RESTART_BYTES
         self.stats = CommitStats()
         self.status_cache = StatusCache()
 
@@ -178,6 +201,7 @@ class SqliteStorage:
             migrate(writer)
             writer.execute("PRAGMA wal_autocheckpoint=0")
             self._reader_conn = _connect(self.path)
+            checkpoint_conn = _connect(self.path)
         except (sqlite3.Error, OSError) as e:  # read-only or full data dir: say so, not a traceback
             raise StorageUnavailable(
                 f"cannot open the database {self.path}: {e} (the data directory must be writable)"
@@ -188,6 +212,11 @@ class SqliteStorage:
             target=self._committer_loop, args=(writer,), name="sqlite-writer", daemon=True
         )
         self._thread.start()
+        self._checkpoint_stop = False
+        self._checkpointer = threading.Thread(
+            target=self._checkpointer_loop, args=(checkpoint_conn,), name="sqlite-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
 
     async def close(self) -> None:
         for _ in range(500):  # let the group with the writer thread finish (its callers are waiting)
@@ -198,6 +227,11 @@ class SqliteStorage:
             self._queue.put(_STOP)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+        if self._checkpointer is not None:
+            self._checkpoint_stop = True
+            self._checkpoint_wanted.set()
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -266,10 +300,11 @@ class SqliteStorage:
             deletes = any(op != "put" for ops, _ in batch for op, *_ in ops)
             n_ops = sum(len(ops) for ops, _ in batch)
             self._ops_since_checkpoint += n_ops
-            checkpoint = self._ops_since_checkpoint >= CHECKPOINT_EVERY_OPS
-            if checkpoint:
+            if self._ops_since_checkpoint >= CHECKPOINT_EVERY_OPS:
                 self._ops_since_checkpoint = 0
-            elif not deletes and n_ops <= INLINE_COMMIT_OPS:
+                self._checkpoint_wanted.set()
+            checkpoint, self._truncate_wal = self._truncate_wal, False
+            if not checkpoint and not deletes and n_ops <= INLINE_COMMIT_OPS:
                 # Commits asked for during the rest of this turn of the loop are grouped, on the next.
                 self._holding = True
                 asyncio.get_running_loop().call_soon(self._release_held)
@@ -317,12 +352,28 @@ class SqliteStorage:
             batch, started, deletes, checkpoint, loop = item  # type: ignore[misc]
             error = _commit(conn)
             if error is None and checkpoint:
-                with contextlib.suppress(sqlite3.Error):  # busy: the next one catches up
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                with contextlib.suppress(sqlite3.Error):  # busy (the checkpointer): it asks again
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             if error is None and deletes:
                 self._reclaim(conn)
             with contextlib.suppress(RuntimeError):  # loop closed
                 loop.call_soon_threadsafe(self._group_done, batch, started, error)
+
+    def _checkpointer_loop(self, conn: sqlite3.Connection) -> None:
+        wal = Path(f"{self.path}-wal")
+        try:
+            while True:
+                self._checkpoint_wanted.wait()
+                self._checkpoint_wanted.clear()
+                if self._checkpoint_stop:
+                    return
+                with contextlib.suppress(sqlite3.Error):  # busy: the next one catches up
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                with contextlib.suppress(OSError):
+                    if wal.stat().st_size > WAL_RESTART_BYTES:
+                        self._truncate_wal = True
+        finally:
+            conn.close()
 
     def _reclaim(self, conn: sqlite3.Connection) -> None:
         with contextlib.suppress(sqlite3.Error):

@@ -34,7 +34,7 @@ class StatusCache:
     """Committed invocation statuses (None: known absent), bounded, oldest-written evicted first. Only
     the storage backend writes it, after the commit that made a change durable."""
 
-    def __init__(self, capacity: int = 50_000) -> None:
+    def __init__(self, capacity: int = 10_000) -> None:
         self._capacity = capacity
         self._items: dict[str, InvocationStatus | None] = {}
 
@@ -302,6 +302,12 @@ class BufferedTransaction:
 
     def all_timers(self) -> list[Timer]:
         return [Timer.from_json(v) for _, v in self._scan("timers", ())]
+
+    def timers_between(self, after_ms: int, until_ms: int, limit: int) -> list[Timer]:
+        # Committed rows only: the timer service reads ahead from a fresh reader, never inside a write.
+        if self._overlay.get("timers") or self._deleted_prefixes.get("timers"):
+            raise RuntimeError("timers_between reads committed timers only: not after writing timers")
+        return [Timer.from_json(v) for _, v in self._reader.scan_between("timers", after_ms, until_ms, limit)]
 
     # ------------------------------------------------------------------ promises
 
