@@ -1,11 +1,11 @@
 """Soak: 100,000 invocations through one server; RSS and data-dir size before and after retention cleanup.
 
-    .venv/bin/python -m bench.soak                      # pyrestate server, official SDK, 2 rounds x 50,000
+    .venv/bin/python -m bench.soak                      # pyrestate server, official SDK, 4 rounds x 25,000
     .venv/bin/python -m bench.soak --total 2000 --server official --retention 5s   # a dry run
 
 The invocations are split into rounds. Each round drives `Noop.call` (sync) with the asyncio client, samples
 RSS and the data-dir size every batch, then waits until retention has removed that round's completed
-invocations (a few /send invocations made at the start of the round are polled until their output is gone,
+invocations (a few /send invocations made at the end of the round are polled until their output is gone,
 404) and samples again. Flat means the after-cleanup figures of the last round are close to the first
 round's: completed invocations leave nothing behind. Writes bench/SOAK.md (and soak.json next to it).
 """
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server", choices=("pyrestate", "official"), default="pyrestate")
     ap.add_argument("--sdk", choices=("official", "pyrestate"), default="official")
     ap.add_argument("--total", type=int, default=100_000)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--conc", type=int, default=32)
     ap.add_argument("--retention", default="30s", help="journal/idempotency retention given to the server")
@@ -155,7 +155,6 @@ def main(argv: list[str] | None = None) -> int:
         done = 0
         per_round = a.total // a.rounds
         for rnd in range(1, a.rounds + 1):
-            markers = send_markers(server.ingress_url)
             target = per_round if rnd < a.rounds else a.total - done
             left = target
             while left > 0:
@@ -169,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                     sample(server, svc.pid, f"round {rnd}", done, res.acked / (res.duration_us / 1e6))
                 )
             samples.append(sample(server, svc.pid, f"round {rnd} before cleanup", done))
+            # Sent after the round's calls: once these are gone, so is everything the round left.
+            markers = send_markers(server.ingress_url)
             waited = wait_cleaned(server.ingress_url, markers, max(a.cleanup_timeout, 3 * cleanup_s))
             if waited is None:
                 print("  retention cleanup did not remove the markers in time", flush=True)
