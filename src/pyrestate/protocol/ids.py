@@ -193,6 +193,10 @@ def _strip_prefix(text: str, prefix: str, what: str) -> str:
     return text[len(prefix) :]
 
 
+_PARSED_IDS: dict[str, InvocationId] = {}
+_PARSED_IDS_MAX = 4096
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class InvocationId:
     """(partition key u64, invocation uuid u128). Raw form: 24 bytes, both big-endian (`StartMessage.id`)."""
@@ -223,6 +227,19 @@ class InvocationId:
     @classmethod
     def parse(cls, text: str) -> InvocationId:
         """Parse `inv_1…`; raises ValueError naming what is wrong."""
+        # A server parses the same few ids over and over while they run (partition, seed, start message):
+        # the base62 decoding is pure Python, so recent ones are remembered (ids are immutable values).
+        cached = _PARSED_IDS.get(text) if type(text) is str else None
+        if cached is not None and type(cached) is cls:
+            return cached
+        parsed = cls._parse(text)
+        if len(_PARSED_IDS) >= _PARSED_IDS_MAX:
+            _PARSED_IDS.clear()
+        _PARSED_IDS[text] = parsed
+        return parsed
+
+    @classmethod
+    def _parse(cls, text: str) -> InvocationId:
         body = _strip_prefix(text, INVOCATION_ID_PREFIX, "invocation id")
         if len(body) != U64_BASE62_LEN + U128_BASE62_LEN:
             raise ValueError(
