@@ -118,6 +118,7 @@ class Invoker:
         self._background_running = 0
         self._ingress_at = -1e9  # loop time the last ingress request was accepted
         self._ingress_accepting = 0
+        self._quiet_check_pending = False
         self._drain_scheduled = False
         self._closed = False
 
@@ -186,9 +187,23 @@ class Invoker:
         finally:
             self._ingress_accepting -= 1
             self._ingress_at = asyncio.get_running_loop().time()
-            if not self._ingress_accepting and self._background:
-                # Re-checked once the quiet period is over, when nothing else would start the backlog.
-                asyncio.get_running_loop().call_later(self._config.ingress_busy_s, self._schedule_drain)
+            if not self._ingress_accepting and self._background and not self._quiet_check_pending:
+                # Re-checked once the quiet period is over, when nothing else would start the backlog (one
+                # pending check at a time, not one per request).
+                self._quiet_check_pending = True
+                asyncio.get_running_loop().call_later(self._config.ingress_busy_s, self._quiet_check)
+
+    def _quiet_check(self) -> None:
+        self._quiet_check_pending = False
+        if self._ingress_accepting:
+            return  # the request being accepted schedules the next check when it is done
+        loop = asyncio.get_running_loop()
+        left = self._ingress_at + self._config.ingress_busy_s - loop.time()
+        if left > 0:  # another request ended meanwhile: its quiet period is not over yet
+            self._quiet_check_pending = True
+            loop.call_later(left, self._quiet_check)
+            return
+        self._schedule_drain()
 
     def _background_limit(self) -> int:
         if (
@@ -207,11 +222,14 @@ class Invoker:
         loop = asyncio.get_running_loop()
         now = loop.time()
         slot_s = self._config.background_slot_s
-        if not att.opened or now - due > slot_s / 2 or now - att.heard_at < slot_s:
-            delay = max(slot_s / 10, att.heard_at + slot_s - now)
-            att.slot = loop.call_later(delay, self._slot_expired, att, now + delay)
+        if not att.opened or now - due > slot_s / 2:
+            delay = slot_s  # waiting for a stream, or the loop stalled: look again a period later
+        elif now - att.heard_at < slot_s:
+            delay = att.heard_at + slot_s - now  # heard from lately: quiet for a whole period yet?
+        else:
+            self._release(att)
             return
-        self._release(att)
+        att.slot = loop.call_later(delay, self._slot_expired, att, now + delay)
 
     def _release(self, att: _Attempt) -> None:
         if att.slot is None:

@@ -300,9 +300,6 @@ class BufferedTransaction:
         raw = self._get("timers", (timer.fire_at, timer.timer_id))
         return raw is not None and Timer.from_json(raw) == timer
 
-    def all_timers(self) -> list[Timer]:
-        return [Timer.from_json(v) for _, v in self._scan("timers", ())]
-
     def timers_between(self, after_ms: int, until_ms: int, limit: int) -> list[Timer]:
         # Committed rows only: the timer service reads ahead from a fresh reader, never inside a write.
         if self._overlay.get("timers") or self._deleted_prefixes.get("timers"):
