@@ -1,7 +1,7 @@
 """The official `restate` CLI (npm @restatedev/restate 1.7.12) against a real `pyrestate server`.
 
 Every command must exit 0 and print what it prints against the real Restate server
-(shared/captures/cli-output.txt); the seeds' `inv list`, `inv cancel` and `kv get` steps run verbatim.
+(tests/captures/cli-output.txt); the seeds' `inv list`, `inv cancel` and `kv get` steps run verbatim.
 """
 
 from __future__ import annotations

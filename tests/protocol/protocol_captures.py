@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "captures"
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 RAW_CAPTURE_FILES = sorted(CAPTURES.glob("sdk-protocol-*-raw.jsonl"))
 
 

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from store import Fixture, make_store
 
-CAPTURES = Path(__file__).resolve().parents[4] / "shared" / "captures"
+CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +19,5 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
 
 @pytest.fixture(scope="session")
 def captures() -> Path:
-    if not CAPTURES.is_dir():
-        pytest.skip(f"captures not found at {CAPTURES}")
+    assert CAPTURES.is_dir(), f"captures missing at {CAPTURES}"
     return CAPTURES
