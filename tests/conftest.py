@@ -1,4 +1,4 @@
-"""Suite-wide reporting: a run without PostgreSQL says so once, in one line, instead of only in skip reasons."""
+"""Suite-wide reporting: a run without PostgreSQL says so once, in one line, not only in skip reasons."""
 
 from __future__ import annotations
 
