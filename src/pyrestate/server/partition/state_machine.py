@@ -229,7 +229,7 @@ class _Apply:
     # ------------------------------------------------------------------ journal
 
     def append(self, st: InvocationStatus, ty: int, raw: bytes) -> InvocationStatus:
-        self.txn.put_journal_entry(st.invocation_id, st.journal_length, JournalEntry(ty, raw))
+        self.txn.put_journal_entry(st.invocation_id, st.journal_length, JournalEntry(ty, raw, self.ctx.now))
         return st.with_(journal_length=st.journal_length + 1)
 
     def notify(
