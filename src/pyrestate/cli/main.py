@@ -29,6 +29,7 @@ from pyrestate.cli.admin_client import (
 )
 from pyrestate.cli.render import (
     console,
+    entry_value_json,
     err_console,
     print_json,
     rows_table,
@@ -549,6 +550,11 @@ def invocations_describe(invocation_id: str, admin_url: str, as_json: bool) -> N
         )
     inv = found[0]
     if as_json:
+        # `value`: the entry's payload decoded (JSON, else base64), beside restate's byte-array `entry_json`.
+        for e in journal:
+            value = entry_value_json(e.get("entry_json"))
+            if value is not None:
+                e["value"] = value
         print_json({"invocation": inv, "journal": journal})
         return
     info = [

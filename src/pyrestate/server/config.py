@@ -236,3 +236,14 @@ def from_values(values: Mapping[str, str | None], base: ServerConfig | None = No
 def from_env(environ: Mapping[str, str] | None = None) -> ServerConfig:
     env = os.environ if environ is None else environ
     return from_values({opt.field: env.get(opt.env) for opt in OPTIONS})
+
+
+def options_reference() -> str:
+    """The settings as a Markdown table (flag, environment variable, default, meaning): the reference in
+    docs/operations.md is this text, and a test keeps the two equal."""
+    defaults = ServerConfig()
+    lines = ["| flag | environment variable | default | meaning |", "|---|---|---|---|"]
+    for opt in OPTIONS:
+        default = "off" if opt.is_flag else opt.show_default(defaults)
+        lines.append(f"| `{opt.flag}` | `{opt.env}` | `{default}` | {opt.help} |")
+    return "\n".join(lines) + "\n"

@@ -164,11 +164,11 @@ CASES = [
         {A: Status.SUSPENDED},
     ),
     Case(
-        "cancel of an inboxed invocation completes it",
+        "cancel of an inboxed invocation answers its waiters and drops it",
         [invoke(A), invoke(B, token=2)],
         ManageInvocation(B, InvocationCommand.CANCEL, 3),
-        [IngressResponse, RegisterTimer, Reply],
-        {B: Status.COMPLETED, A: Status.INVOKED},
+        [IngressResponse, Reply],
+        {A: Status.INVOKED},
     ),
     Case(
         "kill aborts and completes",
@@ -247,6 +247,29 @@ def test_admin_commands_on_completed_invocations() -> None:
     assert type(reply.value).__name__ == "Conflict"  # type: ignore[union-attr]
     assert _run(storage, ManageInvocation(A, InvocationCommand.PURGE, 3)) == [Reply(3, CommandOutcome.DONE)]
     assert storage.reader().get_invocation_status(A) is None
+
+
+@pytest.mark.parametrize("delayed", [False, True], ids=["inboxed", "scheduled"])
+def test_cancel_before_start_keeps_nothing(delayed: bool) -> None:
+    """As Restate: the canceled invocation answers 409 to whoever waits, then no status, inbox entry or
+    timer of it is left, so the same idempotency key starts a new invocation."""
+    storage = MemoryStorage()
+    _run(storage, invoke(A))
+    at = NOW + 500 if delayed else None
+    req = InvocationRequest(
+        B, ADD, b"1", idempotency_key="b", completion_retention_ms=1000, execution_time=at
+    )
+    _run(storage, Invoke(req, 2))
+    st = storage.reader().get_invocation_status(B)
+    assert st is not None and st.status is (Status.SCHEDULED if delayed else Status.INBOXED)
+    actions = _run(storage, ManageInvocation(B, InvocationCommand.CANCEL, 3))
+    assert actions == [IngressResponse(B, Failure(409, "canceled")), Reply(3, CommandOutcome.DONE)]
+    r = storage.reader()
+    assert r.get_invocation_status(B) is None
+    assert r.peek_inbox("Counter", "k") is None
+    assert not r.has_timer(Timer(NOW + 500, TimerKind.INVOKE, B, 0, 0))
+    again = _run(storage, Invoke(req, 4))  # the key is free again: a new submission, not a duplicate
+    assert again[-1] == Reply(4, Submitted(B, False, req.execution_time))
 
 
 def test_retry_policy_schedule() -> None:

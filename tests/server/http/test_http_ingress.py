@@ -8,6 +8,7 @@ import httpx
 import pytest
 from http_fake_core import CALL_ID, DONE_ID, KILLED_ID, PENDING_ID, WF_RUN_ID, FakeCore
 
+from pyrestate.protocol.ids import InvocationId
 from pyrestate.server.core_api import Failure, Success
 
 VARY = "origin, access-control-request-method, access-control-request-headers"
@@ -305,6 +306,12 @@ def test_output_and_attach(ingress: httpx.Client) -> None:
 
 def test_output_errors(ingress: httpx.Client) -> None:
     assert_ingress_error(ingress.get("/restate/workflow/Wf/w0/output"), 404, "invocation not found")
+    # attach to an unknown invocation: the invocation's own 404, with the id it derived (as restate-server)
+    r = ingress.get("/restate/workflow/Wf/w0/attach")
+    assert r.status_code == 404
+    assert names(r)[:3] == ["x-restate-id", "x-restate-error-source", "content-type"]
+    assert r.headers["x-restate-id"] == str(InvocationId.for_workflow_run("Wf", "w0"))
+    assert r.content == b'{"code":404,"message":"not found","source":"invocation"}'
     assert_ingress_error(
         ingress.get("/restate/workflow/Wf/w1/output"), 470, "the invocation exists but has not completed yet"
     )

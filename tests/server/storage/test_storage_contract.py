@@ -275,3 +275,12 @@ async def test_sqlite_checkpoints_let_the_wal_start_over_under_steady_writes(
         assert s.reader().get_state("S", "5", b"k") == bytes(500) + b"597"
     finally:
         await s.close()
+
+
+def test_journal_entries_keep_their_append_time_next_to_older_entries() -> None:
+    """Entries stored with their append time and entries stored before it was recorded both decode."""
+    timed = JournalEntry(0x0400, b"\x0a\x01x", 1_764_000_000_123)
+    assert JournalEntry.decode(timed.encode()) == timed
+    legacy = JournalEntry(0x8002, b"\x08\x01")
+    assert legacy.encode() == b"\x80\x02\x08\x01"
+    assert JournalEntry.decode(legacy.encode()) == legacy

@@ -225,6 +225,12 @@ class IngressApp:
                 raise errors.bad_invocation_id(query.invocation_id, e.reason) from None
         try:
             result = await (self.core.attach(query) if op == "attach" else self.core.get_output(query))
+        except core_api.NotFound as e:
+            if op != "attach":
+                raise errors.from_core(e, lookup=True) from e
+            # Restate answers an attach to an unknown invocation as the invocation's own 404 failure
+            # (`x-restate-id`, source "invocation"); /output keeps the ingress-style answer.
+            result = InvocationResult(_query_invocation_id(query), Failure(404, "not found"))
         except Exception as e:
             raise errors.from_core(e, lookup=True) from e
         return _result_response(result, self._handler_of(query))
@@ -246,17 +252,7 @@ class IngressApp:
         query = _query_from_body(body)
         if route.op != "lookup":
             return await self._lookup(route.op, query)
-        if isinstance(query, ById):
-            invocation_id = query.invocation_id
-        elif isinstance(query, ByWorkflow):
-            invocation_id = str(protocol_ids.InvocationId.for_workflow_run(query.workflow, query.key))
-        else:
-            invocation_id = str(
-                protocol_ids.InvocationId.for_idempotent_request(
-                    query.service, query.handler, query.idempotency_key, query.key
-                )
-            )
-        return 200, [("content-type", JSON)], _json({"invocationId": invocation_id})
+        return 200, [("content-type", JSON)], _json({"invocationId": _query_invocation_id(query)})
 
     # ------------------------------------------------------------------ awakeables
 
@@ -275,6 +271,19 @@ class IngressApp:
         except Exception as e:
             raise errors.from_core(e) from e
         return 202, [], b""
+
+
+def _query_invocation_id(query: InvocationQuery) -> str:
+    """The id an invocation query designates (ids of idempotent requests and workflow runs are derived)."""
+    if isinstance(query, ById):
+        return query.invocation_id
+    if isinstance(query, ByWorkflow):
+        return str(protocol_ids.InvocationId.for_workflow_run(query.workflow, query.key))
+    return str(
+        protocol_ids.InvocationId.for_idempotent_request(
+            query.service, query.handler, query.idempotency_key, query.key
+        )
+    )
 
 
 def _query_from_body(body: bytes) -> InvocationQuery:

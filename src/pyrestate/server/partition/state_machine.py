@@ -229,7 +229,7 @@ class _Apply:
     # ------------------------------------------------------------------ journal
 
     def append(self, st: InvocationStatus, ty: int, raw: bytes) -> InvocationStatus:
-        self.txn.put_journal_entry(st.invocation_id, st.journal_length, JournalEntry(ty, raw))
+        self.txn.put_journal_entry(st.invocation_id, st.journal_length, JournalEntry(ty, raw, self.ctx.now))
         return st.with_(journal_length=st.journal_length + 1)
 
     def notify(
@@ -824,7 +824,12 @@ def _cancel(a: _Apply, st: InvocationStatus) -> bool:
     """Deliver signal 1; an invocation that has not started yet completes at once (True). The SDK
     propagates the cancellation to the calls it is waiting for."""
     if st.status in (Status.INBOXED, Status.SCHEDULED):
-        a.complete(st, CANCELED)
+        # As Restate does: whoever waits gets 409 canceled, then nothing of the invocation is kept (no
+        # status, no idempotency entry), so attach/output answer 404 and the same key may be used again.
+        if st.status is Status.SCHEDULED and st.execution_time is not None:
+            due = Timer(st.execution_time, TimerKind.INVOKE, st.invocation_id, 0, a.ctx.partition)
+            a.txn.delete_timer(due)
+        a.complete(st.with_(completion_retention_ms=0), CANCELED)
         return True
     st = a.notify(st, MessageType.SIGNAL, _notification(signal_id=CANCEL_SIGNAL))
     if st.status is Status.PAUSED:

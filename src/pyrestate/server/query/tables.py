@@ -194,9 +194,12 @@ def _sys_idempotency(data: _Loaded) -> list[Row]:
 
 def _sys_journal(data: _Loaded) -> list[Row]:
     per_invocation: dict[str, list[tuple[int, int, bytes]]] = {}
+    appended_at: dict[tuple[str, int], int | None] = {}
     for key, value in data.snap.scan("journal"):
         entry = JournalEntry.decode(value)
-        per_invocation.setdefault(str(key[0]), []).append((int(key[1]), entry.ty, entry.raw))
+        iid, index = str(key[0]), int(key[1])
+        per_invocation.setdefault(iid, []).append((index, entry.ty, entry.raw))
+        appended_at[iid, index] = entry.appended_at
     rows: list[Row] = []
     for iid, entries in per_invocation.items():
         pk = _partition_key(iid)
@@ -218,6 +221,7 @@ def _sys_journal(data: _Loaded) -> list[Row]:
                     "version": 2,
                     "entry_json": jr.entry_json,
                     "entry_lite_json": jr.entry_lite_json,
+                    "appended_at": appended_at[iid, jr.index],
                 }
             )
     return rows

@@ -271,17 +271,30 @@ def status_from_json(raw: bytes) -> InvocationStatus:
 
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
-    """One journal entry exactly as on the wire: message type and protobuf payload bytes."""
+    """One journal entry exactly as on the wire: message type and protobuf payload bytes, and when the
+    partition appended it (epoch ms; None for entries stored before that was recorded)."""
 
     ty: int
     raw: bytes
+    appended_at: int | None = None
 
     def encode(self) -> bytes:
-        return self.ty.to_bytes(2, "big") + self.raw
+        if self.appended_at is None:
+            return self.ty.to_bytes(2, "big") + self.raw
+        return _TIMED_ENTRY + self.ty.to_bytes(2, "big") + self.appended_at.to_bytes(8, "big") + self.raw
 
     @staticmethod
     def decode(data: bytes) -> JournalEntry:
+        if data[:2] == _TIMED_ENTRY:
+            return JournalEntry(
+                int.from_bytes(data[2:4], "big"), bytes(data[12:]), int.from_bytes(data[4:12], "big")
+            )
         return JournalEntry(int.from_bytes(data[:2], "big"), bytes(data[2:]))
+
+
+# Marks an entry stored with its append time. Entries written before carry their message type first;
+# 0xFFFF is no message type of the service protocol, so both layouts stay readable side by side.
+_TIMED_ENTRY = b"\xff\xff"
 
 
 class TimerKind(enum.Enum):
