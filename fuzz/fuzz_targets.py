@@ -27,11 +27,11 @@ with atheris.instrument_imports(include=["pyrestate"]):
     from pyrestate.protocol.framing import FrameDecoder
     from pyrestate.server.admin.app import AdminApp
     from pyrestate.server.core_api import ServiceType
+    from pyrestate.server.durations import DurationError, parse_duration_ms
     from pyrestate.server.engine.config import EngineConfig
     from pyrestate.server.engine.core import EngineCore
     from pyrestate.server.ingress import errors
     from pyrestate.server.ingress.app import IngressApp, _query_from_body
-    from pyrestate.server.ingress.durations import DurationError, parse_duration_ms
     from pyrestate.server.ingress.paths import delay_from_query, parse_path
 
 _TYPES = {"Svc": ServiceType.SERVICE, "Obj": ServiceType.VIRTUAL_OBJECT, "Wf": ServiceType.WORKFLOW}

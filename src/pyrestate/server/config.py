@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyrestate.server.ingress.durations import format_friendly_ms, parse_duration_ms
+from pyrestate.server.durations import format_friendly_ms, parse_duration_ms
 from pyrestate.server.storage.factory import check_storage_spec
 
 ENV_PREFIX = "PYRESTATE_"

@@ -19,7 +19,7 @@ from pyrestate.server.core_api import (
 from pyrestate.server.engine.config import EngineConfig
 from pyrestate.server.engine.core import EngineCore
 from pyrestate.server.invoker.discovery_client import discover
-from pyrestate.server.invoker.retry import RetryPolicy
+from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.testing.process import ManagedProcess, free_port
 
 HERE = Path(__file__).parent

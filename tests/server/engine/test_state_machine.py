@@ -19,7 +19,6 @@ from pyrestate.server.core_api import (
     ServiceType,
     Success,
 )
-from pyrestate.server.invoker.retry import RetryPolicy
 from pyrestate.server.partition.context import DAY_MS, ApplyContext, Policies
 from pyrestate.server.partition.model import (
     AbortAttempt,
@@ -47,6 +46,7 @@ from pyrestate.server.partition.model import (
     command_from_json,
     command_to_json,
 )
+from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.server.partition.state_machine import apply
 from pyrestate.server.storage.memory import MemoryStorage
 from pyrestate.server.storage.records import Status, Target, Timer, TimerKind, Waiting

@@ -15,20 +15,14 @@ from pyrestate.server.core_api import (
     HandlerType,
     ServiceType,
 )
-from pyrestate.server.ingress import errors
-from pyrestate.server.ingress.durations import (
+from pyrestate.server.durations import (
     DurationError,
     format_friendly_ms,
     parse_duration_ms,
     rfc3339_millis,
     rfc3339_nanos,
 )
-from pyrestate.server.ingress.ids import (
-    IdDecodeError,
-    check_awakeable_id,
-    check_deployment_id,
-    check_invocation_id,
-)
+from pyrestate.server.ingress import errors
 from pyrestate.server.ingress.paths import (
     AwakeableRoute,
     HealthRoute,
@@ -38,7 +32,13 @@ from pyrestate.server.ingress.paths import (
     delay_from_query,
     parse_path,
 )
-from pyrestate.server.ingress.validation import (
+from pyrestate.server.resource_ids import (
+    IdDecodeError,
+    check_awakeable_id,
+    check_deployment_id,
+    check_invocation_id,
+)
+from pyrestate.server.validation import (
     ContentTypePattern,
     InputValidationError,
     input_description,

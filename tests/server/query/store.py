@@ -20,7 +20,6 @@ from pyrestate.server.core_api import (
     ServiceType,
     Success,
 )
-from pyrestate.server.engine.schema_codec import deployment_to_json, service_to_json
 from pyrestate.server.storage.records import (
     InvocationStatus,
     JournalEntry,
@@ -29,6 +28,7 @@ from pyrestate.server.storage.records import (
     Target,
     Waiting,
 )
+from pyrestate.server.storage.schema_codec import deployment_to_json, service_to_json
 from pyrestate.server.storage.sqlite import SqliteStorage
 
 NOW = 1_795_545_269_081  # 2026-11-24T18:34:29.081Z

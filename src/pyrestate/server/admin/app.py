@@ -19,16 +19,7 @@ import pyrestate
 from pyrestate.server import core_api
 from pyrestate.server.admin import openapi, schema_json
 from pyrestate.server.admin.manifest import ManifestInvalid, parse_manifest
-from pyrestate.server.config import ServerConfig
-from pyrestate.server.core_api import (
-    DeploymentRecord,
-    DeploymentRegistration,
-    InvocationCommand,
-    ServerCore,
-    ServicePatch,
-    ServiceType,
-)
-from pyrestate.server.ingress.asgi import (
+from pyrestate.server.asgi import (
     BodyTooLarge,
     ClientDisconnected,
     Headers,
@@ -43,8 +34,17 @@ from pyrestate.server.ingress.asgi import (
     request_headers,
     send_response,
 )
-from pyrestate.server.ingress.durations import DurationError, parse_duration_ms
-from pyrestate.server.ingress.ids import IdDecodeError, check_deployment_id, check_invocation_id
+from pyrestate.server.config import ServerConfig
+from pyrestate.server.core_api import (
+    DeploymentRecord,
+    DeploymentRegistration,
+    InvocationCommand,
+    ServerCore,
+    ServicePatch,
+    ServiceType,
+)
+from pyrestate.server.durations import DurationError, parse_duration_ms
+from pyrestate.server.resource_ids import IdDecodeError, check_deployment_id, check_invocation_id
 
 log = logging.getLogger("pyrestate.admin")
 

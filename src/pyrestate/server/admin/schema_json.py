@@ -10,8 +10,8 @@ from typing import Any
 
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import DeploymentRecord, HandlerSchema, ServiceSchema, ServiceType
-from pyrestate.server.ingress.durations import format_friendly_ms, rfc3339_nanos
-from pyrestate.server.ingress.validation import input_description, output_description
+from pyrestate.server.durations import format_friendly_ms, rfc3339_nanos
+from pyrestate.server.validation import input_description, output_description
 
 _ON_MAX = {"PAUSE": "Pause", "KILL": "Kill"}
 

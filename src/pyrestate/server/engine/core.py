@@ -9,7 +9,7 @@ import itertools
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, assert_never
 
 from pyrestate.protocol.ids import (
     DeploymentId,
@@ -45,12 +45,6 @@ from pyrestate.server.core_api import (
     Unavailable,
 )
 from pyrestate.server.engine.config import EngineConfig
-from pyrestate.server.engine.schema_codec import (
-    deployment_from_json,
-    deployment_to_json,
-    service_from_json,
-    service_to_json,
-)
 from pyrestate.server.invoker.identity import load_signer
 from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
 from pyrestate.server.partition.context import ApplyContext, Policies, partition_of, partition_of_key
@@ -78,9 +72,15 @@ from pyrestate.server.partition.model import (
 )
 from pyrestate.server.partition.processor import CommandLoop, PartitionProcessor
 from pyrestate.server.partition.state_machine import WORKFLOW_ALREADY_INVOKED
-from pyrestate.server.storage.api import Storage
+from pyrestate.server.storage.api import SnapshotStorage, Storage
 from pyrestate.server.storage.factory import create_storage
 from pyrestate.server.storage.records import InvocationStatus, Status, Target, Timer
+from pyrestate.server.storage.schema_codec import (
+    deployment_from_json,
+    deployment_to_json,
+    service_from_json,
+    service_to_json,
+)
 from pyrestate.server.storage.sqlite import SqliteStorage
 from pyrestate.server.timers.service import Clock, TimerService, WallClock
 
@@ -264,6 +264,8 @@ class EngineCore(Registry):
                     token_fut.set_result(v)
             case SendToPartition(partition=p, seq=s, command=c):
                 self._submit(p, Deliver(s, c))
+            case _:
+                assert_never(action)
 
     def _load_timers(self, after_ms: int, until_ms: int, limit: int) -> list[Timer]:
         return self.storage.reader().timers_between(after_ms, until_ms, limit)
@@ -581,14 +583,16 @@ class EngineCore(Registry):
     def query_snapshot(self) -> QuerySnapshot:
         from pyrestate.server.query.source import SqliteSnapshot
 
-        if not isinstance(self.storage, SqliteStorage):  # PostgreSQL: a snapshot on its own connection
-            return self.storage.snapshot(now_ms=self.clock.now_ms())  # type: ignore[attr-defined, no-any-return]
-        return SqliteSnapshot(self.storage.path, now_ms=self.clock.now_ms())
+        if isinstance(self.storage, SqliteStorage):
+            return SqliteSnapshot(self.storage.path, now_ms=self.clock.now_ms())
+        if isinstance(self.storage, SnapshotStorage):  # PostgreSQL: a snapshot on its own connection
+            return self.storage.snapshot(now_ms=self.clock.now_ms())
+        raise NotImplementedError(f"{type(self.storage).__name__} offers no SQL snapshot")
 
 
 def engine_config_from(server: Any) -> EngineConfig:
     """Map the server's settings (`pyrestate.server.config.ServerConfig`) onto the engine's."""
-    from pyrestate.server.invoker.retry import RetryPolicy
+    from pyrestate.server.partition.retry import RetryPolicy
 
     return EngineConfig(
         data_dir=server.data_dir,

@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyrestate
 from pyrestate.protocol.ids import InvocationId, partition_key_for_key
 from pyrestate.server.core_api import DeploymentRecord, Failure, QuerySnapshot, ServiceSchema, Success
-from pyrestate.server.engine.schema_codec import deployment_from_json, service_from_json
 from pyrestate.server.query.journal import journal_rows
 from pyrestate.server.query.schema import table_schema
 from pyrestate.server.storage.records import InvocationStatus, JournalEntry, Promise, Status, status_from_json
+from pyrestate.server.storage.schema_codec import deployment_from_json, service_from_json
 
 Row = dict[str, Any]
 
