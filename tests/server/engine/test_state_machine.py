@@ -71,8 +71,8 @@ def _ctx(now: int = NOW, retry: RetryPolicy | None = None) -> ApplyContext:
     return ApplyContext(0, 1, now, _Schema(), Policies(retry=retry or RetryPolicy(max_attempts=2)))
 
 
-ADD = Target("Counter", "add", "k", "VirtualObject", "Exclusive")
-RUN = Target("Wf", "run", "w", "Workflow", "Workflow")
+ADD = Target("Counter", "add", "k", ServiceType.VIRTUAL_OBJECT, HandlerType.EXCLUSIVE)
+RUN = Target("Wf", "run", "w", ServiceType.WORKFLOW, HandlerType.WORKFLOW)
 A = str(InvocationId.for_idempotent_request("Counter", "add", "a", "k"))
 B = str(InvocationId.for_idempotent_request("Counter", "add", "b", "k"))
 W = str(InvocationId.for_workflow_run("Wf", "w"))

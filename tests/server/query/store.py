@@ -46,12 +46,12 @@ class Fixture:
     ids: dict[str, str] = field(default_factory=dict)
 
 
-def _vo(service: str, handler: str, key: str, hty: str = "Exclusive") -> Target:
-    return Target(service, handler, key, "VirtualObject", hty)
+def _vo(service: str, handler: str, key: str, hty: HandlerType = HandlerType.EXCLUSIVE) -> Target:
+    return Target(service, handler, key, ServiceType.VIRTUAL_OBJECT, hty)
 
 
 def _svc(service: str, handler: str) -> Target:
-    return Target(service, handler, None, "Service", None)
+    return Target(service, handler, None, ServiceType.SERVICE, None)
 
 
 def _entries(*msgs: tuple[MessageType, object]) -> list[JournalEntry]:

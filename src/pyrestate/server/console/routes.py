@@ -170,7 +170,7 @@ class Console:
         services = [
             {
                 "name": s.name,
-                "ty": s.ty.value,
+                "ty": s.ty.admin_name,
                 "handlers": sorted(s.handlers),
                 "deployment_id": s.deployment_id,
             }

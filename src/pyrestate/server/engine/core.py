@@ -310,8 +310,7 @@ class EngineCore(Registry):
         keyed = svc.ty is not ServiceType.SERVICE
         if keyed and t.key is None:
             raise BadRequest(f"service '{t.service}' needs a key")
-        hty = handler.ty.value if handler.ty is not None else None
-        return svc, Target(svc.name, handler.name, t.key if keyed else None, svc.ty.value, hty)
+        return svc, Target(svc.name, handler.name, t.key if keyed else None, svc.ty, handler.ty)
 
     def _request_for(self, invocation: IngressInvocation, delay_ms: int | None) -> InvocationRequest:
         _, target = self._target(invocation)
