@@ -20,7 +20,7 @@ from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.errors import ProtocolError
 from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message, encode_raw
 from pyrestate.protocol.ids import InvocationId
-from pyrestate.protocol.versions import invocation_content_type, negotiate
+from pyrestate.protocol.versions import DEFAULT_SERVER_MAX_VERSION, invocation_content_type, negotiate
 from pyrestate.server.core_api import DeploymentRecord, Failure, ServiceSchema, Success
 from pyrestate.server.invoker.identity import RequestSigner
 from pyrestate.server.invoker.transport import DeploymentClient, InvocationStream, TransportError
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 # V7 needs the future-tree suspension and run acks; until then new invocations use at most V6, as the
 # official server does without its experimental flag.
-SERVER_MAX_PROTOCOL = 6
+SERVER_MAX_PROTOCOL = DEFAULT_SERVER_MAX_VERSION
 
 
 class Registry:
