@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from pyrestate.server.admin.manifest import parse_manifest
+from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import DeploymentRegistration
-from pyrestate.server.engine.config import EngineConfig
 from pyrestate.server.engine.core import EngineCore
 from pyrestate.server.invoker.discovery_client import discover
 from pyrestate.server.partition.retry import RetryPolicy
@@ -73,14 +73,21 @@ def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkDeployment]:
         deployment.process.stop()
 
 
-def fast_config(data_dir: Path, **overrides: Any) -> EngineConfig:
+def fast_config(data_dir: Path, *, retry_policy: RetryPolicy | None = None, **overrides: Any) -> ServerConfig:
+    """Four partitions and quick retries; `retry_policy` sets the config's retry fields."""
+    policy = retry_policy or RetryPolicy(initial_interval_ms=50, max_interval_ms=200)
+    assert policy.max_attempts is not None
     base: dict[str, Any] = dict(
         data_dir=data_dir,
         partitions=4,
-        retry_policy=RetryPolicy(initial_interval_ms=50, max_interval_ms=200),
+        retry_initial_interval_ms=policy.initial_interval_ms,
+        retry_exponentiation_factor=policy.exponentiation_factor,
+        retry_max_interval_ms=policy.max_interval_ms,
+        retry_max_attempts=policy.max_attempts,
+        retry_on_max_attempts=policy.on_max_attempts.upper(),
     )
     base.update(overrides)
-    return EngineConfig(**base)
+    return ServerConfig(**base)
 
 
 @pytest.fixture

@@ -406,3 +406,10 @@ def test_manifest_defaults() -> None:
 def test_manifest_rejects(over: dict[str, object], fragment: str) -> None:
     with pytest.raises(ManifestInvalid, match=fragment):
         parse_manifest(_manifest(**over))
+
+
+def test_one_config_with_the_official_defaults() -> None:
+    defaults = cfg.ServerConfig()
+    assert defaults.partitions == 24  # the official server's default
+    policy = defaults.retry_policy
+    assert (policy.initial_interval_ms, policy.max_attempts, policy.on_max_attempts) == (500, 70, "pause")

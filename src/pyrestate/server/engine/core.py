@@ -18,6 +18,7 @@ from pyrestate.protocol.ids import (
     parse_awakeable_id,
     partition_key_for_key,
 )
+from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import (
     BadRequest,
     ById,
@@ -44,7 +45,6 @@ from pyrestate.server.core_api import (
     Success,
     Unavailable,
 )
-from pyrestate.server.engine.config import EngineConfig
 from pyrestate.server.invoker.identity import load_signer
 from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
 from pyrestate.server.partition.context import ApplyContext, Policies, partition_of, partition_of_key
@@ -107,7 +107,7 @@ def check_compatible(old: ServiceSchema, new: ServiceSchema) -> None:
 
 
 class EngineCore(Registry):
-    def __init__(self, config: EngineConfig, *, clock: Clock | None = None) -> None:
+    def __init__(self, config: ServerConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or WallClock()
         self.storage: Storage = create_storage(
@@ -589,35 +589,9 @@ class EngineCore(Registry):
         raise NotImplementedError(f"{type(self.storage).__name__} offers no SQL snapshot")
 
 
-def engine_config_from(server: Any) -> EngineConfig:
-    """Map the server's settings (`pyrestate.server.config.ServerConfig`) onto the engine's."""
-    from pyrestate.server.partition.retry import RetryPolicy
-
-    return EngineConfig(
-        data_dir=server.data_dir,
-        partitions=server.partitions,
-        retry_policy=RetryPolicy(
-            initial_interval_ms=server.retry_initial_interval_ms,
-            exponentiation_factor=server.retry_exponentiation_factor,
-            max_interval_ms=server.retry_max_interval_ms,
-            max_attempts=server.retry_max_attempts,
-            on_max_attempts=server.retry_on_max_attempts.lower(),
-        ),
-        inactivity_timeout_ms=server.inactivity_timeout_ms,
-        abort_timeout_ms=server.abort_timeout_ms,
-        idempotency_retention_ms=server.idempotency_retention_ms,
-        workflow_completion_retention_ms=server.workflow_completion_retention_ms,
-        journal_retention_ms=server.journal_retention_ms,
-        disable_eager_state=server.disable_eager_state,
-        request_identity_private_key_pem_file=server.request_identity_private_key_pem_file,
-        storage=server.storage,
-        node_id=server.node_id,
-    )
+def create_core(config: ServerConfig) -> EngineCore:
+    """The engine `pyrestate server` runs."""
+    return EngineCore(config)
 
 
-def create_core(server_config: Any) -> EngineCore:
-    """Factory `pyrestate server` loads: an engine for the given `ServerConfig`."""
-    return EngineCore(engine_config_from(server_config))
-
-
-__all__ = ["EngineCore", "create_core", "engine_config_from"]
+__all__ = ["EngineCore", "create_core"]

@@ -59,19 +59,21 @@ LAUNCHES_PER_TURN = 64
 
 @dataclass(frozen=True, slots=True)
 class InvokerConfig:
-    inactivity_timeout_ms: int = 60_000
-    abort_timeout_ms: int = 600_000
-    concurrency_per_deployment: int = 1000
+    """The invoker's parameters; their defaults are the server's (`server.config.ServerConfig`)."""
+
+    inactivity_timeout_ms: int
+    abort_timeout_ms: int
+    concurrency_per_deployment: int
     # While the ingress is busy (a request in the last `ingress_busy_s`), at most this many attempts of
     # invocations nobody waits on (sent ones) run at once; more queue up and start as these end. A flood of
     # /send then cannot take the core from accepting: the backlog runs when the load allows.
-    background_concurrency: int = 2
-    ingress_busy_s: float = 0.1
+    background_concurrency: int
+    ingress_busy_s: float
     # A background attempt that heard nothing from its deployment for this long stops counting against the
     # limit (it waits on something else: a slow step, a promise), so slow handlers cannot hold the queue up.
-    background_slot_s: float = 0.1
-    disable_eager_state: bool = False
-    signer: RequestSigner | None = None  # request identity; None: requests go unsigned
+    background_slot_s: float
+    disable_eager_state: bool
+    signer: RequestSigner | None  # request identity; None: requests go unsigned
 
 
 @dataclass
