@@ -127,14 +127,13 @@ def server(**values: Any) -> None:
     raw = {k: (("true" if v else None) if isinstance(v, bool) else v) for k, v in values.items()}
     try:
         cfg = server_config.from_values(raw)
-        factory = app.load_core_factory()
-    except (server_config.ConfigError, app.EngineUnavailable) as e:
+    except server_config.ConfigError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False)
         sys.exit(2)
     from pyrestate.server.core_api import Unavailable
 
     try:
-        app.main(cfg, core_factory=factory)
+        app.main(cfg)
     except Unavailable as e:  # e.g. a data dir that cannot be written
         err_console.print(f"[bold red]error:[/] {e}", highlight=False)
         sys.exit(1)

@@ -1,5 +1,9 @@
 """Server configuration: one dataclass, its defaults (Restate 1.7's), and the flag / env var table.
 
+`ServerConfig` is the one configuration object: the CLI and the environment fill it, the engine reads it,
+and the invoker gets its own parameters from it. `partitions` defaults to 24, the official server's
+default (and what `pyrestate server` and its benchmarks have always run with); tests that want fewer set it.
+
 Every option is a `--flag` of `pyrestate server` and a `PYRESTATE_<NAME>` environment variable (the flag
 wins). Durations accept Restate's friendly format ("500ms", "1m", "1d") and ISO 8601 ("PT1M").
 """
@@ -13,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyrestate.server.ingress.durations import format_friendly_ms, parse_duration_ms
+from pyrestate.server.durations import format_friendly_ms, parse_duration_ms
+from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.server.storage.factory import check_storage_spec
 
 ENV_PREFIX = "PYRESTATE_"
@@ -50,7 +55,27 @@ class ServerConfig:
     # Storage backend: "sqlite" (in data_dir) or a postgresql:// URL (partitions owned through leases).
     storage: str = "sqlite"
     node_id: str | None = None  # this node's name in partition leases (PostgreSQL); default: host name
+    # Engine tuning without a flag. Sent invocations yield to a busy ingress (see invoker.service).
+    concurrency_per_deployment: int = 1000
+    background_concurrency: int = 2
+    ingress_busy_s: float = 0.1
+    background_slot_s: float = 0.1
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.data_dir) / "pyrestate.sqlite3"
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The default retry policy of invocations (services and handlers may override it)."""
+        return RetryPolicy(
+            initial_interval_ms=self.retry_initial_interval_ms,
+            exponentiation_factor=self.retry_exponentiation_factor,
+            max_interval_ms=self.retry_max_interval_ms,
+            max_attempts=self.retry_max_attempts,
+            on_max_attempts=self.retry_on_max_attempts.lower(),
+        )
 
     @property
     def ingress_endpoint(self) -> str:

@@ -12,19 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# One vocabulary for SDK and server: the manifest's service and handler types, re-exported.
+from pyrestate.protocol.manifest import HandlerType as HandlerType
+from pyrestate.protocol.manifest import ServiceType as ServiceType
+
 # ---------------------------------------------------------------- vocabulary
-
-
-class ServiceType(enum.Enum):
-    SERVICE = "Service"
-    VIRTUAL_OBJECT = "VirtualObject"
-    WORKFLOW = "Workflow"
-
-
-class HandlerType(enum.Enum):
-    EXCLUSIVE = "Exclusive"
-    SHARED = "Shared"
-    WORKFLOW = "Workflow"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,6 @@ from pyrestate.server.core_api import (
     ServiceType,
     Success,
 )
-from pyrestate.server.invoker.retry import RetryPolicy
 from pyrestate.server.partition.context import DAY_MS, ApplyContext, Policies
 from pyrestate.server.partition.model import (
     AbortAttempt,
@@ -47,6 +46,7 @@ from pyrestate.server.partition.model import (
     command_from_json,
     command_to_json,
 )
+from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.server.partition.state_machine import apply
 from pyrestate.server.storage.memory import MemoryStorage
 from pyrestate.server.storage.records import Status, Target, Timer, TimerKind, Waiting
@@ -71,8 +71,8 @@ def _ctx(now: int = NOW, retry: RetryPolicy | None = None) -> ApplyContext:
     return ApplyContext(0, 1, now, _Schema(), Policies(retry=retry or RetryPolicy(max_attempts=2)))
 
 
-ADD = Target("Counter", "add", "k", "VirtualObject", "Exclusive")
-RUN = Target("Wf", "run", "w", "Workflow", "Workflow")
+ADD = Target("Counter", "add", "k", ServiceType.VIRTUAL_OBJECT, HandlerType.EXCLUSIVE)
+RUN = Target("Wf", "run", "w", ServiceType.WORKFLOW, HandlerType.WORKFLOW)
 A = str(InvocationId.for_idempotent_request("Counter", "add", "a", "k"))
 B = str(InvocationId.for_idempotent_request("Counter", "add", "b", "k"))
 W = str(InvocationId.for_workflow_run("Wf", "w"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyrestate.server.core_api import Failure, Success
+from pyrestate.server.core_api import Failure, HandlerType, ServiceType, Success
 from pyrestate.server.storage import sqlite as sqlite_backend
 from pyrestate.server.storage.api import Storage
 from pyrestate.server.storage.memory import MemoryStorage
@@ -50,7 +50,7 @@ def _status(iid: str = "inv_1a", **kw: object) -> InvocationStatus:
     base = InvocationStatus(
         invocation_id=iid,
         status=Status.INVOKED,
-        target=Target("Counter", "add", "k", "VirtualObject", "Exclusive"),
+        target=Target("Counter", "add", "k", ServiceType.VIRTUAL_OBJECT, HandlerType.EXCLUSIVE),
         created_at=1,
         modified_at=2,
         sinks=(ResponseSink("inv_1b", 3),),

@@ -14,9 +14,10 @@ from google.protobuf.message import Message as ProtoMessage
 from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.errors import ErrorCode, ProtocolError
 from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message
+from pyrestate.protocol.versions import MIN_SERVICE_PROTOCOL_VERSION, SDK_MAX_VERSION
 
-MIN_VERSION = 5
-MAX_VERSION = 6
+MIN_VERSION = MIN_SERVICE_PROTOCOL_VERSION
+MAX_VERSION = SDK_MAX_VERSION
 
 CANCEL_SIGNAL = 1
 FIRST_USER_SIGNAL = 17

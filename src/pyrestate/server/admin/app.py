@@ -19,16 +19,7 @@ import pyrestate
 from pyrestate.server import core_api
 from pyrestate.server.admin import openapi, schema_json
 from pyrestate.server.admin.manifest import ManifestInvalid, parse_manifest
-from pyrestate.server.config import ServerConfig
-from pyrestate.server.core_api import (
-    DeploymentRecord,
-    DeploymentRegistration,
-    InvocationCommand,
-    ServerCore,
-    ServicePatch,
-    ServiceType,
-)
-from pyrestate.server.ingress.asgi import (
+from pyrestate.server.asgi import (
     BodyTooLarge,
     ClientDisconnected,
     Headers,
@@ -43,8 +34,17 @@ from pyrestate.server.ingress.asgi import (
     request_headers,
     send_response,
 )
-from pyrestate.server.ingress.durations import DurationError, parse_duration_ms
-from pyrestate.server.ingress.ids import IdDecodeError, check_deployment_id, check_invocation_id
+from pyrestate.server.config import ServerConfig
+from pyrestate.server.core_api import (
+    DeploymentRecord,
+    DeploymentRegistration,
+    InvocationCommand,
+    ServerCore,
+    ServicePatch,
+    ServiceType,
+)
+from pyrestate.server.durations import DurationError, parse_duration_ms
+from pyrestate.server.resource_ids import IdDecodeError, check_deployment_id, check_invocation_id
 
 log = logging.getLogger("pyrestate.admin")
 
@@ -111,22 +111,6 @@ def _default_discover(config: ServerConfig) -> DiscoverFn:
     return partial(discover, signer=load_signer(config.request_identity_private_key_pem_file))
 
 
-def _load_manifest_validator() -> Callable[[dict[str, Any], int | None], None] | None:
-    """Strict schema check of the shared manifest model, when it is available."""
-    try:
-        from pyrestate.protocol.manifest import EndpointManifest, ManifestError
-    except ImportError:
-        return None
-
-    def validate(manifest: dict[str, Any], version: int | None) -> None:
-        try:
-            EndpointManifest.from_json(manifest, version=version)
-        except ManifestError as e:
-            raise ManifestInvalid(str(e)) from None
-
-    return validate
-
-
 class AdminApp:
     """ASGI-3 app. `discover` defaults to the invoker's discovery client (injectable for tests)."""
 
@@ -136,7 +120,6 @@ class AdminApp:
         self.core = core
         self.config = config or ServerConfig()
         self._discover = discover
-        self._validate_manifest = _load_manifest_validator()
         self._query_runner: Any = None  # created on the first /query
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -543,10 +526,8 @@ class AdminApp:
             ) from None
         manifest = response.manifest
         try:
-            if self._validate_manifest is not None:
-                version = getattr(response, "manifest_version", None)
-                self._validate_manifest(manifest, version if isinstance(version, int) else None)
-            parsed = parse_manifest(manifest, use_http_11=use_http_11)
+            version = getattr(response, "manifest_version", None)
+            parsed = parse_manifest(manifest, version=version if isinstance(version, int) else None)
         except ManifestInvalid as e:
             code = e.restate_code or "META0014"
             raise AdminError(400, f"[{code}] bad endpoint manifest from '{uri}': {e.message}", code) from None

@@ -10,8 +10,8 @@ from typing import Any
 
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import DeploymentRecord, HandlerSchema, ServiceSchema, ServiceType
-from pyrestate.server.ingress.durations import format_friendly_ms, rfc3339_nanos
-from pyrestate.server.ingress.validation import input_description, output_description
+from pyrestate.server.durations import format_friendly_ms, rfc3339_nanos
+from pyrestate.server.validation import input_description, output_description
 
 _ON_MAX = {"PAUSE": "Pause", "KILL": "Kill"}
 
@@ -23,7 +23,7 @@ def _on_max(value: str) -> str:
 def handler_json(h: HandlerSchema) -> dict[str, Any]:
     out: dict[str, Any] = {"name": h.name}
     if h.ty is not None:
-        out["ty"] = h.ty.value
+        out["ty"] = h.ty.admin_name
     if h.documentation is not None:
         out["documentation"] = h.documentation
     if h.metadata:
@@ -73,7 +73,7 @@ def service_json(
 
     out: dict[str, Any] = {
         "name": s.name,
-        "ty": s.ty.value,
+        "ty": s.ty.admin_name,
         "handlers": [handler_json(h) for h in s.handlers.values()],
     }
     if s.documentation is not None:

@@ -15,9 +15,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from pyrestate.server import core_api
+from pyrestate.server.asgi import BodyTooLarge, Headers, Receive, header, read_body
 from pyrestate.server.console import render
 from pyrestate.server.core_api import InvocationCommand, ServerCore
-from pyrestate.server.ingress.asgi import BodyTooLarge, Headers, Receive, header, read_body
 
 LIST_LIMIT = 100
 JOURNAL_LIMIT = 1000
@@ -170,7 +170,7 @@ class Console:
         services = [
             {
                 "name": s.name,
-                "ty": s.ty.value,
+                "ty": s.ty.admin_name,
                 "handlers": sorted(s.handlers),
                 "deployment_id": s.deployment_id,
             }

@@ -9,7 +9,7 @@ import itertools
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, assert_never
 
 from pyrestate.protocol.ids import (
     DeploymentId,
@@ -19,6 +19,7 @@ from pyrestate.protocol.ids import (
     partition_key_for_key,
 )
 from pyrestate.server import metrics
+from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import (
     BadRequest,
     ById,
@@ -44,13 +45,6 @@ from pyrestate.server.core_api import (
     SubmitStatus,
     Success,
     Unavailable,
-)
-from pyrestate.server.engine.config import EngineConfig
-from pyrestate.server.engine.schema_codec import (
-    deployment_from_json,
-    deployment_to_json,
-    service_from_json,
-    service_to_json,
 )
 from pyrestate.server.invoker.identity import load_signer
 from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
@@ -79,9 +73,15 @@ from pyrestate.server.partition.model import (
 )
 from pyrestate.server.partition.processor import CommandLoop, PartitionProcessor
 from pyrestate.server.partition.state_machine import WORKFLOW_ALREADY_INVOKED
-from pyrestate.server.storage.api import Storage
+from pyrestate.server.storage.api import SnapshotStorage, Storage
 from pyrestate.server.storage.factory import create_storage
 from pyrestate.server.storage.records import InvocationStatus, Status, Target, Timer
+from pyrestate.server.storage.schema_codec import (
+    deployment_from_json,
+    deployment_to_json,
+    service_from_json,
+    service_to_json,
+)
 from pyrestate.server.storage.sqlite import SqliteStorage
 from pyrestate.server.timers.service import Clock, TimerService, WallClock
 
@@ -108,7 +108,7 @@ def check_compatible(old: ServiceSchema, new: ServiceSchema) -> None:
 
 
 class EngineCore(Registry):
-    def __init__(self, config: EngineConfig, *, clock: Clock | None = None) -> None:
+    def __init__(self, config: ServerConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or WallClock()
         self.storage: Storage = create_storage(
@@ -269,6 +269,8 @@ class EngineCore(Registry):
                     token_fut.set_result(v)
             case SendToPartition(partition=p, seq=s, command=c):
                 self._submit(p, Deliver(s, c))
+            case _:
+                assert_never(action)
 
     def _load_timers(self, after_ms: int, until_ms: int, limit: int) -> list[Timer]:
         return self.storage.reader().timers_between(after_ms, until_ms, limit)
@@ -315,8 +317,7 @@ class EngineCore(Registry):
         keyed = svc.ty is not ServiceType.SERVICE
         if keyed and t.key is None:
             raise BadRequest(f"service '{t.service}' needs a key")
-        hty = handler.ty.value if handler.ty is not None else None
-        return svc, Target(svc.name, handler.name, t.key if keyed else None, svc.ty.value, hty)
+        return svc, Target(svc.name, handler.name, t.key if keyed else None, svc.ty, handler.ty)
 
     def _request_for(self, invocation: IngressInvocation, delay_ms: int | None) -> InvocationRequest:
         _, target = self._target(invocation)
@@ -588,40 +589,16 @@ class EngineCore(Registry):
     def query_snapshot(self) -> QuerySnapshot:
         from pyrestate.server.query.source import SqliteSnapshot
 
-        if not isinstance(self.storage, SqliteStorage):  # PostgreSQL: a snapshot on its own connection
-            return self.storage.snapshot(now_ms=self.clock.now_ms())  # type: ignore[attr-defined, no-any-return]
-        return SqliteSnapshot(self.storage.path, now_ms=self.clock.now_ms())
+        if isinstance(self.storage, SqliteStorage):
+            return SqliteSnapshot(self.storage.path, now_ms=self.clock.now_ms())
+        if isinstance(self.storage, SnapshotStorage):  # PostgreSQL: a snapshot on its own connection
+            return self.storage.snapshot(now_ms=self.clock.now_ms())
+        raise NotImplementedError(f"{type(self.storage).__name__} offers no SQL snapshot")
 
 
-def engine_config_from(server: Any) -> EngineConfig:
-    """Map the server's settings (`pyrestate.server.config.ServerConfig`) onto the engine's."""
-    from pyrestate.server.invoker.retry import RetryPolicy
-
-    return EngineConfig(
-        data_dir=server.data_dir,
-        partitions=server.partitions,
-        retry_policy=RetryPolicy(
-            initial_interval_ms=server.retry_initial_interval_ms,
-            exponentiation_factor=server.retry_exponentiation_factor,
-            max_interval_ms=server.retry_max_interval_ms,
-            max_attempts=server.retry_max_attempts,
-            on_max_attempts=server.retry_on_max_attempts.lower(),
-        ),
-        inactivity_timeout_ms=server.inactivity_timeout_ms,
-        abort_timeout_ms=server.abort_timeout_ms,
-        idempotency_retention_ms=server.idempotency_retention_ms,
-        workflow_completion_retention_ms=server.workflow_completion_retention_ms,
-        journal_retention_ms=server.journal_retention_ms,
-        disable_eager_state=server.disable_eager_state,
-        request_identity_private_key_pem_file=server.request_identity_private_key_pem_file,
-        storage=server.storage,
-        node_id=server.node_id,
-    )
+def create_core(config: ServerConfig) -> EngineCore:
+    """The engine `pyrestate server` runs."""
+    return EngineCore(config)
 
 
-def create_core(server_config: Any) -> EngineCore:
-    """Factory `pyrestate server` loads: an engine for the given `ServerConfig`."""
-    return EngineCore(engine_config_from(server_config))
-
-
-__all__ = ["EngineCore", "create_core", "engine_config_from"]
+__all__ = ["EngineCore", "create_core"]

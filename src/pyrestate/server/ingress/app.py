@@ -14,6 +14,21 @@ from typing import Any
 
 from pyrestate.protocol import ids as protocol_ids
 from pyrestate.server import core_api, metrics
+from pyrestate.server.asgi import (
+    BodyTooLarge,
+    ClientDisconnected,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    TrackedReceive,
+    header,
+    lifespan,
+    raw_path,
+    read_body,
+    request_headers,
+    send_response,
+)
 from pyrestate.server.core_api import (
     ById,
     ByIdempotencyKey,
@@ -30,25 +45,9 @@ from pyrestate.server.core_api import (
     ServiceType,
     Success,
 )
+from pyrestate.server.durations import rfc3339_millis, rfc3339_nanos
 from pyrestate.server.ingress import errors
-from pyrestate.server.ingress.asgi import (
-    BodyTooLarge,
-    ClientDisconnected,
-    Headers,
-    Receive,
-    Scope,
-    Send,
-    TrackedReceive,
-    header,
-    lifespan,
-    raw_path,
-    read_body,
-    request_headers,
-    send_response,
-)
-from pyrestate.server.ingress.durations import rfc3339_millis, rfc3339_nanos
 from pyrestate.server.ingress.errors import IngressError
-from pyrestate.server.ingress.ids import IdDecodeError, check_awakeable_id, check_invocation_id
 from pyrestate.server.ingress.paths import (
     AwakeableRoute,
     HealthRoute,
@@ -59,7 +58,8 @@ from pyrestate.server.ingress.paths import (
     delay_from_query,
     parse_path,
 )
-from pyrestate.server.ingress.validation import InputValidationError, output_content_type, validate_input
+from pyrestate.server.resource_ids import IdDecodeError, check_awakeable_id, check_invocation_id
+from pyrestate.server.validation import InputValidationError, output_content_type, validate_input
 
 log = logging.getLogger("pyrestate.ingress")
 

@@ -20,7 +20,7 @@ from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.errors import ProtocolError
 from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message, encode_raw
 from pyrestate.protocol.ids import InvocationId
-from pyrestate.protocol.versions import invocation_content_type, negotiate
+from pyrestate.protocol.versions import DEFAULT_SERVER_MAX_VERSION, invocation_content_type, negotiate
 from pyrestate.server import metrics
 from pyrestate.server.core_api import DeploymentRecord, Failure, ServiceSchema, Success
 from pyrestate.server.invoker.identity import RequestSigner
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 # V7 needs the future-tree suspension and run acks; until then new invocations use at most V6, as the
 # official server does without its experimental flag.
-SERVER_MAX_PROTOCOL = 6
+SERVER_MAX_PROTOCOL = DEFAULT_SERVER_MAX_VERSION
 
 
 class Registry:
@@ -60,19 +60,21 @@ LAUNCHES_PER_TURN = 64
 
 @dataclass(frozen=True, slots=True)
 class InvokerConfig:
-    inactivity_timeout_ms: int = 60_000
-    abort_timeout_ms: int = 600_000
-    concurrency_per_deployment: int = 1000
+    """The invoker's parameters; their defaults are the server's (`server.config.ServerConfig`)."""
+
+    inactivity_timeout_ms: int
+    abort_timeout_ms: int
+    concurrency_per_deployment: int
     # While the ingress is busy (a request in the last `ingress_busy_s`), at most this many attempts of
     # invocations nobody waits on (sent ones) run at once; more queue up and start as these end. A flood of
     # /send then cannot take the core from accepting: the backlog runs when the load allows.
-    background_concurrency: int = 2
-    ingress_busy_s: float = 0.1
+    background_concurrency: int
+    ingress_busy_s: float
     # A background attempt that heard nothing from its deployment for this long stops counting against the
     # limit (it waits on something else: a slow step, a promise), so slow handlers cannot hold the queue up.
-    background_slot_s: float = 0.1
-    disable_eager_state: bool = False
-    signer: RequestSigner | None = None  # request identity; None: requests go unsigned
+    background_slot_s: float
+    disable_eager_state: bool
+    signer: RequestSigner | None  # request identity; None: requests go unsigned
 
 
 @dataclass

@@ -255,7 +255,7 @@ class WorkflowAlreadyInvoked:
 
 
 def _target_to(t: Target) -> list[Any]:
-    return [t.service, t.handler, t.key, t.service_ty, t.handler_ty]
+    return t.to_json()
 
 
 def command_to_json(cmd: Command) -> bytes:
@@ -296,7 +296,7 @@ def command_from_json(raw: bytes) -> Command:
         return Invoke(
             InvocationRequest(
                 invocation_id=d["id"],
-                target=Target(*d["target"]),
+                target=Target.from_json(d["target"]),
                 body=bytes.fromhex(d["body"]),
                 headers=tuple((k, v) for k, v in d["headers"]),
                 idempotency_key=d["ik"],

@@ -111,12 +111,12 @@ class CommandLoop:
             ctx = contexts.get(partition)
             if ctx is None:
                 ctx = contexts[partition] = self._context(partition)
-            savepoint = txn.savepoint()  # type: ignore[attr-defined]
+            savepoint = txn.savepoint()
             try:
                 actions.extend(apply(txn, cmd, ctx))
             except Exception as e:
                 log.exception("partition %d: applying %s failed", partition, type(cmd).__name__)
-                txn.rollback_to(savepoint)  # type: ignore[attr-defined]
+                txn.rollback_to(savepoint)
                 token = _reply_token(cmd)
                 if token is not None:
                     self._fail_reply(token, e)

@@ -635,8 +635,7 @@ def _on_call(
     keyed = svc.ty is not ServiceType.SERVICE
     key = msg.key if keyed else None
     ikey = msg.idempotency_key if msg.HasField("idempotency_key") and msg.idempotency_key else None
-    hty = handler.ty.value if handler.ty is not None else None
-    target = Target(svc.name, handler.name, key, svc.ty.value, hty)
+    target = Target(svc.name, handler.name, key, svc.ty, handler.ty)
     callee = a.ctx.new_invocation_id(svc.name, handler.name, key, ikey, target.workflow_run)
     one_way = isinstance(msg, pb.OneWayCallCommandMessage)
     headers = tuple((h.key, h.value) for h in msg.headers)
@@ -666,7 +665,7 @@ def _on_promise(
     msg: pb.GetPromiseCommandMessage | pb.PeekPromiseCommandMessage | pb.CompletePromiseCommandMessage,
 ) -> None:
     key = st.target.key
-    if st.target.service_ty != ServiceType.WORKFLOW.value or key is None:
+    if st.target.service_ty is not ServiceType.WORKFLOW or key is None:
         a.fail_attempt(st, 571, "promises are only available in workflows", None)
         return
     svc = st.target.service

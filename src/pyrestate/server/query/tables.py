@@ -15,14 +15,13 @@ import pyarrow as pa
 import pyrestate
 from pyrestate.protocol.ids import InvocationId, partition_key_for_key
 from pyrestate.server.core_api import DeploymentRecord, Failure, QuerySnapshot, ServiceSchema, Success
-from pyrestate.server.engine.schema_codec import deployment_from_json, service_from_json
 from pyrestate.server.query.journal import journal_rows
 from pyrestate.server.query.schema import table_schema
 from pyrestate.server.storage.records import InvocationStatus, JournalEntry, Promise, Status, status_from_json
+from pyrestate.server.storage.schema_codec import deployment_from_json, service_from_json
 
 Row = dict[str, Any]
 
-_SERVICE_TY = {"Service": "service", "VirtualObject": "virtual_object", "Workflow": "workflow"}
 # Reported as `created_using_restate_version`: the version this server announces on `/version`.
 _SERVER_VERSION = getattr(pyrestate, "__version__", "0.0.0")
 
@@ -93,7 +92,7 @@ def _status_row(st: InvocationStatus, statuses: dict[str, InvocationStatus]) -> 
         "target_service_name": t.service,
         "target_service_key": t.key,
         "target_handler_name": t.handler,
-        "target_service_ty": _SERVICE_TY.get(t.service_ty, t.service_ty.lower()),
+        "target_service_ty": t.service_ty.value.lower(),  # virtual_object
         "idempotency_key": st.idempotency_key,
         "invoked_by": st.invoked_by,
         "created_at": st.created_at,
@@ -321,7 +320,7 @@ def _sys_service(data: _Loaded) -> list[Row]:
             "name": s.name,
             "revision": s.revision,
             "public": s.public,
-            "ty": _SERVICE_TY.get(s.ty.value, s.ty.value.lower()),
+            "ty": s.ty.value.lower(),
             "deployment_id": s.deployment_id,
         }
         for s in data.services()
