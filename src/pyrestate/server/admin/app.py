@@ -210,6 +210,8 @@ class AdminApp:
         match segments:
             case ["health"]:
                 return self._only(method, "GET") or Response(200)
+            case ["metrics"]:
+                return self._only(method, "GET") or await self._metrics()
             case ["version"]:
                 return self._only(method, "GET") or Response(200, self._version())
             case ["openapi"]:
@@ -312,6 +314,19 @@ class AdminApp:
         return None if method == allowed else _method_not_allowed(allowed)
 
     # ------------------------------------------------------------------ handlers
+
+    async def _metrics(self) -> Response:
+        from pyrestate.server import metrics
+
+        if metrics.gauges.invocations_stale():
+            sql = "SELECT target_service_name, status, count(*) AS n FROM sys_invocation GROUP BY 1, 2"
+            answer = await self._sql_query([("accept", "application/json")], {"query": sql})
+            if answer.status == 200 and isinstance(answer.body, bytes):
+                rows = json.loads(answer.body)["rows"]
+                metrics.gauges.set_invocations(
+                    (r["target_service_name"], r["status"], int(r["n"])) for r in rows
+                )
+        return Response(200, metrics.exposition(), [("content-type", metrics.CONTENT_TYPE)])
 
     async def _sql_query(self, headers: Headers, body: Any) -> Response:
         from pyrestate.server.query import QueryRunner, answer_query

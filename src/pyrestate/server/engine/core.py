@@ -18,6 +18,7 @@ from pyrestate.protocol.ids import (
     parse_awakeable_id,
     partition_key_for_key,
 )
+from pyrestate.server import metrics
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import (
     BadRequest,
@@ -171,6 +172,9 @@ class EngineCore(Registry):
             p.start()
         self.timers.start()
         self._started = True
+        metrics.gauges.partitions_owned = lambda: len(self._partitions)
+        metrics.gauges.timers_in_memory = lambda: len(self.timers)
+        metrics.gauges.attempts_running = lambda: self.invoker.running
 
     def _recover_from_storage(self) -> None:
         """Rebuild the in-memory view from committed data: undelivered outbox messages first (they were
@@ -201,6 +205,7 @@ class EngineCore(Registry):
         if not self._started:
             return
         self._started = False
+        metrics.gauges.detach()
         await self.timers.stop()
         await self.invoker.close()
         for p in self._partitions:
@@ -271,6 +276,8 @@ class EngineCore(Registry):
         return self.storage.reader().timers_between(after_ms, until_ms, limit)
 
     def _fire_timer(self, timer: Any) -> None:
+        metrics.timers_fired.inc()
+        metrics.timer_lateness.observe(max(0, self.clock.now_ms() - timer.fire_at) / 1000)
         self._submit(timer.partition % self.config.partitions, TimerFired(timer))
 
     def _add_waiter(self, invocation_id: str) -> asyncio.Future[Outcome]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from pyrestate.protocol import ids as protocol_ids
-from pyrestate.server import core_api
+from pyrestate.server import core_api, metrics
 from pyrestate.server.asgi import (
     BodyTooLarge,
     ClientDisconnected,
@@ -86,6 +87,7 @@ class IngressApp:
             return
         if scope["type"] != "http":
             return
+        started = time.perf_counter()
         headers = request_headers(scope)
         origin = header(headers, "origin")
         method = str(scope["method"]).upper()
@@ -98,6 +100,7 @@ class IngressApp:
         except IngressError as e:
             status, out_headers, body = _ingress_error(e)
         except ClientDisconnected:
+            metrics.observe_ingress(metrics.ingress_kind(raw_path(scope)), 499, started)
             return
         except Exception as e:  # a bug here must not take the listener down; the client gets a 500
             log.exception("ingress request failed")
@@ -113,6 +116,7 @@ class IngressApp:
         if origin is not None:
             out_headers.append(("access-control-allow-origin", origin))
         await send_response(send, status, out_headers, body)
+        metrics.observe_ingress(metrics.ingress_kind(raw_path(scope)), status, started)
 
     async def _preflight(self, send: Send, headers: Headers, origin: str | None) -> None:
         out: Headers = [("access-control-allow-credentials", "true"), ("vary", VARY)]

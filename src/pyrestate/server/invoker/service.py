@@ -21,6 +21,7 @@ from pyrestate.protocol.errors import ProtocolError
 from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message, encode_raw
 from pyrestate.protocol.ids import InvocationId
 from pyrestate.protocol.versions import DEFAULT_SERVER_MAX_VERSION, invocation_content_type, negotiate
+from pyrestate.server import metrics
 from pyrestate.server.core_api import DeploymentRecord, Failure, ServiceSchema, Success
 from pyrestate.server.invoker.identity import RequestSigner
 from pyrestate.server.invoker.transport import DeploymentClient, InvocationStream, TransportError
@@ -87,6 +88,7 @@ class _Attempt:
     heard_at: float = 0.0  # loop time the deployment last sent something (or the stream opened)
     opened: bool = False  # its stream is open: waiting for a free stream before that is not being quiet
     pin: PinDeployment | None = None  # reported with the attempt's first other effect
+    service: str = ""  # the target service, for the metrics
 
 
 class _AttemptFailure(Exception):
@@ -312,8 +314,11 @@ class Invoker:
         state: list[tuple[bytes, bytes]] | None = None
         if st.target.key is not None:
             state = reader.get_all_state(st.target.service, st.target.key)
-        att = _Attempt(invocation_id, epoch, len(journal))
+        att = _Attempt(invocation_id, epoch, len(journal), service=st.target.service)
         self._attempts[invocation_id] = att
+        metrics.attempts.labels(att.service).inc()
+        if st.retry_count:
+            metrics.retries.labels(att.service).inc()
         loop = asyncio.get_running_loop()
         att.task = loop.create_task(
             self._run(att, st, [(e.ty, e.raw) for e in journal], state), name=f"attempt-{invocation_id}"
@@ -327,6 +332,8 @@ class Invoker:
             att.task.add_done_callback(lambda _: self._release(att))
 
     def _emit(self, att: _Attempt, effect: Effect) -> None:
+        if isinstance(effect, AttemptFailed):
+            metrics.attempt_failures.labels(att.service, str(effect.code)).inc()
         if att.pin is not None:
             # Applied in the same batch as what the deployment answered first: one commit less per
             # invocation. Until then nothing depends on it (a lost pin is chosen again by the next attempt).
