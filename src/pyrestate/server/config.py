@@ -50,6 +50,9 @@ class ServerConfig:
     # Storage backend: "sqlite" (in data_dir) or a postgresql:// URL (partitions owned through leases).
     storage: str = "sqlite"
     node_id: str | None = None  # this node's name in partition leases (PostgreSQL); default: host name
+    # All `/query` and console SQL together (Restate's admin.query-engine.memory-size), split between the
+    # queries that may run at once.
+    query_memory_bytes: int = 1024**3
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -216,6 +219,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("storage", "--storage", _storage, "sqlite, or a postgresql://… URL to run several nodes."),
     Option("node_id", "--node-id", str, "Name of this node in partition leases (default: host name)."),
+    Option(
+        "query_memory_bytes",
+        "--query-memory-size",
+        _size,
+        "Memory of all SQL queries together (/query, console); a query past its share gets 503.",
+    ),
 )
 
 

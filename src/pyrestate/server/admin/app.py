@@ -331,10 +331,12 @@ class AdminApp:
     # ------------------------------------------------------------------ handlers
 
     async def _sql_query(self, headers: Headers, body: Any) -> Response:
-        from pyrestate.server.query import QueryRunner, answer_query
+        from pyrestate.server.query import QueryLimits, QueryRunner, answer_query
 
         if self._query_runner is None:
-            self._query_runner = QueryRunner()
+            concurrency = QueryLimits().concurrency
+            per_query = max(self.config.query_memory_bytes // concurrency, 16 * 1024 * 1024)
+            self._query_runner = QueryRunner(QueryLimits(memory_bytes=per_query, concurrency=concurrency))
         make_snapshot = getattr(self.core, "query_snapshot", None)
         snapshot = make_snapshot() if make_snapshot is not None and isinstance(body, dict) else None
         answer = await answer_query(snapshot, self._query_runner, body, header(headers, "accept"))
