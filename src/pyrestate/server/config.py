@@ -44,6 +44,8 @@ class ServerConfig:
     max_request_body_bytes: int = 32 * 1024 * 1024
     # Address advertised by the admin `/version` endpoint; derived from `ingress_bind` when unset.
     ingress_url: str | None = None
+    # Address the console is opened at (its pages' Origin) when not http://<admin_bind>, e.g. behind a proxy.
+    admin_url: str | None = None
     log_level: str = "info"
     # Ed25519 private key (PKCS#8 PEM) signing every request to deployments (Restate's request identity).
     request_identity_private_key_pem_file: Path | None = None
@@ -210,6 +212,12 @@ OPTIONS: tuple[Option, ...] = (
         "max_request_body_bytes", "--max-request-body", _size, "Largest accepted ingress body (413 above)."
     ),
     Option("ingress_url", "--ingress-url", str, "Ingress URL advertised by the admin /version endpoint."),
+    Option(
+        "admin_url",
+        "--admin-url",
+        str,
+        "URL the console is opened at, when not http://<admin-bind> (its forms check the Origin against it).",
+    ),
     Option("log_level", "--log-level", str, "debug, info, warning or error."),
     Option(
         "request_identity_private_key_pem_file",

@@ -317,9 +317,12 @@ class AdminApp:
                     return denied
                 return await self._sql_query(headers, await body_json())
             case ["ui", *rest]:  # the HTML operator console (pyrestate.server.console)
-                from pyrestate.server.console import serve_console
+                from pyrestate.server.console import console_origins, serve_console
 
-                reply = await serve_console(self.core, self._sql_query, method, rest, query, receive, headers)
+                origins = console_origins(self.config.admin_bind, self.config.admin_url)
+                reply = await serve_console(
+                    self.core, self._sql_query, origins, method, rest, query, receive, headers
+                )
                 return Response(reply.status, reply.body, reply.headers)
             case _:
                 return Response(404)
