@@ -42,6 +42,9 @@ class ServerConfig:
     workflow_completion_retention_ms: int = 86_400_000
     disable_eager_state: bool = False
     max_request_body_bytes: int = 32 * 1024 * 1024
+    # Origins whose pages may read ingress answers (CORS, with credentials); "*" reflects any origin, as
+    # Restate does. None by default.
+    ingress_cors_origins: tuple[str, ...] = ()
     # Address advertised by the admin `/version` endpoint; derived from `ingress_bind` when unset.
     ingress_url: str | None = None
     # Address the console is opened at (its pages' Origin) when not http://<admin_bind>, e.g. behind a proxy.
@@ -135,6 +138,18 @@ def _identity_key_file(value: str) -> Path:
     return Path(value)
 
 
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    items = _list(value)
+    for item in items:
+        if item != "*" and "://" not in item:
+            raise ConfigError(f"expected '*' or origins like https://app.example.com, got {item!r}")
+    return items
+
+
 def _bind(value: str) -> str:
     parse_bind(value)
     return value
@@ -176,6 +191,8 @@ class Option:
             return format_friendly_ms(value)
         if self.parse is _on_max_attempts:
             return str(value).lower()
+        if isinstance(value, tuple):
+            return ",".join(value)
         return str(value)
 
 
@@ -210,6 +227,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "max_request_body_bytes", "--max-request-body", _size, "Largest accepted ingress body (413 above)."
+    ),
+    Option(
+        "ingress_cors_origins",
+        "--ingress-cors-origins",
+        _origins,
+        "Comma-separated origins whose pages may call the ingress (CORS); '*' for any, as Restate does.",
     ),
     Option("ingress_url", "--ingress-url", str, "Ingress URL advertised by the admin /version endpoint."),
     Option(
