@@ -58,6 +58,10 @@ class ServerConfig:
     # All `/query` and console SQL together (Restate's admin.query-engine.memory-size), split between the
     # queries that may run at once.
     query_memory_bytes: int = 1024**3
+    # Deployment addresses (pyrestate.server.deployments): an allow list overriding the deny list; the deny
+    # list None means its default (link-local and cloud metadata addresses).
+    deployment_allow: tuple[str, ...] = ()
+    deployment_deny: tuple[str, ...] | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -150,6 +154,15 @@ def _origins(value: str) -> tuple[str, ...]:
     return items
 
 
+def _patterns(value: str) -> tuple[str, ...]:
+    from pyrestate.server.deployments import check_pattern
+
+    try:
+        return tuple(check_pattern(item) for item in _list(value))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def _bind(value: str) -> str:
     parse_bind(value)
     return value
@@ -191,6 +204,10 @@ class Option:
             return format_friendly_ms(value)
         if self.parse is _on_max_attempts:
             return str(value).lower()
+        if self.field == "deployment_deny" and value is None:
+            from pyrestate.server.deployments import DEFAULT_DENY
+
+            return ",".join(DEFAULT_DENY)
         if isinstance(value, tuple):
             return ",".join(value)
         return str(value)
@@ -255,6 +272,19 @@ OPTIONS: tuple[Option, ...] = (
         "--query-memory-size",
         _size,
         "Memory of all SQL queries together (/query, console); a query past its share gets 503.",
+    ),
+    Option(
+        "deployment_allow",
+        "--deployment-allow",
+        _patterns,
+        "Comma-separated CIDRs / host names (*.domain) deployments may be at; when set, only these.",
+    ),
+    Option(
+        "deployment_deny",
+        "--deployment-deny",
+        _patterns,
+        "Comma-separated CIDRs / host names deployments may not be at (replaces the default: "
+        "link-local and cloud metadata addresses; '' denies nothing).",
     ),
 )
 

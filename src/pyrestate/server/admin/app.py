@@ -28,6 +28,7 @@ from pyrestate.server.core_api import (
     ServicePatch,
     ServiceType,
 )
+from pyrestate.server.deployments import DeniedAddress, address_policy, redact_uri
 from pyrestate.server.ingress.asgi import (
     BodyTooLarge,
     ClientDisconnected,
@@ -503,11 +504,16 @@ class AdminApp:
             raise PlainError(
                 422, "Failed to deserialize the JSON body into the target type: missing field `uri`"
             )
+        shown = redact_uri(uri)
         if not (uri.startswith("http://") or uri.startswith("https://")) or len(uri.split("://", 1)[1]) == 0:
             raise AdminError(
                 400,
-                f"The request field 'uri' is invalid. Reason: must be an absolute http(s) URI, got '{uri}'",
+                f"The request field 'uri' is invalid. Reason: must be an absolute http(s) URI, got '{shown}'",
             )
+        try:
+            await address_policy(self.config.deployment_allow, self.config.deployment_deny).check(uri)
+        except DeniedAddress as e:
+            raise AdminError(400, f"The request field 'uri' is invalid. Reason: {e.message}") from None
         headers = body.get("additional_headers") or {}
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise PlainError(
@@ -529,7 +535,7 @@ class AdminApp:
         except Exception as e:
             message = getattr(e, "message", None) or str(e) or type(e).__name__
             raise AdminError(
-                500, f"[META0003] [META0003] error when calling '{uri}': {message}", "META0003"
+                500, f"[META0003] [META0003] error when calling '{shown}': {message}", "META0003"
             ) from None
         manifest = response.manifest
         try:
@@ -539,7 +545,8 @@ class AdminApp:
             parsed = parse_manifest(manifest, use_http_11=use_http_11)
         except ManifestInvalid as e:
             code = e.restate_code or "META0014"
-            raise AdminError(400, f"[{code}] bad endpoint manifest from '{uri}': {e.message}", code) from None
+            message = f"[{code}] bad endpoint manifest from '{shown}': {e.message}"
+            raise AdminError(400, message, code) from None
         sdk_version = _header_value(response.headers, "x-restate-server")
         registration = DeploymentRegistration(
             uri=uri,

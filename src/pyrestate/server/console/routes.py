@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from pyrestate.server import core_api
 from pyrestate.server.console import render
 from pyrestate.server.core_api import InvocationCommand, ServerCore
+from pyrestate.server.deployments import redact_uri
 from pyrestate.server.ingress.asgi import BodyTooLarge, Headers, Receive, header, read_body
 
 LIST_LIMIT = 100
@@ -205,7 +206,7 @@ class Console:
         deployments = [
             {
                 "id": d.id,
-                "endpoint": d.uri,
+                "endpoint": redact_uri(d.uri),
                 "created_at": _ms_text(d.created_at_ms),
                 "services": [s.name for s in d.services],
             }

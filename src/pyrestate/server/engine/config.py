@@ -27,6 +27,8 @@ class EngineConfig:
     background_slot_s: float = 0.1
     disable_eager_state: bool = False
     request_identity_private_key_pem_file: Path | None = None  # sign requests to deployments
+    deployment_allow: tuple[str, ...] = ()  # see pyrestate.server.deployments
+    deployment_deny: tuple[str, ...] | None = None  # None: its default list
     storage: str = "sqlite"  # or a postgresql:// URL (see storage.factory)
     node_id: str | None = None
 

@@ -44,6 +44,7 @@ from pyrestate.server.core_api import (
     Success,
     Unavailable,
 )
+from pyrestate.server.deployments import address_policy
 from pyrestate.server.engine.config import EngineConfig
 from pyrestate.server.engine.schema_codec import (
     deployment_from_json,
@@ -142,6 +143,7 @@ class EngineCore(Registry):
                 background_slot_s=config.background_slot_s,
                 disable_eager_state=config.disable_eager_state,
                 signer=load_signer(config.request_identity_private_key_pem_file),
+                address_policy=address_policy(config.deployment_allow, config.deployment_deny),
             ),
         )
         self.timers = TimerService(self.clock, self._fire_timer, self._load_timers)
@@ -607,6 +609,8 @@ def engine_config_from(server: Any) -> EngineConfig:
         journal_retention_ms=server.journal_retention_ms,
         disable_eager_state=server.disable_eager_state,
         request_identity_private_key_pem_file=server.request_identity_private_key_pem_file,
+        deployment_allow=server.deployment_allow,
+        deployment_deny=server.deployment_deny,
         storage=server.storage,
         node_id=server.node_id,
     )
