@@ -39,6 +39,7 @@ from pyrestate.cli.render import (
     timeline,
 )
 from pyrestate.server import config as server_config
+from pyrestate.server.deployments import redact_uri
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -261,14 +262,15 @@ def deployments_register(
         "force": force,
         "dry_run": dry_run,
     }
-    with AdminClient(admin_url, timeout=60.0) as client, _progress(f"Discovering {uri}…", as_json):
+    progress = _progress(f"Discovering {redact_uri(uri)}…", as_json)
+    with AdminClient(admin_url, timeout=60.0) as client, progress:
         status, result = client.request("POST", "/v4/deployments", body)
     if as_json:
         print_json(result)
         return
     existed = status == 200
     verb = "validated (dry run)" if dry_run else ("already registered" if existed else "registered")
-    console.print(f"Deployment [bold]{result['id']}[/] {verb}: {uri}", highlight=False)
+    console.print(f"Deployment [bold]{result['id']}[/] {verb}: {redact_uri(uri)}", highlight=False)
     console.print(
         table(
             ["SERVICE", "TYPE", "REVISION", "HANDLERS"],

@@ -79,7 +79,9 @@ async def run_server(
     await core.start()
     _tune_gc()
     log.info("engine started (data dir %s, %d partitions)", config.data_dir.resolve(), config.partitions)
-    ingress = IngressApp(core, max_body_bytes=config.max_request_body_bytes)
+    ingress = IngressApp(
+        core, max_body_bytes=config.max_request_body_bytes, cors_origins=config.ingress_cors_origins
+    )
     admin = AdminApp(core, config)
     try:
         if os.environ.get("PYRESTATE_INGRESS_HTTP", "fast") == "hypercorn":

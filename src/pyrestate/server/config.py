@@ -47,8 +47,13 @@ class ServerConfig:
     workflow_completion_retention_ms: int = 86_400_000
     disable_eager_state: bool = False
     max_request_body_bytes: int = 32 * 1024 * 1024
+    # Origins whose pages may read ingress answers (CORS, with credentials); "*" reflects any origin, as
+    # Restate does. None by default.
+    ingress_cors_origins: tuple[str, ...] = ()
     # Address advertised by the admin `/version` endpoint; derived from `ingress_bind` when unset.
     ingress_url: str | None = None
+    # Address the console is opened at (its pages' Origin) when not http://<admin_bind>, e.g. behind a proxy.
+    admin_url: str | None = None
     log_level: str = "info"
     # Ed25519 private key (PKCS#8 PEM) signing every request to deployments (Restate's request identity).
     request_identity_private_key_pem_file: Path | None = None
@@ -60,6 +65,13 @@ class ServerConfig:
     background_concurrency: int = 2
     ingress_busy_s: float = 0.1
     background_slot_s: float = 0.1
+    # All `/query` and console SQL together (Restate's admin.query-engine.memory-size), split between the
+    # queries that may run at once.
+    query_memory_bytes: int = 1024**3
+    # Deployment addresses (pyrestate.server.deployments): an allow list overriding the deny list; the deny
+    # list None means its default (link-local and cloud metadata addresses).
+    deployment_allow: tuple[str, ...] = ()
+    deployment_deny: tuple[str, ...] | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -155,6 +167,27 @@ def _identity_key_file(value: str) -> Path:
     return Path(value)
 
 
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    items = _list(value)
+    for item in items:
+        if item != "*" and "://" not in item:
+            raise ConfigError(f"expected '*' or origins like https://app.example.com, got {item!r}")
+    return items
+
+
+def _patterns(value: str) -> tuple[str, ...]:
+    from pyrestate.server.deployments import check_pattern
+
+    try:
+        return tuple(check_pattern(item) for item in _list(value))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def _bind(value: str) -> str:
     parse_bind(value)
     return value
@@ -196,6 +229,12 @@ class Option:
             return format_friendly_ms(value)
         if self.parse is _on_max_attempts:
             return str(value).lower()
+        if self.field == "deployment_deny" and value is None:
+            from pyrestate.server.deployments import DEFAULT_DENY
+
+            return ",".join(DEFAULT_DENY)
+        if isinstance(value, tuple):
+            return ",".join(value)
         return str(value)
 
 
@@ -231,7 +270,19 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_request_body_bytes", "--max-request-body", _size, "Largest accepted ingress body (413 above)."
     ),
+    Option(
+        "ingress_cors_origins",
+        "--ingress-cors-origins",
+        _origins,
+        "Comma-separated origins whose pages may call the ingress (CORS); '*' for any, as Restate does.",
+    ),
     Option("ingress_url", "--ingress-url", str, "Ingress URL advertised by the admin /version endpoint."),
+    Option(
+        "admin_url",
+        "--admin-url",
+        str,
+        "URL the console is opened at, when not http://<admin-bind> (its forms check the Origin against it).",
+    ),
     Option("log_level", "--log-level", str, "debug, info, warning or error."),
     Option(
         "request_identity_private_key_pem_file",
@@ -241,6 +292,25 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("storage", "--storage", _storage, "sqlite, or a postgresql://… URL to run several nodes."),
     Option("node_id", "--node-id", str, "Name of this node in partition leases (default: host name)."),
+    Option(
+        "query_memory_bytes",
+        "--query-memory-size",
+        _size,
+        "Memory of all SQL queries together (/query, console); a query past its share gets 503.",
+    ),
+    Option(
+        "deployment_allow",
+        "--deployment-allow",
+        _patterns,
+        "Comma-separated CIDRs / host names (*.domain) deployments may be at; when set, only these.",
+    ),
+    Option(
+        "deployment_deny",
+        "--deployment-deny",
+        _patterns,
+        "Comma-separated CIDRs / host names deployments may not be at (replaces the default: "
+        "link-local and cloud metadata addresses; '' denies nothing).",
+    ),
 )
 
 

@@ -411,3 +411,37 @@ def test_http2_prior_knowledge(core: FakeCore) -> None:
         r = c.post("/taskWorker/runTask", headers=JSON_CT, content=b"7")
         assert r.http_version == "HTTP/2"
         assert r.status_code == 200 and r.content == b"7"
+
+
+def test_cors_by_default_lets_no_foreign_page_read_answers(core: FakeCore) -> None:
+    from http_support import served
+
+    from pyrestate.server.ingress import IngressApp
+
+    evil = {"origin": "https://evil.example"}
+    with served(IngressApp(core)) as url, httpx.Client(base_url=url) as c:
+        r = c.post("/taskWorker/runTask", headers={**JSON_CT, **evil}, content=b"7")
+        assert r.status_code == 200 and r.content == b"7"
+        assert not [k for k in r.headers if k.startswith("access-control-")]
+        pre = c.options("/taskWorker/runTask", headers={**evil, "access-control-request-method": "POST"})
+        assert pre.status_code == 403
+        assert not [k for k in pre.headers if k.startswith("access-control-")]
+
+
+def test_cors_listed_origins_only(core: FakeCore) -> None:
+    from http_support import served
+
+    from pyrestate.server.ingress import IngressApp
+
+    app = IngressApp(core, cors_origins=("https://app.example",))
+    with served(app) as url, httpx.Client(base_url=url) as c:
+        ok = c.get("/restate/health", headers={"origin": "https://app.example"})
+        assert ok.headers["access-control-allow-origin"] == "https://app.example"
+        assert ok.headers["access-control-allow-credentials"] == "true"
+        other = c.get("/restate/health", headers={"origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+        pre = c.options(
+            "/taskWorker/runTask",
+            headers={"origin": "https://app.example", "access-control-request-method": "POST"},
+        )
+        assert pre.status_code == 200 and pre.headers["access-control-allow-methods"] == "POST"

@@ -43,6 +43,7 @@ from pyrestate.server.core_api import (
     ServicePatch,
     ServiceType,
 )
+from pyrestate.server.deployments import DeniedAddress, address_policy, redact_uri
 from pyrestate.server.durations import DurationError, parse_duration_ms
 from pyrestate.server.resource_ids import IdDecodeError, check_deployment_id, check_invocation_id
 
@@ -302,9 +303,12 @@ class AdminApp:
                     return denied
                 return await self._sql_query(headers, await body_json())
             case ["ui", *rest]:  # the HTML operator console (pyrestate.server.console)
-                from pyrestate.server.console import serve_console
+                from pyrestate.server.console import console_origins, serve_console
 
-                reply = await serve_console(self.core, self._sql_query, method, rest, query, receive, headers)
+                origins = console_origins(self.config.admin_bind, self.config.admin_url)
+                reply = await serve_console(
+                    self.core, self._sql_query, origins, method, rest, query, receive, headers
+                )
                 return Response(reply.status, reply.body, reply.headers)
             case _:
                 return Response(404)
@@ -329,10 +333,12 @@ class AdminApp:
         return Response(200, metrics.exposition(), [("content-type", metrics.CONTENT_TYPE)])
 
     async def _sql_query(self, headers: Headers, body: Any) -> Response:
-        from pyrestate.server.query import QueryRunner, answer_query
+        from pyrestate.server.query import QueryLimits, QueryRunner, answer_query
 
         if self._query_runner is None:
-            self._query_runner = QueryRunner()
+            concurrency = QueryLimits().concurrency
+            per_query = max(self.config.query_memory_bytes // concurrency, 16 * 1024 * 1024)
+            self._query_runner = QueryRunner(QueryLimits(memory_bytes=per_query, concurrency=concurrency))
         make_snapshot = getattr(self.core, "query_snapshot", None)
         snapshot = make_snapshot() if make_snapshot is not None and isinstance(body, dict) else None
         answer = await answer_query(snapshot, self._query_runner, body, header(headers, "accept"))
@@ -496,11 +502,16 @@ class AdminApp:
             raise PlainError(
                 422, "Failed to deserialize the JSON body into the target type: missing field `uri`"
             )
+        shown = redact_uri(uri)
         if not (uri.startswith("http://") or uri.startswith("https://")) or len(uri.split("://", 1)[1]) == 0:
             raise AdminError(
                 400,
-                f"The request field 'uri' is invalid. Reason: must be an absolute http(s) URI, got '{uri}'",
+                f"The request field 'uri' is invalid. Reason: must be an absolute http(s) URI, got '{shown}'",
             )
+        try:
+            await address_policy(self.config.deployment_allow, self.config.deployment_deny).check(uri)
+        except DeniedAddress as e:
+            raise AdminError(400, f"The request field 'uri' is invalid. Reason: {e.message}") from None
         headers = body.get("additional_headers") or {}
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise PlainError(
@@ -522,7 +533,7 @@ class AdminApp:
         except Exception as e:
             message = getattr(e, "message", None) or str(e) or type(e).__name__
             raise AdminError(
-                500, f"[META0003] [META0003] error when calling '{uri}': {message}", "META0003"
+                500, f"[META0003] [META0003] error when calling '{shown}': {message}", "META0003"
             ) from None
         manifest = response.manifest
         try:
@@ -530,7 +541,8 @@ class AdminApp:
             parsed = parse_manifest(manifest, version=version if isinstance(version, int) else None)
         except ManifestInvalid as e:
             code = e.restate_code or "META0014"
-            raise AdminError(400, f"[{code}] bad endpoint manifest from '{uri}': {e.message}", code) from None
+            message = f"[{code}] bad endpoint manifest from '{shown}': {e.message}"
+            raise AdminError(400, message, code) from None
         sdk_version = _header_value(response.headers, "x-restate-server")
         registration = DeploymentRegistration(
             uri=uri,

@@ -10,6 +10,7 @@ from typing import Any
 
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import DeploymentRecord, HandlerSchema, ServiceSchema, ServiceType
+from pyrestate.server.deployments import redact_headers, redact_uri
 from pyrestate.server.durations import format_friendly_ms, rfc3339_nanos
 from pyrestate.server.validation import input_description, output_description
 
@@ -113,12 +114,12 @@ def service_json(
 def _deployment_head(d: DeploymentRecord) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": d.id,
-        "uri": d.uri,
+        "uri": redact_uri(d.uri),
         "protocol_type": "RequestResponse" if d.protocol_mode == "REQUEST_RESPONSE" else "BidiStream",
         "http_version": "HTTP/1.1" if d.use_http_11 else "HTTP/2.0",
     }
     if d.additional_headers:
-        out["additional_headers"] = dict(d.additional_headers)
+        out["additional_headers"] = redact_headers(d.additional_headers)
     out["created_at"] = rfc3339_nanos(d.created_at_ms)
     out["min_protocol_version"] = d.min_protocol_version
     out["max_protocol_version"] = d.max_protocol_version

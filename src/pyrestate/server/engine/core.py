@@ -46,6 +46,7 @@ from pyrestate.server.core_api import (
     Success,
     Unavailable,
 )
+from pyrestate.server.deployments import address_policy
 from pyrestate.server.invoker.identity import load_signer
 from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
 from pyrestate.server.partition.context import ApplyContext, Policies, partition_of, partition_of_key
@@ -143,6 +144,7 @@ class EngineCore(Registry):
                 background_slot_s=config.background_slot_s,
                 disable_eager_state=config.disable_eager_state,
                 signer=load_signer(config.request_identity_private_key_pem_file),
+                address_policy=address_policy(config.deployment_allow, config.deployment_deny),
             ),
         )
         self.timers = TimerService(self.clock, self._fire_timer, self._load_timers)

@@ -2,7 +2,8 @@
 
 Responses follow the observed behaviour of Restate 1.7 byte for byte where it was captured: header
 order, compact JSON bodies, `x-restate-id`, `idempotency-expires`, `x-restate-error-source`, and the CORS
-`vary` / `access-control-allow-credentials` pair on every response.
+`vary` / `access-control-allow-credentials` pair on every response when every origin is allowed (Restate's
+behaviour, `--ingress-cors-origins '*'`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from pyrestate.protocol import ids as protocol_ids
@@ -75,11 +77,26 @@ def _json(obj: Any) -> bytes:
 
 
 class IngressApp:
-    """ASGI-3 app. `max_body_bytes` bounds every request body (413 above it)."""
+    """ASGI-3 app. `max_body_bytes` bounds every request body (413 above it).
 
-    def __init__(self, core: ServerCore, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    CORS: browsers may read answers (with credentials) only for the origins in `cors_origins`; `*` reflects
+    any origin, as Restate does. By default none: a page the operator opens elsewhere cannot read what the
+    ingress answers."""
+
+    def __init__(
+        self,
+        core: ServerCore,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        cors_origins: Iterable[str] = (),
+    ) -> None:
         self.core = core
         self.max_body_bytes = max_body_bytes
+        self.cors_any = "*" in cors_origins
+        self.cors_origins = frozenset(o.strip().rstrip("/").lower() for o in cors_origins if o.strip() != "*")
+
+    def _cors_allowed(self, origin: str | None) -> bool:
+        return origin is not None and (self.cors_any or origin.rstrip("/").lower() in self.cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -112,13 +129,17 @@ class IngressApp:
             # request: say so, or a pooling client would send its next request into a closing socket.
             out_headers.append(("connection", "close"))
         out_headers.append(("vary", VARY))
-        out_headers.append(("access-control-allow-credentials", "true"))
-        if origin is not None:
+        if self.cors_any or self._cors_allowed(origin):
+            out_headers.append(("access-control-allow-credentials", "true"))
+        if origin is not None and self._cors_allowed(origin):
             out_headers.append(("access-control-allow-origin", origin))
         await send_response(send, status, out_headers, body)
         metrics.observe_ingress(metrics.ingress_kind(raw_path(scope)), status, started)
 
     async def _preflight(self, send: Send, headers: Headers, origin: str | None) -> None:
+        if not self.cors_any and not self._cors_allowed(origin):
+            await send_response(send, 403, [("vary", VARY)])
+            return
         out: Headers = [("access-control-allow-credentials", "true"), ("vary", VARY)]
         requested_headers = header(headers, "access-control-request-headers")
         if requested_headers is not None:

@@ -23,6 +23,7 @@ from pyrestate.protocol.ids import InvocationId
 from pyrestate.protocol.versions import DEFAULT_SERVER_MAX_VERSION, invocation_content_type, negotiate
 from pyrestate.server import metrics
 from pyrestate.server.core_api import DeploymentRecord, Failure, ServiceSchema, Success
+from pyrestate.server.deployments import AddressPolicy, DeniedAddress
 from pyrestate.server.invoker.identity import RequestSigner
 from pyrestate.server.invoker.transport import DeploymentClient, InvocationStream, TransportError
 from pyrestate.server.partition.model import (
@@ -75,6 +76,7 @@ class InvokerConfig:
     background_slot_s: float
     disable_eager_state: bool
     signer: RequestSigner | None  # request identity; None: requests go unsigned
+    address_policy: AddressPolicy
 
 
 @dataclass
@@ -459,6 +461,10 @@ class Invoker:
             headers.append(("x-restate-service-key", quote(st.target.key, safe="")))
         limit = self._limits.setdefault(dp.id, asyncio.Semaphore(self._config.concurrency_per_deployment))
         async with limit:
+            try:  # checked again here: a name may resolve elsewhere than when it was registered
+                await self._config.address_policy.check(dp.uri)
+            except DeniedAddress as e:
+                raise _AttemptFailure(403, e.message) from None
             client = self._client(dp)
             stream = await client.open_stream(
                 "POST", f"/invoke/{st.target.service}/{st.target.handler}", headers

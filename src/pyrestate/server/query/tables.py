@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyrestate
 from pyrestate.protocol.ids import InvocationId, partition_key_for_key
 from pyrestate.server.core_api import DeploymentRecord, Failure, QuerySnapshot, ServiceSchema, Success
+from pyrestate.server.deployments import redact_uri
 from pyrestate.server.query.journal import journal_rows
 from pyrestate.server.query.schema import table_schema
 from pyrestate.server.storage.records import InvocationStatus, JournalEntry, Promise, Status, status_from_json
@@ -332,7 +333,7 @@ def _sys_deployment(data: _Loaded) -> list[Row]:
         {
             "id": d.id,
             "ty": "http",
-            "endpoint": d.uri,
+            "endpoint": redact_uri(d.uri),
             "created_at": d.created_at_ms,
             "min_service_protocol_version": d.min_protocol_version,
             "max_service_protocol_version": d.max_protocol_version,
