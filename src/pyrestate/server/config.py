@@ -50,6 +50,8 @@ class ServerConfig:
     # Storage backend: "sqlite" (in data_dir) or a postgresql:// URL (partitions owned through leases).
     storage: str = "sqlite"
     node_id: str | None = None  # this node's name in partition leases (PostgreSQL); default: host name
+    # Start although commits acknowledged before the last stop are known to be lost (SQLite).
+    accept_data_loss: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -216,6 +218,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("storage", "--storage", _storage, "sqlite, or a postgresql://… URL to run several nodes."),
     Option("node_id", "--node-id", str, "Name of this node in partition leases (default: host name)."),
+    Option(
+        "accept_data_loss",
+        "--accept-data-loss",
+        _bool,
+        "Start even if acknowledged commits were lost with a deleted or damaged WAL (warns with the count).",
+        is_flag=True,
+    ),
 )
 
 

@@ -13,6 +13,7 @@ import pytest
 from pyrestate.server.core_api import Failure, Success
 from pyrestate.server.storage import sqlite as sqlite_backend
 from pyrestate.server.storage.api import Storage
+from pyrestate.server.storage.datadir import DataDirError
 from pyrestate.server.storage.memory import MemoryStorage
 from pyrestate.server.storage.postgres import PostgresStorage
 from pyrestate.server.storage.records import (
@@ -229,7 +230,7 @@ async def test_sqlite_refuses_newer_schema(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(DataDirError, match="newer"):
         await SqliteStorage(path).open()
 
 

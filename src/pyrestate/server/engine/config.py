@@ -29,6 +29,8 @@ class EngineConfig:
     request_identity_private_key_pem_file: Path | None = None  # sign requests to deployments
     storage: str = "sqlite"  # or a postgresql:// URL (see storage.factory)
     node_id: str | None = None
+    accept_data_loss: bool = False  # start even when commits are known to be lost (see storage.datadir)
+    lock_note: str = ""  # who we are, for the data dir's lock file (the server's addresses)
 
     @property
     def database_path(self) -> Path:

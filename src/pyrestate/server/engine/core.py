@@ -115,6 +115,8 @@ class EngineCore(Registry):
             sqlite_path=config.database_path,
             partitions=config.partitions,
             node_id=config.node_id,
+            accept_data_loss=config.accept_data_loss,
+            lock_note=config.lock_note,
         )
         self._services: dict[str, ServiceSchema] = {}
         self._deployments: dict[str, DeploymentRecord] = {}
@@ -609,6 +611,8 @@ def engine_config_from(server: Any) -> EngineConfig:
         request_identity_private_key_pem_file=server.request_identity_private_key_pem_file,
         storage=server.storage,
         node_id=server.node_id,
+        accept_data_loss=server.accept_data_loss,
+        lock_note=f"ingress {server.ingress_bind}, admin {server.admin_bind}",
     )
 
 
