@@ -134,9 +134,39 @@ def server(**values: Any) -> None:
 
     try:
         app.main(cfg, core_factory=factory)
-    except Unavailable as e:  # e.g. a data dir that cannot be written
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+    except Unavailable as e:  # e.g. a data dir that cannot be written, locked or damaged
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path(".pyrestate"),
+    envvar="PYRESTATE_DATA_DIR",
+    show_default=True,
+    help="Data dir of the (running or stopped) SQLite server. [env PYRESTATE_DATA_DIR]",
+)
+@click.argument("out", type=click.Path(path_type=Path))
+def backup(data_dir: Path, out: Path) -> None:
+    """Copy the database of DATA_DIR into the new or empty directory OUT, while the server runs.
+
+    The copy is consistent as of the moment it starts and does not stop the server. To restore: stop the
+    server, move its data dir aside, and put OUT in its place.
+    """
+    from pyrestate.server.engine.config import EngineConfig
+    from pyrestate.server.storage.datadir import DataDirError, backup
+
+    db = EngineConfig(data_dir=data_dir).database_path
+    try:
+        pages, commits = backup(db, out)
+    except (DataDirError, OSError) as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    console.print(
+        f"backed up {db} ({pages} pages, up to commit {commits}) to {out / db.name}", highlight=False
+    )
 
 
 @main.command()

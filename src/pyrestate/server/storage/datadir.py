@@ -33,6 +33,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import struct
 import sys
 import time
@@ -67,6 +68,7 @@ class DataDirLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        check_access(self.path)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -216,3 +218,60 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def check_access(path: Path) -> None:
+    """Say precisely why `path` (when it exists) cannot be opened for reading and writing."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise DataDirError(f"{path} is not a regular file")
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+    except PermissionError as e:
+        raise DataDirError(
+            f"cannot open {path} for reading and writing: {e.strerror} (owner uid {st.st_uid}, mode "
+            f"{stat.S_IMODE(st.st_mode):o}; this server runs as uid {os.geteuid()})"
+        ) from None
+
+
+def backup(db_path: Path, out_dir: Path) -> tuple[int, int]:
+    """Copy the database, consistent as of one moment, into `out_dir` (new or empty) while a server may be
+    writing it: SQLite's online backup in a single step, i.e. one read transaction, which in WAL mode never
+    blocks the writer. Returns (pages, the number of the last commit it holds)."""
+    import sqlite3
+
+    if not db_path.is_file():
+        raise DataDirError(f"no database at {db_path}")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise DataDirError(f"{out_dir} exists and is not an empty directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / (db_path.name + ".partial")
+    # Read-only: a read-only connection never checkpoints or deletes the WAL of a stopped server.
+    src = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        dst = sqlite3.connect(partial)
+        try:
+            src.backup(dst)
+            (check,) = dst.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise DataDirError(f"the copy of {db_path} fails SQLite's check: {check}")
+            (pages,) = dst.execute("PRAGMA page_count").fetchone()
+            row = dst.execute("SELECT commits FROM pyrestate_meta").fetchone()
+        finally:
+            dst.close()
+    except sqlite3.DatabaseError as e:
+        partial.unlink(missing_ok=True)
+        raise DataDirError(f"cannot back up {db_path}: {e}") from None
+    finally:
+        src.close()
+    fd = os.open(partial, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    partial.rename(out_dir / db_path.name)
+    fsync_dir(out_dir)
+    return int(pages), int(row[0])

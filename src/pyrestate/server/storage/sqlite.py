@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import queue
 import sqlite3
-import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from pyrestate.server.storage.datadir import (
     DataDirLock,
     DataLoss,
     Mark,
+    check_access,
 )
 from pyrestate.server.storage.txn import BufferedTransaction, StatusCache
 
@@ -204,23 +203,6 @@ def _damage_error(path: Path, e: sqlite3.DatabaseError) -> DataDirError:
     return DataDirError(f"{what}; restore the data dir from a backup (see `pyrestate backup --help`)")
 
 
-def _check_main_file(path: Path) -> None:
-    """Say precisely why the database file cannot be opened, before SQLite says something vaguer."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(st.st_mode):
-        raise DataDirError(f"{path} is not a regular file")
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
-    except PermissionError as e:
-        raise DataDirError(
-            f"cannot open {path} for reading and writing: {e.strerror} (owner uid {st.st_uid}, mode "
-            f"{stat.S_IMODE(st.st_mode):o}; this server runs as uid {os.geteuid()})"
-        ) from None
-
-
 def _rows(rows: list[tuple[Any, ...]]) -> list[tuple[Key, bytes]]:
     return [(tuple(bytes(x) if isinstance(x, memoryview) else x for x in r[:-1]), bytes(r[-1])) for r in rows]
 
@@ -313,7 +295,7 @@ class SqliteStorage:
             cause = "its write-ahead log was deleted after an unclean stop"
         else:
             cause = ""
-        _check_main_file(self.path)
+        check_access(self.path)
         conns: list[sqlite3.Connection] = []
         try:
             writer = _connect(self.path)
