@@ -50,7 +50,7 @@ def _handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except CliError as e:
-            err_console.print(f"[bold red]error:[/] {e.message}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {e.message}", highlight=False, soft_wrap=True)
             sys.exit(e.exit_code)
 
     return wrapper  # type: ignore[return-value]

@@ -84,7 +84,7 @@ class DataDirLock:
         owner = {
             "pid": os.getpid(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": " ".join(sys.argv),
+            "command": " ".join(sys.orig_argv if sys.argv[0] == "-c" else sys.argv),
             "note": self._note,
         }
         os.ftruncate(fd, 0)

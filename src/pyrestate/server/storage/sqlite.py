@@ -357,7 +357,7 @@ class SqliteStorage:
             lost = f"the commits since the last checkpoint of {self.path} are lost (how many is not known)"
         cause = cause or "its write-ahead log was lost or damaged, or the file was replaced by an older copy"
         if self._accept_data_loss:
-            log.warning("accepting data loss: %s: %s", cause, lost)
+            log.warning("accepting data loss: %s: %s", lost, cause)
             return
         raise DataLoss(
             f"data loss: {lost}: {cause}; restore the data dir from a backup, or start with "
