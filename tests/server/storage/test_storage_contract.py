@@ -4,6 +4,7 @@ read cache)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from pyrestate.server.core_api import Failure, Success
 from pyrestate.server.storage import sqlite as sqlite_backend
 from pyrestate.server.storage.api import Storage
-from pyrestate.server.storage.datadir import DataDirError
+from pyrestate.server.storage.datadir import DataDirError, DataDirLocked, DataLoss
 from pyrestate.server.storage.memory import MemoryStorage
 from pyrestate.server.storage.postgres import PostgresStorage
 from pyrestate.server.storage.records import (
@@ -276,3 +277,45 @@ async def test_sqlite_checkpoints_let_the_wal_start_over_under_steady_writes(
         assert s.reader().get_state("S", "5", b"k") == bytes(500) + b"597"
     finally:
         await s.close()
+
+
+async def test_sqlite_locks_its_data_dir(tmp_path: Path) -> None:
+    first = SqliteStorage(tmp_path / "db.sqlite3")
+    await first.open()
+    try:
+        with pytest.raises(DataDirLocked, match=f"in use by another pyrestate server \\(pid {os.getpid()}"):
+            await SqliteStorage(tmp_path / "db.sqlite3").open()
+    finally:
+        await first.close()
+    second = SqliteStorage(tmp_path / "db.sqlite3")  # released on close
+    await second.open()
+    await second.close()
+
+
+async def _commit_states(s: SqliteStorage, n: int) -> None:
+    for i in range(n):
+        txn = s.begin()
+        txn.put_state("S", str(i), b"k", b"v")
+        await s.commit(txn)
+
+
+async def test_sqlite_refuses_a_database_older_than_its_commit_mark(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    s = SqliteStorage(path)
+    await s.open()
+    await _commit_states(s, 3)
+    await s.close()
+    older = path.read_bytes()
+    await s.open()
+    await _commit_states(s, 5)
+    await s.close()
+    path.write_bytes(older)  # e.g. a backup copied over a live data dir
+    with pytest.raises(DataLoss, match=r"data loss: 5 acknowledged commits \(5 transactions\) are missing"):
+        await SqliteStorage(path).open()
+    accepting = SqliteStorage(path, accept_data_loss=True)
+    await accepting.open()
+    assert accepting.reader().get_state("S", "2", b"k") == b"v"
+    await accepting.close()
+    reopened = SqliteStorage(path)  # the loss was accepted once: the mark follows the database again
+    await reopened.open()
+    await reopened.close()
