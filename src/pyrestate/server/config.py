@@ -72,11 +72,18 @@ class ServerConfig:
     # list None means its default (link-local and cloud metadata addresses).
     deployment_allow: tuple[str, ...] = ()
     deployment_deny: tuple[str, ...] | None = None
+    # Start although commits acknowledged before the last stop are known to be lost (SQLite).
+    accept_data_loss: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def database_path(self) -> Path:
         return Path(self.data_dir) / "pyrestate.sqlite3"
+
+    @property
+    def lock_note(self) -> str:
+        """Who holds the data dir, for a second server refused by its lock."""
+        return f"ingress {self.ingress_bind}, admin {self.admin_bind}"
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -310,6 +317,13 @@ OPTIONS: tuple[Option, ...] = (
         _patterns,
         "Comma-separated CIDRs / host names deployments may not be at (replaces the default: "
         "link-local and cloud metadata addresses; '' denies nothing).",
+    ),
+    Option(
+        "accept_data_loss",
+        "--accept-data-loss",
+        _bool,
+        "Start even if acknowledged commits were lost with a deleted or damaged WAL (warns with the count).",
+        is_flag=True,
     ),
 )
 

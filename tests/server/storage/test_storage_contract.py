@@ -4,6 +4,7 @@ read cache)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from pyrestate.server.core_api import Failure, HandlerType, ServiceType, Success
 from pyrestate.server.storage import sqlite as sqlite_backend
 from pyrestate.server.storage.api import Storage
+from pyrestate.server.storage.datadir import DataDirError, DataDirLocked, DataLoss
 from pyrestate.server.storage.memory import MemoryStorage
 from pyrestate.server.storage.postgres import PostgresStorage
 from pyrestate.server.storage.records import (
@@ -229,7 +231,7 @@ async def test_sqlite_refuses_newer_schema(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(DataDirError, match="newer"):
         await SqliteStorage(path).open()
 
 
@@ -284,3 +286,45 @@ def test_journal_entries_keep_their_append_time_next_to_older_entries() -> None:
     legacy = JournalEntry(0x8002, b"\x08\x01")
     assert legacy.encode() == b"\x80\x02\x08\x01"
     assert JournalEntry.decode(legacy.encode()) == legacy
+
+
+async def test_sqlite_locks_its_data_dir(tmp_path: Path) -> None:
+    first = SqliteStorage(tmp_path / "db.sqlite3")
+    await first.open()
+    try:
+        with pytest.raises(DataDirLocked, match=f"in use by another pyrestate server \\(pid {os.getpid()}"):
+            await SqliteStorage(tmp_path / "db.sqlite3").open()
+    finally:
+        await first.close()
+    second = SqliteStorage(tmp_path / "db.sqlite3")  # released on close
+    await second.open()
+    await second.close()
+
+
+async def _commit_states(s: SqliteStorage, n: int) -> None:
+    for i in range(n):
+        txn = s.begin()
+        txn.put_state("S", str(i), b"k", b"v")
+        await s.commit(txn)
+
+
+async def test_sqlite_refuses_a_database_older_than_its_commit_mark(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    s = SqliteStorage(path)
+    await s.open()
+    await _commit_states(s, 3)
+    await s.close()
+    older = path.read_bytes()
+    await s.open()
+    await _commit_states(s, 5)
+    await s.close()
+    path.write_bytes(older)  # e.g. a backup copied over a live data dir
+    with pytest.raises(DataLoss, match=r"data loss: 5 acknowledged commits \(5 transactions\) are missing"):
+        await SqliteStorage(path).open()
+    accepting = SqliteStorage(path, accept_data_loss=True)
+    await accepting.open()
+    assert accepting.reader().get_state("S", "2", b"k") == b"v"
+    await accepting.close()
+    reopened = SqliteStorage(path)  # the loss was accepted once: the mark follows the database again
+    await reopened.open()
+    await reopened.close()

@@ -117,6 +117,8 @@ class EngineCore(Registry):
             sqlite_path=config.database_path,
             partitions=config.partitions,
             node_id=config.node_id,
+            accept_data_loss=config.accept_data_loss,
+            lock_note=config.lock_note,
         )
         self._services: dict[str, ServiceSchema] = {}
         self._deployments: dict[str, DeploymentRecord] = {}
