@@ -42,6 +42,11 @@ class ServerConfig:
     workflow_completion_retention_ms: int = 86_400_000
     disable_eager_state: bool = False
     max_request_body_bytes: int = 32 * 1024 * 1024
+    # Limits that fail at once instead of retrying (see the README's "Limits").
+    message_size_limit: int = 32 * 1024 * 1024
+    key_size_limit: int = 16 * 1024
+    max_request_headers: int = 100
+    max_request_headers_bytes: int = 512 * 1024
     # Address advertised by the admin `/version` endpoint; derived from `ingress_bind` when unset.
     ingress_url: str | None = None
     log_level: str = "info"
@@ -205,6 +210,30 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "max_request_body_bytes", "--max-request-body", _size, "Largest accepted ingress body (413 above)."
+    ),
+    Option(
+        "message_size_limit",
+        "--message-size-limit",
+        _size,
+        "Largest message from a deployment; above it the invocation fails (not retried).",
+    ),
+    Option(
+        "key_size_limit",
+        "--key-size-limit",
+        _size,
+        "Longest object key in UTF-8 bytes (ingress 400; calls fail the callee).",
+    ),
+    Option(
+        "max_request_headers",
+        "--max-request-headers",
+        _positive_int,
+        "Most header fields of an ingress request (431 above).",
+    ),
+    Option(
+        "max_request_headers_bytes",
+        "--max-request-headers-size",
+        _size,
+        "Largest ingress request header section (431 above).",
     ),
     Option("ingress_url", "--ingress-url", str, "Ingress URL advertised by the admin /version endpoint."),
     Option("log_level", "--log-level", str, "debug, info, warning or error."),

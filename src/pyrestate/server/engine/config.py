@@ -27,6 +27,8 @@ class EngineConfig:
     background_slot_s: float = 0.1
     disable_eager_state: bool = False
     request_identity_private_key_pem_file: Path | None = None  # sign requests to deployments
+    message_size_limit: int = 32 * 1024 * 1024  # larger messages from a deployment fail the invocation
+    key_size_limit: int = 16 * 1024  # longer object keys fail the invocation (UTF-8 bytes)
     storage: str = "sqlite"  # or a postgresql:// URL (see storage.factory)
     node_id: str | None = None
 

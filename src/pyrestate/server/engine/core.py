@@ -142,6 +142,8 @@ class EngineCore(Registry):
                 background_slot_s=config.background_slot_s,
                 disable_eager_state=config.disable_eager_state,
                 signer=load_signer(config.request_identity_private_key_pem_file),
+                message_size_limit=config.message_size_limit,
+                key_size_limit=config.key_size_limit,
             ),
         )
         self.timers = TimerService(self.clock, self._fire_timer, self._load_timers)
@@ -607,6 +609,8 @@ def engine_config_from(server: Any) -> EngineConfig:
         journal_retention_ms=server.journal_retention_ms,
         disable_eager_state=server.disable_eager_state,
         request_identity_private_key_pem_file=server.request_identity_private_key_pem_file,
+        message_size_limit=server.message_size_limit,
+        key_size_limit=server.key_size_limit,
         storage=server.storage,
         node_id=server.node_id,
     )

@@ -63,6 +63,10 @@ from pyrestate.server.ingress.validation import InputValidationError, output_con
 log = logging.getLogger("pyrestate.ingress")
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_KEY_BYTES = 16 * 1024
+# hyper's defaults, what the official server answers 431 above over HTTP/1.1.
+DEFAULT_MAX_HEADERS = 100
+DEFAULT_MAX_HEADERS_BYTES = 512 * 1024
 VARY = "origin, access-control-request-method, access-control-request-headers"
 JSON = "application/json"
 # Request headers that describe the HTTP exchange, not the invocation: never forwarded to the handler.
@@ -74,11 +78,23 @@ def _json(obj: Any) -> bytes:
 
 
 class IngressApp:
-    """ASGI-3 app. `max_body_bytes` bounds every request body (413 above it)."""
+    """ASGI-3 app. `max_body_bytes` bounds every request body (413 above it), `max_headers` and
+    `max_headers_bytes` the header section (431), `max_key_bytes` an object key in the path (400)."""
 
-    def __init__(self, core: ServerCore, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        core: ServerCore,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+        max_headers_bytes: int = DEFAULT_MAX_HEADERS_BYTES,
+    ) -> None:
         self.core = core
         self.max_body_bytes = max_body_bytes
+        self.max_key_bytes = max_key_bytes
+        self.max_headers = max_headers
+        self.max_headers_bytes = max_headers_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -94,6 +110,7 @@ class IngressApp:
             if method == "OPTIONS" and header(headers, "access-control-request-method") is not None:
                 await self._preflight(send, headers, origin)
                 return
+            self._check_headers(scope)
             status, out_headers, body = await self._dispatch(scope, tracked, method, headers)
         except IngressError as e:
             status, out_headers, body = _ingress_error(e)
@@ -113,6 +130,16 @@ class IngressApp:
         if origin is not None:
             out_headers.append(("access-control-allow-origin", origin))
         await send_response(send, status, out_headers, body)
+
+    def _check_headers(self, scope: Scope) -> None:
+        # The HTTP layers below bound a head only loosely (hypercorn: per read; HTTP/1.1 fast path: 64 KiB),
+        # so the limits are applied here, the same whatever the protocol and however the head arrived.
+        raw = scope.get("headers", ())
+        if len(raw) > self.max_headers:
+            raise errors.too_many_headers(len(raw), self.max_headers)
+        size = sum(len(n) + len(v) for n, v in raw)
+        if size > self.max_headers_bytes:
+            raise errors.headers_too_large(size, self.max_headers_bytes)
 
     async def _preflight(self, send: Send, headers: Headers, origin: str | None) -> None:
         out: Headers = [("access-control-allow-credentials", "true"), ("vary", VARY)]
@@ -170,6 +197,8 @@ class IngressApp:
     async def _invoke(
         self, route: ServiceRoute, headers: Headers, body: bytes, query_string: str, ingress_path: str
     ) -> tuple[int, Headers, bytes]:
+        if route.key is not None and len(route.key.encode()) > self.max_key_bytes:
+            raise errors.key_too_long(len(route.key.encode()), self.max_key_bytes)
         svc = self.core.lookup_service(route.service)
         if svc is None:
             raise errors.service_not_found(route.service)
