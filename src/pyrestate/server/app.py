@@ -80,18 +80,30 @@ async def run_server(
     _tune_gc()
     log.info("engine started (data dir %s, %d partitions)", config.data_dir.resolve(), config.partitions)
     ingress = IngressApp(
-        core, max_body_bytes=config.max_request_body_bytes, cors_origins=config.ingress_cors_origins
+        core,
+        max_body_bytes=config.max_request_body_bytes,
+        max_key_bytes=config.key_size_limit,
+        max_headers=config.max_request_headers,
+        max_headers_bytes=config.max_request_headers_bytes,
+        cors_origins=config.ingress_cors_origins
     )
     admin = AdminApp(core, config)
+    ingress_cfg = hypercorn_config(config.ingress_bind)
+    # Heads up to the configured limits reach the app, which answers 431 with a message above them;
+    # hypercorn's own bounds (16 KiB per read for HTTP/1.1, 64 KiB for HTTP/2) would cut some off silently.
+    ingress_cfg.h11_max_incomplete_size = config.max_request_headers_bytes + 64 * 1024
+    ingress_cfg.h2_max_header_list_size = (
+        config.max_request_headers_bytes + 32 * config.max_request_headers + 64 * 1024
+    )
     try:
         if os.environ.get("PYRESTATE_INGRESS_HTTP", "fast") == "hypercorn":
             ingress_task = serve(
                 ingress,  # type: ignore[arg-type]  # a plain ASGI-3 callable
-                hypercorn_config(config.ingress_bind),
+                ingress_cfg,
                 shutdown_trigger=stop.wait,
             )
         else:
-            ingress_task = _serve_fast(ingress, hypercorn_config(config.ingress_bind), stop)
+            ingress_task = _serve_fast(ingress, ingress_cfg, stop)
         servers = [
             asyncio.create_task(ingress_task, name="ingress"),
             asyncio.create_task(

@@ -50,6 +50,11 @@ class ServerConfig:
     # Origins whose pages may read ingress answers (CORS, with credentials); "*" reflects any origin, as
     # Restate does. None by default.
     ingress_cors_origins: tuple[str, ...] = ()
+    # Limits that fail at once instead of retrying (see the README's "Limits").
+    message_size_limit: int = 32 * 1024 * 1024
+    key_size_limit: int = 16 * 1024
+    max_request_headers: int = 100
+    max_request_headers_bytes: int = 512 * 1024
     # Address advertised by the admin `/version` endpoint; derived from `ingress_bind` when unset.
     ingress_url: str | None = None
     # Address the console is opened at (its pages' Origin) when not http://<admin_bind>, e.g. behind a proxy.
@@ -282,6 +287,30 @@ OPTIONS: tuple[Option, ...] = (
         "--ingress-cors-origins",
         _origins,
         "Comma-separated origins whose pages may call the ingress (CORS); '*' for any, as Restate does.",
+    ),
+    Option(
+        "message_size_limit",
+        "--message-size-limit",
+        _size,
+        "Largest message from a deployment; above it the invocation fails (not retried).",
+    ),
+    Option(
+        "key_size_limit",
+        "--key-size-limit",
+        _size,
+        "Longest object key in UTF-8 bytes (ingress 400; calls fail the callee).",
+    ),
+    Option(
+        "max_request_headers",
+        "--max-request-headers",
+        _positive_int,
+        "Most header fields of an ingress request (431 above).",
+    ),
+    Option(
+        "max_request_headers_bytes",
+        "--max-request-headers-size",
+        _size,
+        "Largest ingress request header section (431 above).",
     ),
     Option("ingress_url", "--ingress-url", str, "Ingress URL advertised by the admin /version endpoint."),
     Option(

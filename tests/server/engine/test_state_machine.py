@@ -150,6 +150,13 @@ CASES = [
         {A: Status.INVOKED},
     ),
     Case(
+        "a terminal attempt failure (a limit exceeded) completes at once, whatever the retry policy",
+        [invoke(A)],
+        InvokerEffect(A, 1, AttemptFailed(500, "message size limit exceeded", terminal=True)),
+        [AbortAttempt, IngressResponse, RegisterTimer],
+        {A: Status.COMPLETED},
+    ),
+    Case(
         "exhausted retries pause",
         [invoke(A), InvokerEffect(A, 1, AttemptFailed(500, "boom"))],
         InvokerEffect(A, 2, AttemptFailed(500, "boom")),

@@ -306,6 +306,32 @@ def test_unexpected_errors_are_500_and_failure_codes() -> None:
 # ---------------------------------------------------------------- config and manifest
 
 
+def test_limits_config() -> None:
+    default = cfg.ServerConfig()
+    assert (
+        default.message_size_limit,
+        default.key_size_limit,
+        default.max_request_headers,
+        default.max_request_headers_bytes,
+    ) == (32 * 1024 * 1024, 16 * 1024, 100, 512 * 1024)
+    c = cfg.from_env(
+        {
+            "PYRESTATE_MESSAGE_SIZE_LIMIT": "8MiB",
+            "PYRESTATE_KEY_SIZE_LIMIT": "1KiB",
+            "PYRESTATE_MAX_REQUEST_HEADERS": "50",
+            "PYRESTATE_MAX_REQUEST_HEADERS_SIZE": "64KiB",
+        }
+    )
+    assert (c.message_size_limit, c.key_size_limit, c.max_request_headers, c.max_request_headers_bytes) == (
+        8 * 1024 * 1024,
+        1024,
+        50,
+        64 * 1024,
+    )
+    with pytest.raises(cfg.ConfigError, match="--key-size-limit"):
+        cfg.from_values({"key_size_limit": "0"})
+
+
 def test_config_from_env_and_values() -> None:
     c = cfg.from_env(
         {

@@ -147,6 +147,8 @@ class EngineCore(Registry):
                 disable_eager_state=config.disable_eager_state,
                 signer=load_signer(config.request_identity_private_key_pem_file),
                 address_policy=address_policy(config.deployment_allow, config.deployment_deny),
+                message_size_limit=config.message_size_limit,
+                key_size_limit=config.key_size_limit,
             ),
         )
         self.timers = TimerService(self.clock, self._fire_timer, self._load_timers)

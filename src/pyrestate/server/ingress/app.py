@@ -66,6 +66,10 @@ from pyrestate.server.validation import InputValidationError, output_content_typ
 log = logging.getLogger("pyrestate.ingress")
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_KEY_BYTES = 16 * 1024
+# hyper's defaults, what the official server answers 431 above over HTTP/1.1.
+DEFAULT_MAX_HEADERS = 100
+DEFAULT_MAX_HEADERS_BYTES = 512 * 1024
 VARY = "origin, access-control-request-method, access-control-request-headers"
 JSON = "application/json"
 # Request headers that describe the HTTP exchange, not the invocation: never forwarded to the handler.
@@ -77,7 +81,8 @@ def _json(obj: Any) -> bytes:
 
 
 class IngressApp:
-    """ASGI-3 app. `max_body_bytes` bounds every request body (413 above it).
+    """ASGI-3 app. `max_body_bytes` bounds every request body (413 above it), `max_headers` and
+    `max_headers_bytes` the header section (431), `max_key_bytes` an object key in the path (400).
 
     CORS: browsers may read answers (with credentials) only for the origins in `cors_origins`; `*` reflects
     any origin, as Restate does. By default none: a page the operator opens elsewhere cannot read what the
@@ -88,10 +93,16 @@ class IngressApp:
         core: ServerCore,
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+        max_headers_bytes: int = DEFAULT_MAX_HEADERS_BYTES,
         cors_origins: Iterable[str] = (),
     ) -> None:
         self.core = core
         self.max_body_bytes = max_body_bytes
+        self.max_key_bytes = max_key_bytes
+        self.max_headers = max_headers
+        self.max_headers_bytes = max_headers_bytes
         self.cors_any = "*" in cors_origins
         self.cors_origins = frozenset(o.strip().rstrip("/").lower() for o in cors_origins if o.strip() != "*")
 
@@ -113,6 +124,7 @@ class IngressApp:
             if method == "OPTIONS" and header(headers, "access-control-request-method") is not None:
                 await self._preflight(send, headers, origin)
                 return
+            self._check_headers(scope)
             status, out_headers, body = await self._dispatch(scope, tracked, method, headers)
         except IngressError as e:
             status, out_headers, body = _ingress_error(e)
@@ -135,6 +147,16 @@ class IngressApp:
             out_headers.append(("access-control-allow-origin", origin))
         await send_response(send, status, out_headers, body)
         metrics.observe_ingress(metrics.ingress_kind(raw_path(scope)), status, started)
+
+    def _check_headers(self, scope: Scope) -> None:
+        # The HTTP layers below bound a head only loosely (hypercorn: per read; HTTP/1.1 fast path: 64 KiB),
+        # so the limits are applied here, the same whatever the protocol and however the head arrived.
+        raw = scope.get("headers", ())
+        if len(raw) > self.max_headers:
+            raise errors.too_many_headers(len(raw), self.max_headers)
+        size = sum(len(n) + len(v) for n, v in raw)
+        if size > self.max_headers_bytes:
+            raise errors.headers_too_large(size, self.max_headers_bytes)
 
     async def _preflight(self, send: Send, headers: Headers, origin: str | None) -> None:
         if not self.cors_any and not self._cors_allowed(origin):
@@ -195,6 +217,8 @@ class IngressApp:
     async def _invoke(
         self, route: ServiceRoute, headers: Headers, body: bytes, query_string: str, ingress_path: str
     ) -> tuple[int, Headers, bytes]:
+        if route.key is not None and len(route.key.encode()) > self.max_key_bytes:
+            raise errors.key_too_long(len(route.key.encode()), self.max_key_bytes)
         svc = self.core.lookup_service(route.service)
         if svc is None:
             raise errors.service_not_found(route.service)

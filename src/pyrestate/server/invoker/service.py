@@ -17,8 +17,13 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from pyrestate.protocol import service_protocol_pb2 as pb
-from pyrestate.protocol.errors import ProtocolError
-from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message, encode_raw
+from pyrestate.protocol.errors import MessageTooLarge, ProtocolError
+from pyrestate.protocol.framing import (
+    FrameDecoder,
+    MessageType,
+    encode_message,
+    encode_raw,
+)
 from pyrestate.protocol.ids import InvocationId
 from pyrestate.protocol.versions import DEFAULT_SERVER_MAX_VERSION, invocation_content_type, negotiate
 from pyrestate.server import metrics
@@ -77,6 +82,11 @@ class InvokerConfig:
     disable_eager_state: bool
     signer: RequestSigner | None  # request identity; None: requests go unsigned
     address_policy: AddressPolicy
+    # A larger message from a deployment fails the invocation at once (Restate's message-size-limit).
+    message_size_limit: int
+    # A longer object key (UTF-8 bytes) fails the invocation before it is sent: the key travels
+    # percent-encoded in a request header, and deployment servers bound the size of headers.
+    key_size_limit: int
 
 
 @dataclass
@@ -94,11 +104,14 @@ class _Attempt:
 
 
 class _AttemptFailure(Exception):
-    def __init__(self, code: int, message: str, delay_ms: int | None = None) -> None:
+    def __init__(
+        self, code: int, message: str, delay_ms: int | None = None, *, terminal: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.delay_ms = delay_ms
+        self.terminal = terminal
 
 
 class Invoker:
@@ -354,9 +367,15 @@ class Invoker:
             try:
                 await self._attempt(att, st, journal, state)
             except _AttemptFailure as f:
-                self._emit(att, AttemptFailed(f.code, f.message, f.delay_ms))
+                self._emit(att, AttemptFailed(f.code, f.message, f.delay_ms, f.terminal))
             except TransportError as e:
                 self._emit(att, AttemptFailed(503, f"transport error: {e}"))
+            except MessageTooLarge as e:
+                message = (
+                    f"message size limit exceeded: the deployment sent a {e.type_name} message of {e.size} "
+                    f"bytes, over the limit of {e.limit} bytes (message-size-limit); not retried"
+                )
+                self._emit(att, AttemptFailed(500, message, terminal=True))
             except ProtocolError as e:
                 self._emit(att, AttemptFailed(571, f"protocol violation: {e}"))
             except asyncio.CancelledError:
@@ -412,6 +431,14 @@ class Invoker:
         journal: list[tuple[int, bytes]],
         state: list[tuple[bytes, bytes]] | None,
     ) -> None:
+        key = st.target.key
+        if key is not None and len(key.encode()) > self._config.key_size_limit:
+            raise _AttemptFailure(
+                400,
+                f"the object key is {len(key.encode())} bytes long, over the limit of "
+                f"{self._config.key_size_limit} bytes (key-size-limit); not retried",
+                terminal=True,
+            )
         dp, version, svc = self._choose(att, st)
         handler = svc.handlers.get(st.target.handler)
         inactivity = _first(
@@ -518,7 +545,7 @@ class Invoker:
                 raise _AttemptFailure(
                     500, f"deployment answered with content-type {got_ct!r}, expected {ct!r}"
                 )
-            decoder = FrameDecoder()
+            decoder = FrameDecoder(self._config.message_size_limit)
             recv: asyncio.Future[bytes | None] = asyncio.ensure_future(stream.receive())
             try:
                 while True:

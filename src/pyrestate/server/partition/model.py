@@ -70,6 +70,8 @@ class AttemptFailed:
     code: int
     message: str
     next_retry_delay_ms: int | None = None
+    # A limit was exceeded: another attempt would do the same, so the invocation fails now.
+    terminal: bool = False
 
 
 @dataclass(frozen=True, slots=True)

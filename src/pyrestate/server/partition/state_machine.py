@@ -427,8 +427,13 @@ def _on_effect(a: _Apply, cmd: InvokerEffect) -> None:
             a.notify(st, MessageType.RUN_COMPLETION, _notification(completion_id=cid, outcome=result))
         case Suspend(waiting=waiting):
             _on_suspend(a, st, waiting)
-        case AttemptFailed(code=code, message=message, next_retry_delay_ms=delay):
-            a.fail_attempt(st, code, message, delay)
+        case AttemptFailed(code=code, message=message, next_retry_delay_ms=delay, terminal=terminal):
+            if terminal:
+                a.emit(AbortAttempt(st.invocation_id))
+                st = st.with_(last_failure=f"[{code}] {message}", last_failure_code=code)
+                a.complete(st, Failure(code, message))
+            else:
+                a.fail_attempt(st, code, message, delay)
         case AttemptEnded():
             outcome = st.output if st.output is not None else Failure(500, "invocation ended without output")
             a.complete(st, outcome)
