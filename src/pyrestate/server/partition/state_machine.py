@@ -625,7 +625,18 @@ def _on_call(
     ikey = msg.idempotency_key if msg.HasField("idempotency_key") and msg.idempotency_key else None
     hty = handler.ty.value if handler.ty is not None else None
     target = Target(svc.name, handler.name, key, svc.ty.value, hty)
-    callee = a.ctx.new_invocation_id(svc.name, handler.name, key, ikey, target.workflow_run)
+    callee = str(
+        InvocationId.for_call(
+            InvocationId.parse(st.invocation_id),
+            st.journal_length - 1,  # the call command, just appended
+            svc.name,
+            handler.name,
+            timestamp_ms=a.ctx.now,
+            key=key,
+            idempotency_key=ikey,
+            workflow_run=target.workflow_run,
+        )
+    )
     one_way = isinstance(msg, pb.OneWayCallCommandMessage)
     headers = tuple((h.key, h.value) for h in msg.headers)
     request = InvocationRequest(
