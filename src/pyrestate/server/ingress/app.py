@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from pyrestate.protocol import ids as protocol_ids
+from pyrestate.protocol.errors import ErrorCode
 from pyrestate.server import core_api
 from pyrestate.server.core_api import (
     ById,
@@ -266,7 +267,9 @@ class IngressApp:
         except IdDecodeError as e:
             raise errors.bad_awakeable_id(route.awakeable_id, e.reason) from None
         outcome: core_api.Outcome = (
-            Success(body) if route.op == "resolve" else Failure(500, body.decode("utf-8", errors="replace"))
+            Success(body)
+            if route.op == "resolve"
+            else Failure(ErrorCode.INTERNAL, body.decode("utf-8", errors="replace"))
         )
         try:
             await self.core.complete_awakeable(route.awakeable_id, outcome)
