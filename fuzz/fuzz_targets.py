@@ -26,12 +26,12 @@ with atheris.instrument_imports(include=["pyrestate"]):
     from pyrestate.protocol.errors import ProtocolError
     from pyrestate.protocol.framing import FrameDecoder
     from pyrestate.server.admin.app import AdminApp
+    from pyrestate.server.config import ServerConfig
     from pyrestate.server.core_api import ServiceType
-    from pyrestate.server.engine.config import EngineConfig
+    from pyrestate.server.durations import DurationError, parse_duration_ms
     from pyrestate.server.engine.core import EngineCore
     from pyrestate.server.ingress import errors
     from pyrestate.server.ingress.app import IngressApp, _query_from_body
-    from pyrestate.server.ingress.durations import DurationError, parse_duration_ms
     from pyrestate.server.ingress.paths import delay_from_query, parse_path
 
 _TYPES = {"Svc": ServiceType.SERVICE, "Obj": ServiceType.VIRTUAL_OBJECT, "Wf": ServiceType.WORKFLOW}
@@ -85,7 +85,7 @@ class _Apps:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.tmp = tempfile.mkdtemp(prefix="pyrestate-fuzz-")
-        self.core = EngineCore(EngineConfig(data_dir=Path(self.tmp), partitions=2))
+        self.core = EngineCore(ServerConfig(data_dir=Path(self.tmp), partitions=2))
         self.loop.run_until_complete(self.core.start())
         self.ingress = IngressApp(self.core, max_body_bytes=1 << 16)
         self.admin = AdminApp(self.core)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,10 +95,16 @@ def test_invocations_list_describe_cancel_purge(stack: Stack) -> None:
     assert inv_id in ok(cli(stack, "invocations", "list"))
     described = ok(cli(stack, "invocations", "describe", inv_id))
     assert "Waiter/ours1/wait" in described
-    for line in ("#0 Command: Input", "Command: SetState key awakeable", "Command: Run [noted]"):
+    # each entry with its append time and its value decoded (as the official CLI's "Invocation Progress")
+    assert re.search(r"#0 \[\d{4}-\d\d-\d\dT[\d:.]+Z\] Command: Input", described), described
+    expected = ('SetState key awakeable = "sign_1', "Command: Run [noted]", 'Notification: Run = "noted"')
+    for line in expected:
         assert line in described, described
     journal = as_json(stack, "invocations", "describe", inv_id)["journal"]
     assert [e["index"] for e in journal][:3] == [0, 1, 2]
+    assert all(e["appended_at"] for e in journal)
+    values = {e["entry_type"]: e.get("value") for e in journal}
+    assert values["Notification: Run"] == "noted" and str(values["Command: SetState"]).startswith("sign_1")
 
     out = ok(cli(stack, "invocations", "cancel", inv_id, "--wait"))
     assert "completed: [409] cancelled" in out

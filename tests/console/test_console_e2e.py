@@ -182,3 +182,41 @@ def test_versioned_admin_paths_still_route(console_stack: ConsoleStack) -> None:
     # The hook does not disturb the JSON API next to it.
     r = httpx.get(f"{console_stack.server.admin_url}/v3/services", timeout=10)
     assert r.status_code == 200 and "services" in r.json()
+
+
+def test_sql_form_refuses_cross_site_and_rebound_posts(console_stack: ConsoleStack) -> None:
+    form = {"query": "SELECT 1 AS n"}
+    foreign = console_stack.admin.post("/ui/sql", data=form, headers={"origin": "http://evil.example"})
+    assert foreign.status_code == 403
+    # A DNS-rebinding page: Host and Origin agree with each other, not with the console's address.
+    port = console_stack.admin.base_url.port
+    rebound = {"host": f"rebind.example:{port}", "origin": f"http://rebind.example:{port}"}
+    assert console_stack.admin.post("/ui/sql", data=form, headers=rebound).status_code == 403
+    inv_id = waiting_invocation(console_stack, "rebind")
+    assert console_stack.admin.post(f"/ui/invocations/{inv_id}/kill", headers=rebound).status_code == 403
+    own = console_stack.admin.post(
+        "/ui/sql", data=form, headers={"origin": str(console_stack.admin.base_url).rstrip("/")}
+    )
+    assert own.status_code == 200 and "1 row(s)" in own.text
+    console_stack.admin.patch(f"/invocations/{inv_id}/kill")
+
+
+def test_state_page_of_an_object_with_10000_keys_is_paged(console_stack: ConsoleStack) -> None:
+    state = {f"k{i:05d}": list(b'"' + b"v" * 200 + b'"') for i in range(10_000)}
+    r = console_stack.admin.post("/services/Box/state", json={"object_key": "many", "new_state": state})
+    assert r.status_code in (200, 202), r.text
+    deadline = time.monotonic() + 20
+    while not query(console_stack, "SELECT key FROM state WHERE service_key = 'many' AND key = 'k09999'"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    started = time.monotonic()
+    first = console_stack.admin.get("/ui/state/Box/many")
+    assert first.status_code == 200, first.text[:500]
+    assert time.monotonic() - started < 10
+    assert "k00000" in first.text and "k00099" in first.text and "k00100" not in first.text
+    assert 'href="/ui/state/Box/many?after=k00099"' in first.text
+    second = console_stack.admin.get("/ui/state/Box/many", params={"after": "k00099"})
+    assert second.status_code == 200
+    assert "k00100" in second.text and "k00099" not in second.text and "First page" in second.text
+    last = console_stack.admin.get("/ui/state/Box/many", params={"after": "k09949"})
+    assert "k09999" in last.text and "Next page" not in last.text

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from pyrestate.server.console import render
-from pyrestate.server.console.routes import cross_site, sql_str
+from pyrestate.server.console.routes import console_origins, cross_site, sql_str
 
 EVIL = "<script>alert('x')</script>"
 EVIL_ATTR = '"><img src=x onerror=alert(1)>'
@@ -92,9 +92,18 @@ def test_sql_page_escapes_query_cells_and_error_and_bounds_rows() -> None:
 
 def test_sql_literal_and_cross_site_check() -> None:
     assert sql_str("a'b") == "'a''b'"
+    origins = console_origins("127.0.0.1:9070")
     host = [("host", "127.0.0.1:9070")]
-    assert not cross_site(host)
-    assert not cross_site([*host, ("origin", "http://127.0.0.1:9070")])
-    assert cross_site([*host, ("origin", "http://evil.example")])
-    assert cross_site([*host, ("sec-fetch-site", "cross-site")])
-    assert not cross_site([*host, ("sec-fetch-site", "same-origin")])
+    assert not cross_site(host, origins)
+    assert not cross_site([*host, ("origin", "http://127.0.0.1:9070")], origins)
+    assert not cross_site([*host, ("origin", "http://localhost:9070")], origins)
+    assert cross_site([*host, ("origin", "http://evil.example")], origins)
+    assert cross_site([*host, ("sec-fetch-site", "cross-site")], origins)
+    assert not cross_site([*host, ("sec-fetch-site", "same-origin")], origins)
+    # DNS rebinding: the page's Host matches its Origin, neither is the console's address.
+    rebound = [("host", "rebind.example:9070"), ("origin", "http://rebind.example:9070")]
+    assert cross_site(rebound, origins)
+    behind_proxy = console_origins("0.0.0.0:9070", "https://restate.example.com/")
+    assert not cross_site([("origin", "https://restate.example.com")], behind_proxy)
+    assert not cross_site([("origin", "http://localhost:9070")], behind_proxy)
+    assert cross_site([("origin", "http://restate.example.com")], behind_proxy)

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 import pyrestate.sdk as restate
-from pyrestate.sdk.identity import IdentityVerifier, identity_key_of
+from pyrestate.protocol.identity import IdentityVerifier, identity_key_of
 from pyrestate.server.config import ConfigError, ServerConfig, from_env, from_values, parse_bind
 from pyrestate.server.invoker.identity import IdentityKeyFileError, RequestSigner
 from pyrestate.testing import (

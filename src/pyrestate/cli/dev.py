@@ -19,6 +19,7 @@ import httpx
 
 from pyrestate.cli.admin_client import EXIT_API_ERROR, EXIT_USAGE, CliError
 from pyrestate.cli.render import console, err_console
+from pyrestate.server.storage.datadir import holder_of
 
 
 @dataclass
@@ -100,6 +101,10 @@ def run_dev(opts: DevOptions) -> int:
     else:
         data_dir = opts.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    # The server would refuse a locked data dir too; saying it here keeps the other server's log clean.
+    holder = holder_of(data_dir / "data")
+    if holder is not None:
+        raise CliError(f"the data dir {data_dir} is in use by another pyrestate server ({holder})")
     server_log_path = data_dir / "server.log"
     ingress = f"http://127.0.0.1:{opts.ingress_port}"
     admin = f"http://127.0.0.1:{opts.admin_port}"

@@ -29,6 +29,7 @@ from pyrestate.cli.admin_client import (
 )
 from pyrestate.cli.render import (
     console,
+    entry_value_json,
     err_console,
     print_json,
     rows_table,
@@ -38,6 +39,7 @@ from pyrestate.cli.render import (
     timeline,
 )
 from pyrestate.server import config as server_config
+from pyrestate.server.deployments import redact_uri
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,7 +52,7 @@ def _handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except CliError as e:
-            err_console.print(f"[bold red]error:[/] {e.message}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {e.message}", highlight=False, soft_wrap=True)
             sys.exit(e.exit_code)
 
     return wrapper  # type: ignore[return-value]
@@ -126,17 +128,45 @@ def server(**values: Any) -> None:
     raw = {k: (("true" if v else None) if isinstance(v, bool) else v) for k, v in values.items()}
     try:
         cfg = server_config.from_values(raw)
-        factory = app.load_core_factory()
-    except (server_config.ConfigError, app.EngineUnavailable) as e:
+    except server_config.ConfigError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False)
         sys.exit(2)
     from pyrestate.server.core_api import Unavailable
 
     try:
-        app.main(cfg, core_factory=factory)
-    except Unavailable as e:  # e.g. a data dir that cannot be written
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        app.main(cfg)
+    except Unavailable as e:  # e.g. a data dir that cannot be written, locked or damaged
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path(".pyrestate"),
+    envvar="PYRESTATE_DATA_DIR",
+    show_default=True,
+    help="Data dir of the (running or stopped) SQLite server. [env PYRESTATE_DATA_DIR]",
+)
+@click.argument("out", type=click.Path(path_type=Path))
+def backup(data_dir: Path, out: Path) -> None:
+    """Copy the database of DATA_DIR into the new or empty directory OUT, while the server runs.
+
+    The copy is consistent as of the moment it starts and does not stop the server. To restore: stop the
+    server, move its data dir aside, and put OUT in its place.
+    """
+    from pyrestate.server.storage.datadir import DataDirError, backup
+
+    db = server_config.ServerConfig(data_dir=data_dir).database_path
+    try:
+        pages, commits = backup(db, out)
+    except (DataDirError, OSError) as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    console.print(
+        f"backed up {db} ({pages} pages, up to commit {commits}) to {out / db.name}", highlight=False
+    )
 
 
 @main.command()
@@ -261,14 +291,15 @@ def deployments_register(
         "force": force,
         "dry_run": dry_run,
     }
-    with AdminClient(admin_url, timeout=60.0) as client, _progress(f"Discovering {uri}…", as_json):
+    progress = _progress(f"Discovering {redact_uri(uri)}…", as_json)
+    with AdminClient(admin_url, timeout=60.0) as client, progress:
         status, result = client.request("POST", "/v4/deployments", body)
     if as_json:
         print_json(result)
         return
     existed = status == 200
     verb = "validated (dry run)" if dry_run else ("already registered" if existed else "registered")
-    console.print(f"Deployment [bold]{result['id']}[/] {verb}: {uri}", highlight=False)
+    console.print(f"Deployment [bold]{result['id']}[/] {verb}: {redact_uri(uri)}", highlight=False)
     console.print(
         table(
             ["SERVICE", "TYPE", "REVISION", "HANDLERS"],
@@ -549,6 +580,11 @@ def invocations_describe(invocation_id: str, admin_url: str, as_json: bool) -> N
         )
     inv = found[0]
     if as_json:
+        # `value`: the entry's payload decoded (JSON, else base64), beside restate's byte-array `entry_json`.
+        for e in journal:
+            value = entry_value_json(e.get("entry_json"))
+            if value is not None:
+                e["value"] = value
         print_json({"invocation": inv, "journal": journal})
         return
     info = [

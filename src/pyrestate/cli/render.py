@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -79,7 +80,79 @@ def _entry_detail(e: Mapping[str, Any]) -> str:
         parts.append(f"key {key}")
     if e.get("completed") is False:
         parts.append("(waiting)")
+    value = entry_value(e.get("entry_json"))
+    if value is not None:
+        parts.append(f"= {_shorten(value)}")
     return " ".join(parts)
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_VALUE_KEYS = ("payload", "value", "Success")
+
+
+def payload_text(data: bytes) -> str:
+    """A stored value for people: compact JSON when it is JSON, else the text, else base64."""
+    value = payload_json(data)
+    if isinstance(value, dict) and set(value) == {"base64"}:
+        return "base64:" + str(value["base64"])
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def payload_json(data: bytes) -> Any:
+    """A stored value for scripts: the JSON value when it is JSON, else the text, else {"base64": …}."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode("ascii")}
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _entry_payload(entry_json: object) -> bytes | dict[str, Any] | None:
+    """The value an entry carries (input, output, state value, result) as bytes, or a failure's fields.
+    `entry_json` holds byte payloads as arrays of integers, as restate-server shows them."""
+    if not isinstance(entry_json, str):
+        return None
+    try:
+        node: Any = json.loads(entry_json)
+    except ValueError:
+        return None
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            failure = node.get("Failure")
+            if isinstance(failure, dict) and "code" in failure:
+                return {"code": failure["code"], "message": failure.get("message", "")}
+            for k in _VALUE_KEYS:
+                v = node.get(k)
+                if isinstance(v, list) and all(isinstance(b, int) and 0 <= b < 256 for b in v):
+                    return bytes(v)
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+    return None
+
+
+def entry_value(entry_json: object) -> str | None:
+    """An entry's value for the timeline: decoded payload, or `failure [code] message`."""
+    found = _entry_payload(entry_json)
+    if isinstance(found, dict):
+        return f"failure [{found['code']}] {found['message']}"
+    return None if found is None else payload_text(found)
+
+
+def entry_value_json(entry_json: object) -> Any:
+    """An entry's value for `--json`: the JSON value (or text, or {"base64": …}), or {"failure": {…}}."""
+    found = _entry_payload(entry_json)
+    if isinstance(found, dict):
+        return {"failure": found}
+    return None if found is None else payload_json(found)
 
 
 def _state_key(entry_json: object) -> str | None:
@@ -113,7 +186,7 @@ def timeline(inv: Mapping[str, Any], journal: Sequence[Mapping[str, Any]]) -> Tr
         line = Text()
         line.append(f"#{e.get('index')} ", style="bold")
         if e.get("appended_at"):
-            line.append(f"{e['appended_at']} ", style="dim")
+            line.append(f"[{e['appended_at']}] ", style="dim")
         line.append(str(e.get("entry_type", "?")))
         detail = _entry_detail(e)
         if detail:

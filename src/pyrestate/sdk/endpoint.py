@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from typing import Any, Literal
 
+from pyrestate.protocol.identity import IdentityVerificationError, IdentityVerifier
 from pyrestate.protocol.manifest import ManifestError
 from pyrestate.protocol.outcome import metadata_of
 from pyrestate.protocol.versions import (
@@ -23,7 +24,6 @@ from pyrestate.sdk._vm import VM, Failure, Value, VMError
 from pyrestate.sdk._vm.machine import MAX_VERSION, MIN_VERSION
 from pyrestate.sdk.discovery import compute_manifest_json
 from pyrestate.sdk.exceptions import RetryableError, SdkInternalBaseException, TerminalError
-from pyrestate.sdk.identity import IdentityVerificationError, IdentityVerifier
 from pyrestate.sdk.logging import current_vm
 from pyrestate.sdk.server_context import InvocationContext
 from pyrestate.sdk.service import AnyService, Handler

@@ -623,7 +623,9 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
 def _no_scope(scope: str | None, limit_key: str | None) -> None:
     if scope is not None or limit_key is not None:
         # Scopes need protocol V7, which this SDK does not negotiate.
-        raise TerminalError("scope/limit_key need service protocol V7, which this SDK does not speak", 500)
+        raise TerminalError(
+            "scope/limit_key need service protocol V7, which this SDK does not speak", ErrorCode.INTERNAL
+        )
 
 
 def _return_hint(action: Any) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import logging
 import os
 import signal
@@ -24,36 +23,13 @@ from hypercorn.config import Config as HypercornConfig
 from pyrestate.server.admin import AdminApp
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import ServerCore
+from pyrestate.server.engine.core import create_core
 from pyrestate.server.fasthttp import FastHTTPServer
 from pyrestate.server.ingress import IngressApp
 
 log = logging.getLogger("pyrestate.server")
 
-ENGINE_MODULE = "pyrestate.server.engine.core"
-ENGINE_FACTORY = "create_core"
-
 CoreFactory = Callable[[ServerConfig], ServerCore]
-
-
-class EngineUnavailable(RuntimeError):
-    pass
-
-
-def load_core_factory() -> CoreFactory:
-    """`create_core(config) -> ServerCore` of the engine, imported only when a server starts."""
-    try:
-        module = importlib.import_module(ENGINE_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name is not None and ENGINE_MODULE.startswith(e.name):
-            raise EngineUnavailable(
-                f"the pyrestate engine ({ENGINE_MODULE}) is not installed in this build; "
-                "the server cannot start without it"
-            ) from None
-        raise
-    factory = getattr(module, ENGINE_FACTORY, None)
-    if not callable(factory):
-        raise EngineUnavailable(f"{ENGINE_MODULE} does not provide {ENGINE_FACTORY}(config)")
-    return factory  # type: ignore[no-any-return]
 
 
 def hypercorn_config(bind: str, *, access_log: bool = False) -> HypercornConfig:
@@ -88,7 +64,7 @@ async def run_server(
     ready: Callable[[], Any] | None = None,
 ) -> None:
     """Run until `shutdown` is set (or SIGTERM/SIGINT arrives when `shutdown` is not given)."""
-    factory = core_factory or load_core_factory()
+    factory = core_factory or create_core
     core = factory(config)
     stop = shutdown or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -103,17 +79,31 @@ async def run_server(
     await core.start()
     _tune_gc()
     log.info("engine started (data dir %s, %d partitions)", config.data_dir.resolve(), config.partitions)
-    ingress = IngressApp(core, max_body_bytes=config.max_request_body_bytes)
+    ingress = IngressApp(
+        core,
+        max_body_bytes=config.max_request_body_bytes,
+        max_key_bytes=config.key_size_limit,
+        max_headers=config.max_request_headers,
+        max_headers_bytes=config.max_request_headers_bytes,
+        cors_origins=config.ingress_cors_origins
+    )
     admin = AdminApp(core, config)
+    ingress_cfg = hypercorn_config(config.ingress_bind)
+    # Heads up to the configured limits reach the app, which answers 431 with a message above them;
+    # hypercorn's own bounds (16 KiB per read for HTTP/1.1, 64 KiB for HTTP/2) would cut some off silently.
+    ingress_cfg.h11_max_incomplete_size = config.max_request_headers_bytes + 64 * 1024
+    ingress_cfg.h2_max_header_list_size = (
+        config.max_request_headers_bytes + 32 * config.max_request_headers + 64 * 1024
+    )
     try:
         if os.environ.get("PYRESTATE_INGRESS_HTTP", "fast") == "hypercorn":
             ingress_task = serve(
                 ingress,  # type: ignore[arg-type]  # a plain ASGI-3 callable
-                hypercorn_config(config.ingress_bind),
+                ingress_cfg,
                 shutdown_trigger=stop.wait,
             )
         else:
-            ingress_task = _serve_fast(ingress, hypercorn_config(config.ingress_bind), stop)
+            ingress_task = _serve_fast(ingress, ingress_cfg, stop)
         servers = [
             asyncio.create_task(ingress_task, name="ingress"),
             asyncio.create_task(
@@ -165,7 +155,7 @@ def configure_logging(level: str) -> None:
 def main(config: ServerConfig, *, core_factory: CoreFactory | None = None) -> None:
     """Blocking entry point used by `pyrestate server` (uvloop when available)."""
     configure_logging(config.log_level)
-    factory = core_factory or load_core_factory()
+    factory = core_factory or create_core
     coro = run_server(config, core_factory=factory)
     try:
         import uvloop

@@ -12,21 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, overload
 
+# One vocabulary for SDK and server: the manifest's service and handler types, re-exported.
+from pyrestate.protocol.manifest import HandlerType as HandlerType
+from pyrestate.protocol.manifest import ServiceType as ServiceType
 from pyrestate.protocol.outcome import Failure as Failure  # the one failure type: the protocol codec's
 
 # ---------------------------------------------------------------- vocabulary
-
-
-class ServiceType(enum.Enum):
-    SERVICE = "Service"
-    VIRTUAL_OBJECT = "VirtualObject"
-    WORKFLOW = "Workflow"
-
-
-class HandlerType(enum.Enum):
-    EXCLUSIVE = "Exclusive"
-    SHARED = "Shared"
-    WORKFLOW = "Workflow"
 
 
 @dataclass(frozen=True, slots=True)

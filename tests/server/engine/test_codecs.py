@@ -13,7 +13,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyrestate.server.core_api import InvocationCommand
+from pyrestate.server.core_api import InvocationCommand, ServiceType
 from pyrestate.server.partition.model import (
     OUTBOX_COMMANDS,
     PROCESS_LOCAL_FIELDS,
@@ -85,7 +85,10 @@ def test_outbox_codec_round_trips_every_field_of_every_command(cmd: Command) -> 
 
 def test_the_fields_the_codec_used_to_drop() -> None:
     request = InvocationRequest(
-        "inv_1x", Target("S", "h", None, "Service", None), b"", sink=ResponseSink("inv_1y", 3, 0x8010)
+        "inv_1x",
+        Target("S", "h", None, ServiceType.SERVICE, None),
+        b"",
+        sink=ResponseSink("inv_1y", 3, 0x8010),
     )
     for cmd in (
         Invoke(request),
@@ -126,6 +129,12 @@ def test_timer_round_trips_every_field(timer: Timer) -> None:
     assert Timer.from_json(timer.to_json()) == timer
 
 
-@given(records(JournalEntry, ty=st.integers(0, 0xFFFF)))
+@given(
+    records(
+        JournalEntry,
+        ty=st.integers(0, 0xFFFF),  # u16 on disk
+        appended_at=st.one_of(st.none(), st.integers(0, 2**64 - 1)),  # u64 epoch ms on disk
+    )
+)
 def test_journal_entry_round_trips_every_field(entry: JournalEntry) -> None:
     assert JournalEntry.decode(entry.encode()) == entry

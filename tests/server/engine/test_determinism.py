@@ -25,7 +25,6 @@ from pyrestate.server.core_api import (
     ServiceType,
     Success,
 )
-from pyrestate.server.invoker.retry import RetryPolicy
 from pyrestate.server.partition.context import ApplyContext, Policies, partition_of, partition_of_key
 from pyrestate.server.partition.model import (
     Action,
@@ -51,6 +50,7 @@ from pyrestate.server.partition.model import (
     Suspend,
     TimerFired,
 )
+from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.server.partition.state_machine import apply
 from pyrestate.server.storage.memory import MemoryStorage
 from pyrestate.server.storage.records import Target, Timer, Waiting
@@ -106,8 +106,7 @@ TARGETS = [
 
 def _target(service: str, handler: str, key: str | None) -> Target:
     svc = SERVICES[service]
-    hty = svc.handlers[handler].ty
-    return Target(service, handler, key, svc.ty.value, hty.value if hty is not None else None)
+    return Target(service, handler, key, svc.ty, svc.handlers[handler].ty)
 
 
 def _ingress_id(service: str, handler: str, key: str | None, ikey: str) -> str:

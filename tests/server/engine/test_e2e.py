@@ -27,7 +27,7 @@ from pyrestate.server.core_api import (
     Success,
 )
 from pyrestate.server.engine.core import EngineCore
-from pyrestate.server.invoker.retry import RetryPolicy
+from pyrestate.server.partition.retry import RetryPolicy
 
 
 def _inv(service: str, handler: str, body: object, key: str | None = None, **kw: object) -> IngressInvocation:

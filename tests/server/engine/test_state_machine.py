@@ -19,7 +19,6 @@ from pyrestate.server.core_api import (
     ServiceType,
     Success,
 )
-from pyrestate.server.invoker.retry import RetryPolicy
 from pyrestate.server.partition.context import DAY_MS, ApplyContext, Policies, partition_of, partition_of_key
 from pyrestate.server.partition.model import (
     AbortAttempt,
@@ -46,6 +45,7 @@ from pyrestate.server.partition.model import (
     WorkflowAlreadyInvoked,
     command_from_json,
 )
+from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.server.partition.state_machine import apply
 from pyrestate.server.storage.memory import MemoryStorage
 from pyrestate.server.storage.records import Status, Target, Timer, TimerKind, Waiting
@@ -70,8 +70,8 @@ def _ctx(now: int = NOW, retry: RetryPolicy | None = None) -> ApplyContext:
     return ApplyContext(0, 1, now, _Schema(), Policies(retry=retry or RetryPolicy(max_attempts=2)))
 
 
-ADD = Target("Counter", "add", "k", "VirtualObject", "Exclusive")
-RUN = Target("Wf", "run", "w", "Workflow", "Workflow")
+ADD = Target("Counter", "add", "k", ServiceType.VIRTUAL_OBJECT, HandlerType.EXCLUSIVE)
+RUN = Target("Wf", "run", "w", ServiceType.WORKFLOW, HandlerType.WORKFLOW)
 A = str(InvocationId.for_idempotent_request("Counter", "add", "a", "k"))
 B = str(InvocationId.for_idempotent_request("Counter", "add", "b", "k"))
 W = str(InvocationId.for_workflow_run("Wf", "w"))
@@ -149,6 +149,13 @@ CASES = [
         {A: Status.INVOKED},
     ),
     Case(
+        "a terminal attempt failure (a limit exceeded) completes at once, whatever the retry policy",
+        [invoke(A)],
+        InvokerEffect(A, 1, AttemptFailed(500, "message size limit exceeded", terminal=True)),
+        [AbortAttempt, IngressResponse, RegisterTimer],
+        {A: Status.COMPLETED},
+    ),
+    Case(
         "exhausted retries pause",
         [invoke(A), InvokerEffect(A, 1, AttemptFailed(500, "boom"))],
         InvokerEffect(A, 2, AttemptFailed(500, "boom")),
@@ -163,11 +170,11 @@ CASES = [
         {A: Status.SUSPENDED},
     ),
     Case(
-        "cancel of an inboxed invocation completes it",
+        "cancel of an inboxed invocation answers its waiters and drops it",
         [invoke(A), invoke(B, token=2)],
         ManageInvocation(B, InvocationCommand.CANCEL, 3),
-        [IngressResponse, RegisterTimer, Reply],
-        {B: Status.COMPLETED, A: Status.INVOKED},
+        [IngressResponse, Reply],
+        {A: Status.INVOKED},
     ),
     Case(
         "kill aborts and completes",
@@ -246,6 +253,29 @@ def test_admin_commands_on_completed_invocations() -> None:
     assert type(reply.value).__name__ == "Conflict"  # type: ignore[union-attr]
     assert _run(storage, ManageInvocation(A, InvocationCommand.PURGE, 3)) == [Reply(3, CommandOutcome.DONE)]
     assert storage.reader().get_invocation_status(A) is None
+
+
+@pytest.mark.parametrize("delayed", [False, True], ids=["inboxed", "scheduled"])
+def test_cancel_before_start_keeps_nothing(delayed: bool) -> None:
+    """As Restate: the canceled invocation answers 409 to whoever waits, then no status, inbox entry or
+    timer of it is left, so the same idempotency key starts a new invocation."""
+    storage = MemoryStorage()
+    _run(storage, invoke(A))
+    at = NOW + 500 if delayed else None
+    req = InvocationRequest(
+        B, ADD, b"1", idempotency_key="b", completion_retention_ms=1000, execution_time=at
+    )
+    _run(storage, Invoke(req, 2))
+    st = storage.reader().get_invocation_status(B)
+    assert st is not None and st.status is (Status.SCHEDULED if delayed else Status.INBOXED)
+    actions = _run(storage, ManageInvocation(B, InvocationCommand.CANCEL, 3))
+    assert actions == [IngressResponse(B, Failure(409, "canceled")), Reply(3, CommandOutcome.DONE)]
+    r = storage.reader()
+    assert r.get_invocation_status(B) is None
+    assert r.peek_inbox("Counter", "k") is None
+    assert not r.has_timer(Timer(NOW + 500, TimerKind.INVOKE, B, 0, 0))
+    again = _run(storage, Invoke(req, 4))  # the key is free again: a new submission, not a duplicate
+    assert again[-1] == Reply(4, Submitted(B, False, req.execution_time))
 
 
 def test_retry_policy_schedule() -> None:

@@ -15,9 +15,10 @@ from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.errors import ErrorCode, ProtocolError
 from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message
 from pyrestate.protocol.outcome import Failure, read_result, write_result
+from pyrestate.protocol.versions import MIN_SERVICE_PROTOCOL_VERSION, SDK_MAX_VERSION
 
-MIN_VERSION = 5
-MAX_VERSION = 6
+MIN_VERSION = MIN_SERVICE_PROTOCOL_VERSION
+MAX_VERSION = SDK_MAX_VERSION
 
 CANCEL_SIGNAL = 1
 FIRST_USER_SIGNAL = 17
@@ -769,7 +770,11 @@ class VM:
         self.state = VMState.CLOSED
 
     def notify_error(
-        self, message: str, stacktrace: str = "", code: int = 500, next_retry_delay_ms: int | None = None
+        self,
+        message: str,
+        stacktrace: str = "",
+        code: int = ErrorCode.INTERNAL,
+        next_retry_delay_ms: int | None = None,
     ) -> None:
         if self.state is VMState.CLOSED:
             return

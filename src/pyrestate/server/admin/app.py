@@ -19,16 +19,7 @@ import pyrestate
 from pyrestate.server import core_api
 from pyrestate.server.admin import openapi, schema_json
 from pyrestate.server.admin.manifest import ManifestInvalid, parse_manifest
-from pyrestate.server.config import ServerConfig
-from pyrestate.server.core_api import (
-    DeploymentRecord,
-    DeploymentRegistration,
-    InvocationCommand,
-    ServerCore,
-    ServicePatch,
-    ServiceType,
-)
-from pyrestate.server.ingress.asgi import (
+from pyrestate.server.asgi import (
     BodyTooLarge,
     ClientDisconnected,
     Headers,
@@ -43,8 +34,18 @@ from pyrestate.server.ingress.asgi import (
     request_headers,
     send_response,
 )
-from pyrestate.server.ingress.durations import DurationError, parse_duration_ms
-from pyrestate.server.ingress.ids import IdDecodeError, check_deployment_id, check_invocation_id
+from pyrestate.server.config import ServerConfig
+from pyrestate.server.core_api import (
+    DeploymentRecord,
+    DeploymentRegistration,
+    InvocationCommand,
+    ServerCore,
+    ServicePatch,
+    ServiceType,
+)
+from pyrestate.server.deployments import DeniedAddress, address_policy, redact_uri
+from pyrestate.server.durations import DurationError, parse_duration_ms
+from pyrestate.server.resource_ids import IdDecodeError, check_deployment_id, check_invocation_id
 
 log = logging.getLogger("pyrestate.admin")
 
@@ -111,22 +112,6 @@ def _default_discover(config: ServerConfig) -> DiscoverFn:
     return partial(discover, signer=load_signer(config.request_identity_private_key_pem_file))
 
 
-def _load_manifest_validator() -> Callable[[dict[str, Any], int | None], None] | None:
-    """Strict schema check of the shared manifest model, when it is available."""
-    try:
-        from pyrestate.protocol.manifest import EndpointManifest, ManifestError
-    except ImportError:
-        return None
-
-    def validate(manifest: dict[str, Any], version: int | None) -> None:
-        try:
-            EndpointManifest.from_json(manifest, version=version)
-        except ManifestError as e:
-            raise ManifestInvalid(str(e)) from None
-
-    return validate
-
-
 class AdminApp:
     """ASGI-3 app. `discover` defaults to the invoker's discovery client (injectable for tests)."""
 
@@ -136,7 +121,6 @@ class AdminApp:
         self.core = core
         self.config = config or ServerConfig()
         self._discover = discover
-        self._validate_manifest = _load_manifest_validator()
         self._query_runner: Any = None  # created on the first /query
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -227,6 +211,8 @@ class AdminApp:
         match segments:
             case ["health"]:
                 return self._only(method, "GET") or Response(200)
+            case ["metrics"]:
+                return self._only(method, "GET") or await self._metrics()
             case ["version"]:
                 return self._only(method, "GET") or Response(200, self._version())
             case ["openapi"]:
@@ -317,9 +303,12 @@ class AdminApp:
                     return denied
                 return await self._sql_query(headers, await body_json())
             case ["ui", *rest]:  # the HTML operator console (pyrestate.server.console)
-                from pyrestate.server.console import serve_console
+                from pyrestate.server.console import console_origins, serve_console
 
-                reply = await serve_console(self.core, self._sql_query, method, rest, query, receive, headers)
+                origins = console_origins(self.config.admin_bind, self.config.admin_url)
+                reply = await serve_console(
+                    self.core, self._sql_query, origins, method, rest, query, receive, headers
+                )
                 return Response(reply.status, reply.body, reply.headers)
             case _:
                 return Response(404)
@@ -330,11 +319,26 @@ class AdminApp:
 
     # ------------------------------------------------------------------ handlers
 
+    async def _metrics(self) -> Response:
+        from pyrestate.server import metrics
+
+        if metrics.gauges.invocations_stale():
+            sql = "SELECT target_service_name, status, count(*) AS n FROM sys_invocation GROUP BY 1, 2"
+            answer = await self._sql_query([("accept", "application/json")], {"query": sql})
+            if answer.status == 200 and isinstance(answer.body, bytes):
+                rows = json.loads(answer.body)["rows"]
+                metrics.gauges.set_invocations(
+                    (r["target_service_name"], r["status"], int(r["n"])) for r in rows
+                )
+        return Response(200, metrics.exposition(), [("content-type", metrics.CONTENT_TYPE)])
+
     async def _sql_query(self, headers: Headers, body: Any) -> Response:
-        from pyrestate.server.query import QueryRunner, answer_query
+        from pyrestate.server.query import QueryLimits, QueryRunner, answer_query
 
         if self._query_runner is None:
-            self._query_runner = QueryRunner()
+            concurrency = QueryLimits().concurrency
+            per_query = max(self.config.query_memory_bytes // concurrency, 16 * 1024 * 1024)
+            self._query_runner = QueryRunner(QueryLimits(memory_bytes=per_query, concurrency=concurrency))
         make_snapshot = getattr(self.core, "query_snapshot", None)
         snapshot = make_snapshot() if make_snapshot is not None and isinstance(body, dict) else None
         answer = await answer_query(snapshot, self._query_runner, body, header(headers, "accept"))
@@ -498,11 +502,16 @@ class AdminApp:
             raise PlainError(
                 422, "Failed to deserialize the JSON body into the target type: missing field `uri`"
             )
+        shown = redact_uri(uri)
         if not (uri.startswith("http://") or uri.startswith("https://")) or len(uri.split("://", 1)[1]) == 0:
             raise AdminError(
                 400,
-                f"The request field 'uri' is invalid. Reason: must be an absolute http(s) URI, got '{uri}'",
+                f"The request field 'uri' is invalid. Reason: must be an absolute http(s) URI, got '{shown}'",
             )
+        try:
+            await address_policy(self.config.deployment_allow, self.config.deployment_deny).check(uri)
+        except DeniedAddress as e:
+            raise AdminError(400, f"The request field 'uri' is invalid. Reason: {e.message}") from None
         headers = body.get("additional_headers") or {}
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise PlainError(
@@ -524,17 +533,16 @@ class AdminApp:
         except Exception as e:
             message = getattr(e, "message", None) or str(e) or type(e).__name__
             raise AdminError(
-                500, f"[META0003] [META0003] error when calling '{uri}': {message}", "META0003"
+                500, f"[META0003] [META0003] error when calling '{shown}': {message}", "META0003"
             ) from None
         manifest = response.manifest
         try:
-            if self._validate_manifest is not None:
-                version = getattr(response, "manifest_version", None)
-                self._validate_manifest(manifest, version if isinstance(version, int) else None)
-            parsed = parse_manifest(manifest, use_http_11=use_http_11)
+            version = getattr(response, "manifest_version", None)
+            parsed = parse_manifest(manifest, version=version if isinstance(version, int) else None)
         except ManifestInvalid as e:
             code = e.restate_code or "META0014"
-            raise AdminError(400, f"[{code}] bad endpoint manifest from '{uri}': {e.message}", code) from None
+            message = f"[{code}] bad endpoint manifest from '{shown}': {e.message}"
+            raise AdminError(400, message, code) from None
         sdk_version = _header_value(response.headers, "x-restate-server")
         registration = DeploymentRegistration(
             uri=uri,

@@ -241,8 +241,11 @@ def _invoked(entry: Row) -> str:
     return f"{target} {link(invocation_href(str(child)), child)}" if child else target
 
 
-def state_page(service: str, key: str, rows: Sequence[Row]) -> str:
-    """rows: key, value_utf8 (absent when not UTF-8), value (hex)."""
+def state_page(
+    service: str, key: str, rows: Sequence[Row], *, after: str | None = None, next_after: str | None = None
+) -> str:
+    """rows: key, value_utf8 (absent when not UTF-8), value (hex); one page of them, after the key `after`
+    (None: the first page), `next_after` the key to continue from when there are more."""
     cells = [
         (
             f'<span class="mono">{esc(r.get("key"))}</span>',
@@ -255,6 +258,14 @@ def state_page(service: str, key: str, rows: Sequence[Row]) -> str:
     body = f'<p>{esc(service)} / <span class="mono">{esc(key)}</span></p>' + (
         table(("key", "value"), cells) if cells else "<p>No state.</p>"
     )
+    href = state_href(service, key)
+    links = []
+    if after is not None:
+        links.append(link(href, "First page"))
+    if next_after is not None:
+        links.append(link(f"{href}?{urlencode({'after': next_after})}", "Next page"))
+    if links:
+        body += "<p>" + " · ".join(links) + "</p>"
     return page("State", body)
 
 

@@ -1,8 +1,10 @@
 """Routing of the operator console (`/ui/…` on the admin API): reads go through the `/query` machinery,
 actions through the same engine operation as `PATCH /invocations/{id}/{verb}`.
 
-Action forms are POSTs; a POST whose `Origin`/`Sec-Fetch-Site` says it comes from another site is refused,
-because a plain HTML form is the one request a foreign page can make a browser send here.
+Action forms and the SQL form are POSTs; a POST whose `Sec-Fetch-Site` says it comes from another site, or
+whose `Origin` is not one of the console's own addresses, is refused, because a plain HTML form is the one
+request a foreign page can make a browser send here. The addresses come from the configuration, never from
+the request's `Host` (a DNS-rebinding page sends a `Host` that matches its own `Origin`).
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pyrestate.server import core_api
+from pyrestate.server.asgi import BodyTooLarge, Headers, Receive, header, read_body
 from pyrestate.server.console import render
 from pyrestate.server.core_api import InvocationCommand, ServerCore
-from pyrestate.server.ingress.asgi import BodyTooLarge, Headers, Receive, header, read_body
+from pyrestate.server.deployments import redact_uri
 
 LIST_LIMIT = 100
+STATE_PAGE = 100
 JOURNAL_LIMIT = 1000
 SQL_ROW_LIMIT = 500
 MAX_FORM_BODY = 64 * 1024
@@ -80,22 +84,43 @@ def _ms_text(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def cross_site(headers: Headers) -> bool:
+_LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def console_origins(admin_bind: str, admin_url: str | None = None) -> frozenset[str]:
+    """The origins (`scheme://host:port`, lower case) a console page can have: `admin_url` when configured,
+    and `http://` + the bind address, with the loopback names when bound to loopback or to every address."""
+    host, _, port = admin_bind.rpartition(":")
+    host = host.lower()
+    hosts = {host}
+    if host in ("0.0.0.0", "[::]", "::", "localhost", "[::1]") or host.startswith("127."):
+        hosts.update(_LOCAL_NAMES)
+    origins = {f"http://{h}:{port}" for h in hosts}
+    if admin_url:
+        parts = urlsplit(admin_url.strip())
+        if parts.scheme and parts.netloc:
+            netloc = parts.netloc.lower()
+            default = {"http": ":80", "https": ":443"}.get(parts.scheme.lower(), "")
+            origins.add(f"{parts.scheme.lower()}://{netloc.removesuffix(default)}")
+    return frozenset(origins)
+
+
+def cross_site(headers: Headers, origins: frozenset[str]) -> bool:
     """True when the browser says the request was made by a page of another origin."""
     fetch_site = header(headers, "sec-fetch-site")
     if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
         return True
     origin = header(headers, "origin")
     if origin is None:
-        return False
-    host = header(headers, "host") or ""
-    return origin.split("://", 1)[-1].rstrip("/").lower() != host.lower()
+        return False  # not sent by a browser form (browsers send Origin on every POST)
+    return origin.strip().rstrip("/").lower() not in origins
 
 
 class Console:
-    def __init__(self, core: ServerCore, sql: SqlFn) -> None:
+    def __init__(self, core: ServerCore, sql: SqlFn, origins: frozenset[str]) -> None:
         self.core = core
         self._sql = sql
+        self.origins = origins
 
     async def query(self, sql: str) -> list[dict[str, Any]]:
         answer = await self._sql([("accept", "application/json")], {"query": sql})
@@ -142,16 +167,18 @@ class Console:
             case ["invocations", inv_id, action] if action in _COMMANDS:
                 if denied := self._only(method, "POST"):
                     return denied
-                if cross_site(headers):
-                    return _html(403, render.message_page("Forbidden", "Cross-site form submission refused."))
+                if cross_site(headers, self.origins):
+                    return _forbidden()
                 return await self.act(inv_id, action)
             case ["state", service, key]:
-                return self._only(method, "GET") or await self.state(service, key)
+                return self._only(method, "GET") or await self.state(service, key, query.get("after"))
             case ["sql"]:
                 if method == "GET":
                     return _html(200, render.sql_page(""))
                 if method != "POST":
                     return _not_allowed("GET, POST")
+                if cross_site(headers, self.origins):
+                    return _forbidden()
                 try:
                     form = dict(parse_qsl((await read_body(receive, headers, MAX_FORM_BODY)).decode()))
                 except BodyTooLarge:
@@ -170,7 +197,7 @@ class Console:
         services = [
             {
                 "name": s.name,
-                "ty": s.ty.value,
+                "ty": s.ty.admin_name,
                 "handlers": sorted(s.handlers),
                 "deployment_id": s.deployment_id,
             }
@@ -179,7 +206,7 @@ class Console:
         deployments = [
             {
                 "id": d.id,
-                "endpoint": d.uri,
+                "endpoint": redact_uri(d.uri),
                 "created_at": _ms_text(d.created_at_ms),
                 "services": [s.name for s in d.services],
             }
@@ -236,16 +263,23 @@ class Console:
             return _redirect(f"{back}?{urlencode({'failed': 'unavailable'})}")
         return _redirect(f"{back}?{urlencode({'done': action})}")
 
-    async def state(self, service: str, key: str) -> ConsoleReply:
+    async def state(self, service: str, key: str, after: str | None) -> ConsoleReply:
         if self.core.lookup_service(service) is None:
             return _html(
                 404, render.message_page("Not found", f"The requested service '{service}' does not exist")
             )
+        # One page at a time, from the key after the last one shown: an object with many keys must not make
+        # the query sort (and the page show) all of its values.
+        since = f" AND key > {sql_str(after)}" if after else ""
         rows = await self.query(
             "SELECT key, value_utf8, value FROM state "
-            f"WHERE service_name = {sql_str(service)} AND service_key = {sql_str(key)} ORDER BY key"
+            f"WHERE service_name = {sql_str(service)} AND service_key = {sql_str(key)}{since} "
+            f"ORDER BY key LIMIT {STATE_PAGE + 1}"
         )
-        return _html(200, render.state_page(service, key, rows))
+        more = len(rows) > STATE_PAGE
+        rows = rows[:STATE_PAGE]
+        next_after = str(rows[-1]["key"]) if more and rows else None
+        return _html(200, render.state_page(service, key, rows, after=after, next_after=next_after))
 
     async def sql(self, sql: str) -> ConsoleReply:
         if not sql.strip():
@@ -257,6 +291,10 @@ class Console:
         return _html(200, render.sql_page(sql, rows, limit=SQL_ROW_LIMIT))
 
 
+def _forbidden() -> ConsoleReply:
+    return _html(403, render.message_page("Forbidden", "Cross-site form submission refused."))
+
+
 def _not_allowed(allow: str) -> ConsoleReply:
     return ConsoleReply(405, None, [("allow", allow)])
 
@@ -264,10 +302,11 @@ def _not_allowed(allow: str) -> ConsoleReply:
 async def serve_console(
     core: ServerCore,
     sql: SqlFn,
+    origins: frozenset[str],
     method: str,
     segments: Sequence[str],
     query: Mapping[str, str],
     receive: Receive,
     headers: Headers,
 ) -> ConsoleReply:
-    return await Console(core, sql).serve(method, segments, query, receive, headers)
+    return await Console(core, sql, origins).serve(method, segments, query, receive, headers)

@@ -9,7 +9,7 @@ import itertools
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, assert_never
 
 from pyrestate.protocol.ids import (
     DeploymentId,
@@ -18,6 +18,8 @@ from pyrestate.protocol.ids import (
     parse_awakeable_id,
     partition_key_for_key,
 )
+from pyrestate.server import metrics
+from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import (
     BadRequest,
     ById,
@@ -44,13 +46,7 @@ from pyrestate.server.core_api import (
     Success,
     Unavailable,
 )
-from pyrestate.server.engine.config import EngineConfig
-from pyrestate.server.engine.schema_codec import (
-    deployment_from_json,
-    deployment_to_json,
-    service_from_json,
-    service_to_json,
-)
+from pyrestate.server.deployments import address_policy
 from pyrestate.server.invoker.identity import load_signer
 from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
 from pyrestate.server.partition.context import ApplyContext, Policies, partition_of, partition_of_key
@@ -78,9 +74,15 @@ from pyrestate.server.partition.model import (
 )
 from pyrestate.server.partition.processor import CommandLoop, PartitionProcessor
 from pyrestate.server.partition.state_machine import WORKFLOW_ALREADY_INVOKED
-from pyrestate.server.storage.api import Storage
+from pyrestate.server.storage.api import SnapshotStorage, Storage
 from pyrestate.server.storage.factory import create_storage
 from pyrestate.server.storage.records import InvocationStatus, Status, Target, Timer
+from pyrestate.server.storage.schema_codec import (
+    deployment_from_json,
+    deployment_to_json,
+    service_from_json,
+    service_to_json,
+)
 from pyrestate.server.storage.sqlite import SqliteStorage
 from pyrestate.server.timers.service import Clock, TimerService, WallClock
 
@@ -107,7 +109,7 @@ def check_compatible(old: ServiceSchema, new: ServiceSchema) -> None:
 
 
 class EngineCore(Registry):
-    def __init__(self, config: EngineConfig, *, clock: Clock | None = None) -> None:
+    def __init__(self, config: ServerConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or WallClock()
         self.storage: Storage = create_storage(
@@ -115,6 +117,8 @@ class EngineCore(Registry):
             sqlite_path=config.database_path,
             partitions=config.partitions,
             node_id=config.node_id,
+            accept_data_loss=config.accept_data_loss,
+            lock_note=config.lock_note,
         )
         self._services: dict[str, ServiceSchema] = {}
         self._deployments: dict[str, DeploymentRecord] = {}
@@ -142,6 +146,9 @@ class EngineCore(Registry):
                 background_slot_s=config.background_slot_s,
                 disable_eager_state=config.disable_eager_state,
                 signer=load_signer(config.request_identity_private_key_pem_file),
+                address_policy=address_policy(config.deployment_allow, config.deployment_deny),
+                message_size_limit=config.message_size_limit,
+                key_size_limit=config.key_size_limit,
             ),
         )
         self.timers = TimerService(self.clock, self._fire_timer, self._load_timers)
@@ -171,6 +178,9 @@ class EngineCore(Registry):
             p.start()
         self.timers.start()
         self._started = True
+        metrics.gauges.partitions_owned = lambda: len(self._partitions)
+        metrics.gauges.timers_in_memory = lambda: len(self.timers)
+        metrics.gauges.attempts_running = lambda: self.invoker.running
 
     def _recover_from_storage(self) -> None:
         """Rebuild the in-memory view from committed data: undelivered outbox messages first (they were
@@ -201,6 +211,7 @@ class EngineCore(Registry):
         if not self._started:
             return
         self._started = False
+        metrics.gauges.detach()
         await self.timers.stop()
         await self.invoker.close()
         for p in self._partitions:
@@ -264,11 +275,15 @@ class EngineCore(Registry):
                     token_fut.set_result(v)
             case SendToPartition(partition=p, seq=s, command=c):
                 self._submit(p, Deliver(s, c))
+            case _:
+                assert_never(action)
 
     def _load_timers(self, after_ms: int, until_ms: int, limit: int) -> list[Timer]:
         return self.storage.reader().timers_between(after_ms, until_ms, limit)
 
     def _fire_timer(self, timer: Any) -> None:
+        metrics.timers_fired.inc()
+        metrics.timer_lateness.observe(max(0, self.clock.now_ms() - timer.fire_at) / 1000)
         self._submit(timer.partition % self.config.partitions, TimerFired(timer))
 
     def _add_waiter(self, invocation_id: str) -> asyncio.Future[Outcome]:
@@ -308,8 +323,7 @@ class EngineCore(Registry):
         keyed = svc.ty is not ServiceType.SERVICE
         if keyed and t.key is None:
             raise BadRequest(f"service '{t.service}' needs a key")
-        hty = handler.ty.value if handler.ty is not None else None
-        return svc, Target(svc.name, handler.name, t.key if keyed else None, svc.ty.value, hty)
+        return svc, Target(svc.name, handler.name, t.key if keyed else None, svc.ty, handler.ty)
 
     def _request_for(self, invocation: IngressInvocation, delay_ms: int | None) -> InvocationRequest:
         _, target = self._target(invocation)
@@ -581,40 +595,16 @@ class EngineCore(Registry):
     def query_snapshot(self) -> QuerySnapshot:
         from pyrestate.server.query.source import SqliteSnapshot
 
-        if not isinstance(self.storage, SqliteStorage):  # PostgreSQL: a snapshot on its own connection
-            return self.storage.snapshot(now_ms=self.clock.now_ms())  # type: ignore[attr-defined, no-any-return]
-        return SqliteSnapshot(self.storage.path, now_ms=self.clock.now_ms())
+        if isinstance(self.storage, SqliteStorage):
+            return SqliteSnapshot(self.storage.path, now_ms=self.clock.now_ms())
+        if isinstance(self.storage, SnapshotStorage):  # PostgreSQL: a snapshot on its own connection
+            return self.storage.snapshot(now_ms=self.clock.now_ms())
+        raise NotImplementedError(f"{type(self.storage).__name__} offers no SQL snapshot")
 
 
-def engine_config_from(server: Any) -> EngineConfig:
-    """Map the server's settings (`pyrestate.server.config.ServerConfig`) onto the engine's."""
-    from pyrestate.server.invoker.retry import RetryPolicy
-
-    return EngineConfig(
-        data_dir=server.data_dir,
-        partitions=server.partitions,
-        retry_policy=RetryPolicy(
-            initial_interval_ms=server.retry_initial_interval_ms,
-            exponentiation_factor=server.retry_exponentiation_factor,
-            max_interval_ms=server.retry_max_interval_ms,
-            max_attempts=server.retry_max_attempts,
-            on_max_attempts=server.retry_on_max_attempts.lower(),
-        ),
-        inactivity_timeout_ms=server.inactivity_timeout_ms,
-        abort_timeout_ms=server.abort_timeout_ms,
-        idempotency_retention_ms=server.idempotency_retention_ms,
-        workflow_completion_retention_ms=server.workflow_completion_retention_ms,
-        journal_retention_ms=server.journal_retention_ms,
-        disable_eager_state=server.disable_eager_state,
-        request_identity_private_key_pem_file=server.request_identity_private_key_pem_file,
-        storage=server.storage,
-        node_id=server.node_id,
-    )
+def create_core(config: ServerConfig) -> EngineCore:
+    """The engine `pyrestate server` runs."""
+    return EngineCore(config)
 
 
-def create_core(server_config: Any) -> EngineCore:
-    """Factory `pyrestate server` loads: an engine for the given `ServerConfig`."""
-    return EngineCore(engine_config_from(server_config))
-
-
-__all__ = ["EngineCore", "create_core", "engine_config_from"]
+__all__ = ["EngineCore", "create_core"]

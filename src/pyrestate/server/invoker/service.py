@@ -17,12 +17,19 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from pyrestate.protocol import service_protocol_pb2 as pb
-from pyrestate.protocol.errors import ErrorCode, ProtocolError
-from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message, encode_raw
+from pyrestate.protocol.errors import ErrorCode, MessageTooLarge, ProtocolError
+from pyrestate.protocol.framing import (
+    FrameDecoder,
+    MessageType,
+    encode_message,
+    encode_raw,
+)
 from pyrestate.protocol.ids import InvocationId
 from pyrestate.protocol.outcome import read_result
-from pyrestate.protocol.versions import invocation_content_type, negotiate
+from pyrestate.protocol.versions import DEFAULT_SERVER_MAX_VERSION, invocation_content_type, negotiate
+from pyrestate.server import metrics
 from pyrestate.server.core_api import DeploymentRecord, ServiceSchema, as_outcome
+from pyrestate.server.deployments import AddressPolicy, DeniedAddress
 from pyrestate.server.invoker.identity import RequestSigner
 from pyrestate.server.invoker.transport import DeploymentClient, InvocationStream, TransportError
 from pyrestate.server.partition.model import (
@@ -42,7 +49,7 @@ log = logging.getLogger(__name__)
 
 # V7 needs the future-tree suspension and run acks; until then new invocations use at most V6, as the
 # official server does without its experimental flag.
-SERVER_MAX_PROTOCOL = 6
+SERVER_MAX_PROTOCOL = DEFAULT_SERVER_MAX_VERSION
 
 
 class Registry:
@@ -60,19 +67,27 @@ LAUNCHES_PER_TURN = 64
 
 @dataclass(frozen=True, slots=True)
 class InvokerConfig:
-    inactivity_timeout_ms: int = 60_000
-    abort_timeout_ms: int = 600_000
-    concurrency_per_deployment: int = 1000
+    """The invoker's parameters; their defaults are the server's (`server.config.ServerConfig`)."""
+
+    inactivity_timeout_ms: int
+    abort_timeout_ms: int
+    concurrency_per_deployment: int
     # While the ingress is busy (a request in the last `ingress_busy_s`), at most this many attempts of
     # invocations nobody waits on (sent ones) run at once; more queue up and start as these end. A flood of
     # /send then cannot take the core from accepting: the backlog runs when the load allows.
-    background_concurrency: int = 2
-    ingress_busy_s: float = 0.1
+    background_concurrency: int
+    ingress_busy_s: float
     # A background attempt that heard nothing from its deployment for this long stops counting against the
     # limit (it waits on something else: a slow step, a promise), so slow handlers cannot hold the queue up.
-    background_slot_s: float = 0.1
-    disable_eager_state: bool = False
-    signer: RequestSigner | None = None  # request identity; None: requests go unsigned
+    background_slot_s: float
+    disable_eager_state: bool
+    signer: RequestSigner | None  # request identity; None: requests go unsigned
+    address_policy: AddressPolicy
+    # A larger message from a deployment fails the invocation at once (Restate's message-size-limit).
+    message_size_limit: int
+    # A longer object key (UTF-8 bytes) fails the invocation before it is sent: the key travels
+    # percent-encoded in a request header, and deployment servers bound the size of headers.
+    key_size_limit: int
 
 
 @dataclass
@@ -86,14 +101,18 @@ class _Attempt:
     heard_at: float = 0.0  # loop time the deployment last sent something (or the stream opened)
     opened: bool = False  # its stream is open: waiting for a free stream before that is not being quiet
     pin: PinDeployment | None = None  # reported with the attempt's first other effect
+    service: str = ""  # the target service, for the metrics
 
 
 class _AttemptFailure(Exception):
-    def __init__(self, code: int, message: str, delay_ms: int | None = None) -> None:
+    def __init__(
+        self, code: int, message: str, delay_ms: int | None = None, *, terminal: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.delay_ms = delay_ms
+        self.terminal = terminal
 
 
 class Invoker:
@@ -311,8 +330,11 @@ class Invoker:
         state: list[tuple[bytes, bytes]] | None = None
         if st.target.key is not None:
             state = reader.get_all_state(st.target.service, st.target.key)
-        att = _Attempt(invocation_id, epoch, len(journal))
+        att = _Attempt(invocation_id, epoch, len(journal), service=st.target.service)
         self._attempts[invocation_id] = att
+        metrics.attempts.labels(att.service).inc()
+        if st.retry_count:
+            metrics.retries.labels(att.service).inc()
         loop = asyncio.get_running_loop()
         att.task = loop.create_task(
             self._run(att, st, [(e.ty, e.raw) for e in journal], state), name=f"attempt-{invocation_id}"
@@ -326,6 +348,8 @@ class Invoker:
             att.task.add_done_callback(lambda _: self._release(att))
 
     def _emit(self, att: _Attempt, effect: Effect) -> None:
+        if isinstance(effect, AttemptFailed):
+            metrics.attempt_failures.labels(att.service, str(effect.code)).inc()
         if att.pin is not None:
             # Applied in the same batch as what the deployment answered first: one commit less per
             # invocation. Until then nothing depends on it (a lost pin is chosen again by the next attempt).
@@ -344,9 +368,15 @@ class Invoker:
             try:
                 await self._attempt(att, st, journal, state)
             except _AttemptFailure as f:
-                self._emit(att, AttemptFailed(f.code, f.message, f.delay_ms))
+                self._emit(att, AttemptFailed(f.code, f.message, f.delay_ms, f.terminal))
             except TransportError as e:
                 self._emit(att, AttemptFailed(ErrorCode.UNAVAILABLE, f"transport error: {e}"))
+            except MessageTooLarge as e:
+                message = (
+                    f"message size limit exceeded: the deployment sent a {e.type_name} message of {e.size} "
+                    f"bytes, over the limit of {e.limit} bytes (message-size-limit); not retried"
+                )
+                self._emit(att, AttemptFailed(ErrorCode.INTERNAL, message, terminal=True))
             except ProtocolError as e:
                 self._emit(att, AttemptFailed(ErrorCode.PROTOCOL_VIOLATION, f"protocol violation: {e}"))
             except asyncio.CancelledError:
@@ -402,6 +432,14 @@ class Invoker:
         journal: list[tuple[int, bytes]],
         state: list[tuple[bytes, bytes]] | None,
     ) -> None:
+        key = st.target.key
+        if key is not None and len(key.encode()) > self._config.key_size_limit:
+            raise _AttemptFailure(
+                400,
+                f"the object key is {len(key.encode())} bytes long, over the limit of "
+                f"{self._config.key_size_limit} bytes (key-size-limit); not retried",
+                terminal=True,
+            )
         dp, version, svc = self._choose(att, st)
         handler = svc.handlers.get(st.target.handler)
         inactivity = _first(
@@ -451,6 +489,10 @@ class Invoker:
             headers.append(("x-restate-service-key", quote(st.target.key, safe="")))
         limit = self._limits.setdefault(dp.id, asyncio.Semaphore(self._config.concurrency_per_deployment))
         async with limit:
+            try:  # checked again here: a name may resolve elsewhere than when it was registered
+                await self._config.address_policy.check(dp.uri)
+            except DeniedAddress as e:
+                raise _AttemptFailure(403, e.message) from None
             client = self._client(dp)
             stream = await client.open_stream(
                 "POST", f"/invoke/{st.target.service}/{st.target.handler}", headers
@@ -507,7 +549,7 @@ class Invoker:
                 raise _AttemptFailure(
                     ErrorCode.INTERNAL, f"deployment answered with content-type {got_ct!r}, expected {ct!r}"
                 )
-            decoder = FrameDecoder()
+            decoder = FrameDecoder(self._config.message_size_limit)
             recv: asyncio.Future[bytes | None] = asyncio.ensure_future(stream.receive())
             try:
                 while True:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from pyrestate.protocol.ids import InvocationId
 from pyrestate.server.core_api import HandlerSchema, ServiceSchema
-from pyrestate.server.invoker.retry import RetryPolicy
+from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.server.storage.records import Target
 
 DAY_MS = 24 * 3600 * 1000

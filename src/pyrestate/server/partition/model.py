@@ -72,6 +72,8 @@ class AttemptFailed:
     code: int
     message: str
     next_retry_delay_ms: int | None = None
+    # A limit was exceeded: another attempt would do the same, so the invocation fails now.
+    terminal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +265,7 @@ PROCESS_LOCAL_FIELDS = frozenset({"reply_token"})
 
 
 def _target_to(t: Target) -> list[Any]:
-    return [t.service, t.handler, t.key, t.service_ty, t.handler_ty]
+    return t.to_json()
 
 
 def command_to_json(cmd: Command) -> bytes:
@@ -304,7 +306,7 @@ def command_from_json(raw: bytes) -> Command:
         return Invoke(
             InvocationRequest(
                 invocation_id=d["id"],
-                target=Target(*d["target"]),
+                target=Target.from_json(d["target"]),
                 body=bytes.fromhex(d["body"]),
                 headers=tuple((k, v) for k, v in d["headers"]),
                 idempotency_key=d["ik"],

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
+from pyrestate.server import metrics
 from pyrestate.server.partition.context import ApplyContext
 from pyrestate.server.partition.model import (
     Action,
@@ -109,18 +111,20 @@ class CommandLoop:
             ctx = contexts.get(partition)
             if ctx is None:
                 ctx = contexts[partition] = self._context(partition)
-            savepoint = txn.savepoint()  # type: ignore[attr-defined]
+            savepoint = txn.savepoint()
             try:
                 actions.extend(apply(txn, cmd, ctx))
             except Exception as e:
                 log.exception("partition %d: applying %s failed", partition, type(cmd).__name__)
-                txn.rollback_to(savepoint)  # type: ignore[attr-defined]
+                txn.rollback_to(savepoint)
                 token = _reply_token(cmd)
                 if token is not None:
                     self._fail_reply(token, e)
+        started = time.perf_counter()
         try:
             await self._storage.commit(txn)
         except Exception as e:
+            metrics.commit_failures.inc()
             # Memory is now ahead of storage: queued commands may build on the dropped ones (an attempt's
             # next journal entry would land at the wrong index). Drop everything queued as well, refuse the
             # requests among them, and let the owner rebuild its in-memory view from storage, exactly as
@@ -136,6 +140,8 @@ class CommandLoop:
                 self._on_commit_failure()
             await asyncio.sleep(COMMIT_FAILURE_BACKOFF_S)  # storage is failing: do not spin on it
             return
+        metrics.commit_latency.observe(time.perf_counter() - started)
+        metrics.commit_batch.observe(len(batch))
         self.applied += len(batch)
         self.batches += 1
         for action in actions:

@@ -232,7 +232,7 @@ class _Apply:
     # ------------------------------------------------------------------ journal
 
     def append(self, st: InvocationStatus, ty: int, raw: bytes) -> InvocationStatus:
-        self.txn.put_journal_entry(st.invocation_id, st.journal_length, JournalEntry(ty, raw))
+        self.txn.put_journal_entry(st.invocation_id, st.journal_length, JournalEntry(ty, raw, self.ctx.now))
         return st.with_(journal_length=st.journal_length + 1)
 
     def notify(
@@ -411,8 +411,13 @@ def _on_effect(a: _Apply, cmd: InvokerEffect) -> None:
             a.notify(st, MessageType.RUN_COMPLETION, _notification(completion_id=cid, outcome=result))
         case Suspend(waiting=waiting):
             _on_suspend(a, st, waiting)
-        case AttemptFailed(code=code, message=message, next_retry_delay_ms=delay):
-            a.fail_attempt(st, code, message, delay)
+        case AttemptFailed(code=code, message=message, next_retry_delay_ms=delay, terminal=terminal):
+            if terminal:
+                a.emit(AbortAttempt(st.invocation_id))
+                st = st.with_(last_failure=f"[{code}] {message}", last_failure_code=code)
+                a.complete(st, Failure(code, message))
+            else:
+                a.fail_attempt(st, code, message, delay)
         case AttemptEnded():
             outcome = (
                 st.output
@@ -623,8 +628,7 @@ def _on_call(
     keyed = svc.ty is not ServiceType.SERVICE
     key = msg.key if keyed else None
     ikey = msg.idempotency_key if msg.HasField("idempotency_key") and msg.idempotency_key else None
-    hty = handler.ty.value if handler.ty is not None else None
-    target = Target(svc.name, handler.name, key, svc.ty.value, hty)
+    target = Target(svc.name, handler.name, key, svc.ty, handler.ty)
     callee = str(
         InvocationId.for_call(
             InvocationId.parse(st.invocation_id),
@@ -665,7 +669,7 @@ def _on_promise(
     msg: pb.GetPromiseCommandMessage | pb.PeekPromiseCommandMessage | pb.CompletePromiseCommandMessage,
 ) -> None:
     key = st.target.key
-    if st.target.service_ty != ServiceType.WORKFLOW.value or key is None:
+    if st.target.service_ty is not ServiceType.WORKFLOW or key is None:
         a.fail_attempt(st, ErrorCode.PROTOCOL_VIOLATION, "promises are only available in workflows", None)
         return
     svc = st.target.service
@@ -819,7 +823,12 @@ def _cancel(a: _Apply, st: InvocationStatus) -> bool:
     """Deliver signal 1; an invocation that has not started yet completes at once (True). The SDK
     propagates the cancellation to the calls it is waiting for."""
     if st.status in (Status.INBOXED, Status.SCHEDULED):
-        a.complete(st, CANCELED)
+        # As Restate does: whoever waits gets 409 canceled, then nothing of the invocation is kept (no
+        # status, no idempotency entry), so attach/output answer 404 and the same key may be used again.
+        if st.status is Status.SCHEDULED and st.execution_time is not None:
+            due = Timer(st.execution_time, TimerKind.INVOKE, st.invocation_id, 0, a.ctx.partition)
+            a.txn.delete_timer(due)
+        a.complete(st.with_(completion_retention_ms=0), CANCELED)
         return True
     st = a.notify(st, MessageType.SIGNAL, _notification(signal_id=CANCEL_SIGNAL))
     if st.status is Status.PAUSED:

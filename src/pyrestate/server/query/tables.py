@@ -15,14 +15,14 @@ import pyarrow as pa
 import pyrestate
 from pyrestate.protocol.ids import InvocationId, partition_key_for_key
 from pyrestate.server.core_api import DeploymentRecord, Failure, QuerySnapshot, ServiceSchema, Success
-from pyrestate.server.engine.schema_codec import deployment_from_json, service_from_json
+from pyrestate.server.deployments import redact_uri
 from pyrestate.server.query.journal import journal_rows
 from pyrestate.server.query.schema import table_schema
 from pyrestate.server.storage.records import InvocationStatus, JournalEntry, Promise, Status, status_from_json
+from pyrestate.server.storage.schema_codec import deployment_from_json, service_from_json
 
 Row = dict[str, Any]
 
-_SERVICE_TY = {"Service": "service", "VirtualObject": "virtual_object", "Workflow": "workflow"}
 # Reported as `created_using_restate_version`: the version this server announces on `/version`.
 _SERVER_VERSION = getattr(pyrestate, "__version__", "0.0.0")
 
@@ -93,7 +93,7 @@ def _status_row(st: InvocationStatus, statuses: dict[str, InvocationStatus]) -> 
         "target_service_name": t.service,
         "target_service_key": t.key,
         "target_handler_name": t.handler,
-        "target_service_ty": _SERVICE_TY.get(t.service_ty, t.service_ty.lower()),
+        "target_service_ty": t.service_ty.value.lower(),  # virtual_object
         "idempotency_key": st.idempotency_key,
         "invoked_by": st.invoked_by,
         "created_at": st.created_at,
@@ -194,9 +194,12 @@ def _sys_idempotency(data: _Loaded) -> list[Row]:
 
 def _sys_journal(data: _Loaded) -> list[Row]:
     per_invocation: dict[str, list[tuple[int, int, bytes]]] = {}
+    appended_at: dict[tuple[str, int], int | None] = {}
     for key, value in data.snap.scan("journal"):
         entry = JournalEntry.decode(value)
-        per_invocation.setdefault(str(key[0]), []).append((int(key[1]), entry.ty, entry.raw))
+        iid, index = str(key[0]), int(key[1])
+        per_invocation.setdefault(iid, []).append((index, entry.ty, entry.raw))
+        appended_at[iid, index] = entry.appended_at
     rows: list[Row] = []
     for iid, entries in per_invocation.items():
         pk = _partition_key(iid)
@@ -218,6 +221,7 @@ def _sys_journal(data: _Loaded) -> list[Row]:
                     "version": 2,
                     "entry_json": jr.entry_json,
                     "entry_lite_json": jr.entry_lite_json,
+                    "appended_at": appended_at[iid, jr.index],
                 }
             )
     return rows
@@ -317,7 +321,7 @@ def _sys_service(data: _Loaded) -> list[Row]:
             "name": s.name,
             "revision": s.revision,
             "public": s.public,
-            "ty": _SERVICE_TY.get(s.ty.value, s.ty.value.lower()),
+            "ty": s.ty.value.lower(),
             "deployment_id": s.deployment_id,
         }
         for s in data.services()
@@ -329,7 +333,7 @@ def _sys_deployment(data: _Loaded) -> list[Row]:
         {
             "id": d.id,
             "ty": "http",
-            "endpoint": d.uri,
+            "endpoint": redact_uri(d.uri),
             "created_at": d.created_at_ms,
             "min_service_protocol_version": d.min_protocol_version,
             "max_service_protocol_version": d.max_protocol_version,

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from pyrestate.server.core_api import Failure, Outcome, Success
+from pyrestate.server.core_api import Failure, HandlerType, Outcome, ServiceType, Success
 
 
 class Status(enum.Enum):
@@ -29,17 +29,33 @@ class Target:
     service: str
     handler: str
     key: str | None
-    service_ty: str  # core_api.ServiceType value
-    handler_ty: str | None  # core_api.HandlerType value
+    service_ty: ServiceType
+    handler_ty: HandlerType | None  # None for plain services
 
     @property
     def exclusive(self) -> bool:
         """Holds the per-key lock (VO exclusive handler, workflow run handler)."""
-        return self.key is not None and self.handler_ty in ("Exclusive", "Workflow")
+        return self.key is not None and self.handler_ty in (HandlerType.EXCLUSIVE, HandlerType.WORKFLOW)
 
     @property
     def workflow_run(self) -> bool:
-        return self.service_ty == "Workflow" and self.handler_ty == "Workflow"
+        return self.service_ty is ServiceType.WORKFLOW and self.handler_ty is HandlerType.WORKFLOW
+
+    def to_json(self) -> list[Any]:
+        """[service, handler, key, service type, handler type], the types in their admin spelling."""
+        hty = None if self.handler_ty is None else self.handler_ty.admin_name
+        return [self.service, self.handler, self.key, self.service_ty.admin_name, hty]
+
+    @classmethod
+    def from_json(cls, d: list[Any]) -> Target:
+        service, handler, key, sty, hty = d
+        return cls(
+            service,
+            handler,
+            key,
+            ServiceType.from_admin_name(sty),
+            None if hty is None else HandlerType.from_admin_name(hty),
+        )
 
     def display(self) -> str:
         if self.key is None:
@@ -199,7 +215,7 @@ def status_to_json(s: InvocationStatus) -> bytes:
     d: dict[str, Any] = {
         "id": s.invocation_id,
         "status": s.status.value,
-        "target": [t.service, t.handler, t.key, t.service_ty, t.handler_ty],
+        "target": t.to_json(),
         "created_at": s.created_at,
         "modified_at": s.modified_at,
         "idempotency_key": s.idempotency_key,
@@ -243,12 +259,11 @@ def _dumps(obj: Any) -> bytes:
 
 def status_from_json(raw: bytes) -> InvocationStatus:
     d = json.loads(raw)
-    svc, handler, key, sty, hty = d["target"]
     w = d.get("waiting")
     return InvocationStatus(
         invocation_id=d["id"],
         status=Status(d["status"]),
-        target=Target(svc, handler, key, sty, hty),
+        target=Target.from_json(d["target"]),
         created_at=d["created_at"],
         modified_at=d["modified_at"],
         idempotency_key=d.get("idempotency_key"),
@@ -280,17 +295,30 @@ def status_from_json(raw: bytes) -> InvocationStatus:
 
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
-    """One journal entry exactly as on the wire: message type and protobuf payload bytes."""
+    """One journal entry exactly as on the wire: message type and protobuf payload bytes, and when the
+    partition appended it (epoch ms; None for entries stored before that was recorded)."""
 
     ty: int
     raw: bytes
+    appended_at: int | None = None
 
     def encode(self) -> bytes:
-        return self.ty.to_bytes(2, "big") + self.raw
+        if self.appended_at is None:
+            return self.ty.to_bytes(2, "big") + self.raw
+        return _TIMED_ENTRY + self.ty.to_bytes(2, "big") + self.appended_at.to_bytes(8, "big") + self.raw
 
     @staticmethod
     def decode(data: bytes) -> JournalEntry:
+        if data[:2] == _TIMED_ENTRY:
+            return JournalEntry(
+                int.from_bytes(data[2:4], "big"), bytes(data[12:]), int.from_bytes(data[4:12], "big")
+            )
         return JournalEntry(int.from_bytes(data[:2], "big"), bytes(data[2:]))
+
+
+# Marks an entry stored with its append time. Entries written before carry their message type first;
+# 0xFFFF is no message type of the service protocol, so both layouts stay readable side by side.
+_TIMED_ENTRY = b"\xff\xff"
 
 
 class TimerKind(enum.Enum):
