@@ -8,6 +8,7 @@ from conformance.services import (
     failing,
     ingress_services,
     interpreter,
+    metadata,
     proxy,
     state_services,
 )
@@ -21,6 +22,7 @@ ALL = [
     *interpreter.SERVICES,
     *evolution.SERVICES,
     *ingress_services.SERVICES,
+    *metadata.SERVICES,
 ]
 
 

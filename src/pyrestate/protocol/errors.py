@@ -27,6 +27,7 @@ class ErrorCode(enum.IntEnum):
     CONFLICT = 409  # cancelled, killed, promise already completed
     GONE = 410
     INTERNAL = 500
+    UNAVAILABLE = 503  # the deployment could not be reached
     NOT_READY = 470
     JOURNAL_MISMATCH = 570
     PROTOCOL_VIOLATION = 571

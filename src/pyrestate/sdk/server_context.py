@@ -19,6 +19,8 @@ from random import Random
 from typing import Any, Literal, TypeVar
 from uuid import UUID
 
+from pyrestate.protocol.errors import ErrorCode
+from pyrestate.protocol.outcome import metadata_dict, metadata_of
 from pyrestate.sdk._vm import (
     VM,
     AnyCompleted,
@@ -213,7 +215,7 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
             if isinstance(res, Value):
                 return typing.cast(T, serde.deserialize(res.content))
             if isinstance(res, Failure):
-                raise TerminalError(res.message, res.code, res.metadata)
+                raise TerminalError(res.message, res.code, metadata_dict(res.metadata))
             if isinstance(res, InvocationIdResult):
                 return typing.cast(T, res.invocation_id)
             if isinstance(res, StateKeysResult):
@@ -244,7 +246,7 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
                 continue
             if isinstance(progress, CancelSignalReceived):
                 await self._cancel_children()
-                raise TerminalError("cancelled", 409)
+                raise TerminalError("cancelled", ErrorCode.CONFLICT)
             raise SuspendedException()
 
     async def _cancel_children(self) -> None:
@@ -259,8 +261,8 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
         if isinstance(res, InvocationIdResult):
             return res.invocation_id
         if isinstance(res, Failure):
-            raise TerminalError(res.message, res.code, res.metadata)
-        raise TerminalError("no invocation id received for the call", 500)
+            raise TerminalError(res.message, res.code, metadata_dict(res.metadata))
+        raise TerminalError("no invocation id received for the call", ErrorCode.INTERNAL)
 
     def _start_run(self, handle: int) -> None:
         factory = self._run_closures.pop(handle, None)
@@ -358,7 +360,9 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
                         result = await result
                 value = serde.serialize(result)
             except TerminalError as t:
-                self.vm.propose_run_completion(handle, Failure(t.status_code, t.message, t.metadata))
+                self.vm.propose_run_completion(
+                    handle, Failure(t.status_code, t.message, metadata_of(t.metadata))
+                )
             except RetryableError as r:
                 self.vm.propose_run_completion_transient(
                     handle,
@@ -373,7 +377,7 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
             except Exception as e:
                 self.vm.propose_run_completion_transient(
                     handle,
-                    Failure(500, repr(e)),
+                    Failure(ErrorCode.INTERNAL, repr(e)),
                     "".join(traceback.format_exception(e)),
                     int((time.monotonic() - started) * 1000),
                     config,
@@ -619,7 +623,9 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
 def _no_scope(scope: str | None, limit_key: str | None) -> None:
     if scope is not None or limit_key is not None:
         # Scopes need protocol V7, which this SDK does not negotiate.
-        raise TerminalError("scope/limit_key need service protocol V7, which this SDK does not speak", 500)
+        raise TerminalError(
+            "scope/limit_key need service protocol V7, which this SDK does not speak", ErrorCode.INTERNAL
+        )
 
 
 def _return_hint(action: Any) -> Any:

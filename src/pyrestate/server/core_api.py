@@ -10,11 +10,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, overload
 
 # One vocabulary for SDK and server: the manifest's service and handler types, re-exported.
 from pyrestate.protocol.manifest import HandlerType as HandlerType
 from pyrestate.protocol.manifest import ServiceType as ServiceType
+from pyrestate.protocol.outcome import Failure as Failure  # the one failure type: the protocol codec's
 
 # ---------------------------------------------------------------- vocabulary
 
@@ -32,14 +33,21 @@ class Success:
     content_type: str | None = None  # the handler's declared output content type, if the body needs one
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
-    code: int
-    message: str
-    metadata: tuple[tuple[str, str], ...] = ()
-
-
 Outcome = Success | Failure
+
+
+@overload
+def as_outcome(result: bytes | Failure) -> Outcome: ...
+@overload
+def as_outcome(result: bytes | Failure | None) -> Outcome | None: ...
+def as_outcome(result: bytes | Failure | None) -> Outcome | None:
+    """A result read by `protocol.outcome.read_result` as the engine's outcome (None stays void)."""
+    return Success(result) if isinstance(result, bytes) else result
+
+
+def as_result(outcome: Outcome | None) -> bytes | Failure | None:
+    """The engine's outcome as `protocol.outcome.write_result` takes it."""
+    return outcome.value if isinstance(outcome, Success) else outcome
 
 
 # ---------------------------------------------------------------- ingress requests and answers

@@ -8,7 +8,7 @@ import pytest
 
 from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.framing import MessageType
-from pyrestate.protocol.ids import InvocationId
+from pyrestate.protocol.ids import InvocationId, awakeable_id, partition_key_for_key
 from pyrestate.server.core_api import (
     CommandOutcome,
     Failure,
@@ -19,7 +19,7 @@ from pyrestate.server.core_api import (
     ServiceType,
     Success,
 )
-from pyrestate.server.partition.context import DAY_MS, ApplyContext, Policies
+from pyrestate.server.partition.context import DAY_MS, ApplyContext, Policies, partition_of, partition_of_key
 from pyrestate.server.partition.model import (
     AbortAttempt,
     AlreadyCompleted,
@@ -44,7 +44,6 @@ from pyrestate.server.partition.model import (
     TimerFired,
     WorkflowAlreadyInvoked,
     command_from_json,
-    command_to_json,
 )
 from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.server.partition.state_machine import apply
@@ -344,8 +343,46 @@ def test_kill_takes_down_the_call_tree_and_unlocks_keys() -> None:
 
 
 def test_kill_reaches_children_on_other_partitions_through_the_outbox() -> None:
-    cmd = ManageInvocation(A, InvocationCommand.KILL)
-    assert command_from_json(command_to_json(cmd)) == cmd
+    """Four partitions, one store (as in one server process): the parent's kill reaches a child on another
+    partition only as an outbox row, which is delivered there and kills the child."""
+    parts = 4
+    storage = MemoryStorage()
+
+    def run(partition: int, cmd: Command) -> list[object]:
+        txn = storage.begin()
+        actions = apply(txn, cmd, ApplyContext(partition, parts, NOW, _Schema(), Policies()))
+        storage.commit_now(txn)
+        return list(actions)
+
+    def deliver(actions: list[object]) -> list[object]:
+        out: list[object] = []
+        for x in actions:
+            if isinstance(x, SendToPartition):
+                [(seq, raw)] = [r for r in storage.reader().list_outbox(x.partition) if r[0] == x.seq]
+                assert command_from_json(raw) == x.command  # what is stored is what was sent
+                out += run(x.partition, Deliver(seq, command_from_json(raw)))
+        return out
+
+    home = partition_of(A, parts)
+    keys = (f"k{i}" for i in range(100))
+    child_key = next(k for k in keys if partition_of_key(partition_key_for_key(k), parts) != home)
+    deliver(run(home, invoke(A)))
+    deliver(run(home, InvokerEffect(A, 1, call_cmd(child_key, 2, 1))))
+    child = _callee(storage, A)
+    there = partition_of(child, parts)
+    assert there != home
+    assert storage.reader().get_invocation_status(child).status is Status.INVOKED  # type: ignore[union-attr]
+
+    actions = run(home, ManageInvocation(A, InvocationCommand.KILL, 9))
+    kills = [x for x in actions if isinstance(x, SendToPartition)]
+    assert [(k.partition, k.command) for k in kills] == [
+        (there, ManageInvocation(child, InvocationCommand.KILL))
+    ]
+    assert storage.reader().get_invocation_status(child).status is Status.INVOKED  # type: ignore[union-attr]
+    deliver(actions)
+    st = storage.reader().get_invocation_status(child)
+    assert st is not None and st.status is Status.COMPLETED and st.output == Failure(409, "killed")
+    assert storage.reader().list_outbox(there) == []  # delivered rows are gone
 
 
 def test_cancel_of_a_paused_invocation_resumes_it_with_the_signal() -> None:
@@ -468,3 +505,55 @@ def test_kill_reaches_a_child_whose_creation_is_still_in_the_outbox() -> None:
     st = storage.reader().get_invocation_status(child)
     assert st is not None and st.output == Failure(409, "killed")
     assert storage.reader().get_lock("Counter", "k2") is None
+
+
+# ------------------------------------------------------------------------------------------------ failures
+
+MD = (("reason", "out of stock"), ("sku", "42"))
+
+
+def _failure(code: int = 422) -> pb.Failure:
+    f = pb.Failure(code=code, message="rejected")
+    for k, v in MD:
+        f.metadata.add(key=k, value=v)
+    return f
+
+
+def test_complete_promise_keeps_the_failure_metadata() -> None:
+    storage = MemoryStorage()
+    _deliver_all(storage, invoke(W, RUN))
+    get = pb.GetPromiseCommandMessage(key="p", result_completion_id=1)
+    _deliver_all(storage, InvokerEffect(W, 1, SdkCommand(MessageType.GET_PROMISE, get.SerializeToString())))
+    done = pb.CompletePromiseCommandMessage(key="p", result_completion_id=2, completion_failure=_failure())
+    _deliver_all(
+        storage, InvokerEffect(W, 1, SdkCommand(MessageType.COMPLETE_PROMISE, done.SerializeToString()))
+    )
+    promise = storage.reader().get_promise("Wf", "w", "p")
+    assert promise is not None and promise.result == Failure(422, "rejected", MD)
+    [got] = _notifications(storage, W, MessageType.GET_PROMISE_COMPLETION)
+    assert got.completion_id == 1 and got.failure == _failure()
+
+
+def test_complete_awakeable_and_send_signal_keep_the_failure_metadata() -> None:
+    storage = MemoryStorage()
+    _deliver_all(storage, invoke(A))
+    awk = pb.CompleteAwakeableCommandMessage(awakeable_id=awakeable_id(InvocationId.parse(A), 17))
+    awk.failure.CopyFrom(_failure(500))
+    sig = pb.SendSignalCommandMessage(target_invocation_id=A, name="go", failure=_failure(409))
+    for ty, m in ((MessageType.COMPLETE_AWAKEABLE, awk), (MessageType.SEND_SIGNAL, sig)):
+        _deliver_all(storage, InvokerEffect(A, 1, SdkCommand(ty, m.SerializeToString())))
+    by_awakeable, by_name = _notifications(storage, A, MessageType.SIGNAL)
+    assert by_awakeable.signal_id == 17 and by_awakeable.failure == _failure(500)
+    assert by_name.signal_name == "go" and by_name.failure == _failure(409)
+
+
+def test_an_empty_value_completes_an_awakeable_with_a_value() -> None:
+    storage = MemoryStorage()
+    _deliver_all(storage, invoke(A))
+    awk = pb.CompleteAwakeableCommandMessage(awakeable_id=awakeable_id(InvocationId.parse(A), 17))
+    awk.value.SetInParent()
+    _deliver_all(
+        storage, InvokerEffect(A, 1, SdkCommand(MessageType.COMPLETE_AWAKEABLE, awk.SerializeToString()))
+    )
+    [n] = _notifications(storage, A, MessageType.SIGNAL)
+    assert n.WhichOneof("result") == "value" and n.value.content == b""

@@ -14,6 +14,7 @@ from google.protobuf.message import Message as ProtoMessage
 from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.errors import ErrorCode, ProtocolError
 from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message
+from pyrestate.protocol.outcome import Failure, read_result, write_result
 from pyrestate.protocol.versions import MIN_SERVICE_PROTOCOL_VERSION, SDK_MAX_VERSION
 
 MIN_VERSION = MIN_SERVICE_PROTOCOL_VERSION
@@ -30,13 +31,6 @@ FIRST_USER_SIGNAL = 17
 @dataclass(frozen=True, slots=True)
 class Value:
     content: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    code: int
-    message: str
-    metadata: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,18 +158,6 @@ class _RunInfo:
 # helpers
 
 
-def _failure_to_pb(f: Failure) -> pb.Failure:
-    out = pb.Failure(code=f.code, message=f.message)
-    for k, v in (f.metadata or {}).items():
-        out.metadata.add(key=k, value=v)
-    return out
-
-
-def _failure_from_pb(f: pb.Failure) -> Failure:
-    md = {m.key: m.value for m in f.metadata} or None
-    return Failure(f.code, f.message, md)
-
-
 def _notification_key(n: pb.NotificationMessage) -> Key:
     which = n.WhichOneof("id")
     if which == "completion_id":
@@ -189,15 +171,15 @@ def _notification_key(n: pb.NotificationMessage) -> Key:
 
 def _notification_result(n: pb.NotificationMessage) -> Result:
     which = n.WhichOneof("result")
-    if which == "value":
-        return Value(n.value.content)
-    if which == "failure":
-        return _failure_from_pb(n.failure)
     if which == "invocation_id":
         return InvocationIdResult(n.invocation_id)
     if which == "state_keys":
         return StateKeysResult(sorted(k.decode() for k in n.state_keys.keys))
-    return Void()
+    return _result(read_result(n))
+
+
+def _result(r: bytes | Failure | None) -> Value | Failure | Void:
+    return Value(r) if isinstance(r, bytes) else Void() if r is None else r
 
 
 def _short(message: ProtoMessage, mtype: MessageType) -> str:
@@ -335,10 +317,11 @@ class VM:
                 f"the minimum required version is 'V{minimum}'",
             )
 
-    def _failure_pb(self, f: Failure) -> pb.Failure:
-        if f.metadata:
+    def _wire(self, result: Value | Failure | Void) -> bytes | Failure | None:
+        """A result as the codec writes it; failure metadata needs V6."""
+        if isinstance(result, Failure) and result.metadata:
             self._require_version(6, "terminal error metadata")
-        return _failure_to_pb(f)
+        return result.content if isinstance(result, Value) else None if isinstance(result, Void) else result
 
     # -- invocation input
 
@@ -605,11 +588,7 @@ class VM:
 
     def sys_complete_awakeable(self, awakeable_id: str, result: Value | Failure, name: str = "") -> None:
         msg = pb.CompleteAwakeableCommandMessage(awakeable_id=awakeable_id, name=name)
-        if isinstance(result, Value):
-            msg.value.content = result.content
-        else:
-            msg.failure.CopyFrom(self._failure_pb(result))
-        self._command(msg)
+        self._command(write_result(msg, self._wire(result)))
 
     def sys_signal(self, name: str) -> int:
         return self._new_handle(("n", name))
@@ -622,13 +601,7 @@ class VM:
             msg.idx = signal
         else:
             msg.name = signal
-        if isinstance(result, Value):
-            msg.value.content = result.content
-        elif isinstance(result, Failure):
-            msg.failure.CopyFrom(self._failure_pb(result))
-        else:
-            msg.void.SetInParent()
-        self._command(msg)
+        self._command(write_result(msg, self._wire(result)))
 
     def sys_cancel_invocation(self, target_invocation_id: str) -> None:
         self.sys_send_signal(target_invocation_id, CANCEL_SIGNAL, Void())
@@ -666,11 +639,7 @@ class VM:
     def sys_complete_promise(self, key: str, result: Value | Failure, name: str = "") -> int:
         cid = self._completion()
         msg = pb.CompletePromiseCommandMessage(key=key, result_completion_id=cid, name=name)
-        if isinstance(result, Value):
-            msg.completion_value.content = result.content
-        else:
-            msg.completion_failure.CopyFrom(self._failure_pb(result))
-        self._command(msg)
+        self._command(write_result(msg, self._wire(result)))
         return self._new_handle(("c", cid))
 
     # -- ctx.run
@@ -692,11 +661,7 @@ class VM:
         if self.state is VMState.CLOSED:
             return
         msg = pb.ProposeRunCompletionMessage(result_completion_id=run.completion_id)
-        if isinstance(result, Value):
-            msg.value = result.content
-        else:
-            msg.failure.CopyFrom(self._failure_pb(result))
-        self._emit(msg)
+        self._emit(write_result(msg, self._wire(result)))
 
     def propose_run_completion_transient(
         self,
@@ -717,7 +682,7 @@ class VM:
             config.max_duration_ms is not None and elapsed >= config.max_duration_ms
         )
         if exhausted:
-            self.propose_run_completion(handle, Failure(failure.code, failure.message, failure.metadata))
+            self.propose_run_completion(handle, failure)
             return
         run.executing = False
         delay: int | None = delay_override_ms
@@ -796,13 +761,7 @@ class VM:
     # -- end of the invocation
 
     def sys_write_output(self, result: Value | Failure) -> None:
-        msg = pb.OutputCommandMessage()
-        if isinstance(result, Value):
-            msg.value.content = result.content
-            msg.value.SetInParent()
-        else:
-            msg.failure.CopyFrom(self._failure_pb(result))
-        self._command(msg, compare="exact")
+        self._command(write_result(pb.OutputCommandMessage(), self._wire(result)), compare="exact")
 
     def sys_end(self) -> None:
         if self.state is VMState.CLOSED:
@@ -811,7 +770,11 @@ class VM:
         self.state = VMState.CLOSED
 
     def notify_error(
-        self, message: str, stacktrace: str = "", code: int = 500, next_retry_delay_ms: int | None = None
+        self,
+        message: str,
+        stacktrace: str = "",
+        code: int = ErrorCode.INTERNAL,
+        next_retry_delay_ms: int | None = None,
     ) -> None:
         if self.state is VMState.CLOSED:
             return

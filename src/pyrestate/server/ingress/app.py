@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pyrestate.protocol import ids as protocol_ids
+from pyrestate.protocol.errors import ErrorCode
 from pyrestate.server import core_api, metrics
 from pyrestate.server.asgi import (
     BodyTooLarge,
@@ -311,7 +312,9 @@ class IngressApp:
         except IdDecodeError as e:
             raise errors.bad_awakeable_id(route.awakeable_id, e.reason) from None
         outcome: core_api.Outcome = (
-            Success(body) if route.op == "resolve" else Failure(500, body.decode("utf-8", errors="replace"))
+            Success(body)
+            if route.op == "resolve"
+            else Failure(ErrorCode.INTERNAL, body.decode("utf-8", errors="replace"))
         )
         try:
             await self.core.complete_awakeable(route.awakeable_id, outcome)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from pyrestate.protocol import service_protocol_pb2 as pb
-from pyrestate.protocol.errors import MessageTooLarge, ProtocolError
+from pyrestate.protocol.errors import ErrorCode, MessageTooLarge, ProtocolError
 from pyrestate.protocol.framing import (
     FrameDecoder,
     MessageType,
@@ -25,9 +25,10 @@ from pyrestate.protocol.framing import (
     encode_raw,
 )
 from pyrestate.protocol.ids import InvocationId
+from pyrestate.protocol.outcome import read_result
 from pyrestate.protocol.versions import DEFAULT_SERVER_MAX_VERSION, invocation_content_type, negotiate
 from pyrestate.server import metrics
-from pyrestate.server.core_api import DeploymentRecord, Failure, ServiceSchema, Success
+from pyrestate.server.core_api import DeploymentRecord, ServiceSchema, as_outcome
 from pyrestate.server.deployments import AddressPolicy, DeniedAddress
 from pyrestate.server.invoker.identity import RequestSigner
 from pyrestate.server.invoker.transport import DeploymentClient, InvocationStream, TransportError
@@ -369,20 +370,20 @@ class Invoker:
             except _AttemptFailure as f:
                 self._emit(att, AttemptFailed(f.code, f.message, f.delay_ms, f.terminal))
             except TransportError as e:
-                self._emit(att, AttemptFailed(503, f"transport error: {e}"))
+                self._emit(att, AttemptFailed(ErrorCode.UNAVAILABLE, f"transport error: {e}"))
             except MessageTooLarge as e:
                 message = (
                     f"message size limit exceeded: the deployment sent a {e.type_name} message of {e.size} "
                     f"bytes, over the limit of {e.limit} bytes (message-size-limit); not retried"
                 )
-                self._emit(att, AttemptFailed(500, message, terminal=True))
+                self._emit(att, AttemptFailed(ErrorCode.INTERNAL, message, terminal=True))
             except ProtocolError as e:
-                self._emit(att, AttemptFailed(571, f"protocol violation: {e}"))
+                self._emit(att, AttemptFailed(ErrorCode.PROTOCOL_VIOLATION, f"protocol violation: {e}"))
             except asyncio.CancelledError:
                 raise
             except Exception as e:
                 log.exception("attempt of %s crashed", att.invocation_id)
-                self._emit(att, AttemptFailed(500, f"internal error: {e!r}"))
+                self._emit(att, AttemptFailed(ErrorCode.INTERNAL, f"internal error: {e!r}"))
         finally:
             if self._attempts.get(att.invocation_id) is att:
                 del self._attempts[att.invocation_id]
@@ -402,20 +403,20 @@ class Invoker:
     def _choose(self, att: _Attempt, st: InvocationStatus) -> tuple[DeploymentRecord, int, ServiceSchema]:
         svc = self._registry.lookup_service(st.target.service)
         if svc is None:
-            raise _AttemptFailure(404, f"service '{st.target.service}' not found")
+            raise _AttemptFailure(ErrorCode.NOT_FOUND, f"service '{st.target.service}' not found")
         dp = None
         if st.deployment_id is not None:
             dp = self._registry.get_deployment_record(st.deployment_id)
         if dp is None:
             dp = self._registry.get_deployment_record(svc.deployment_id)
         if dp is None:
-            raise _AttemptFailure(503, f"no deployment for service '{st.target.service}'")
+            raise _AttemptFailure(ErrorCode.UNAVAILABLE, f"no deployment for service '{st.target.service}'")
         version = st.protocol_version
         if version is None:
             negotiated = negotiate(dp.min_protocol_version, dp.max_protocol_version, SERVER_MAX_PROTOCOL)
             if negotiated is None:
                 raise _AttemptFailure(
-                    500,
+                    ErrorCode.INTERNAL,
                     f"deployment {dp.id} supports protocol versions "
                     f"{dp.min_protocol_version}..{dp.max_protocol_version} only",
                 )
@@ -536,14 +537,17 @@ class Invoker:
                 status, resp_headers = await asyncio.wait_for(stream.response_head(), abort_s)
             except TimeoutError:
                 raise _AttemptFailure(
-                    500, f"abort timeout: the deployment sent no response headers within {abort_s:g}s"
+                    ErrorCode.INTERNAL,
+                    f"abort timeout: the deployment sent no response headers within {abort_s:g}s",
                 ) from None
             if status != 200:
-                raise _AttemptFailure(status if status >= 400 else 500, f"deployment answered HTTP {status}")
+                raise _AttemptFailure(
+                    status if status >= 400 else ErrorCode.INTERNAL, f"deployment answered HTTP {status}"
+                )
             got_ct = next((v for k, v in resp_headers if k.lower() == "content-type"), None)
             if got_ct is not None and got_ct.split(";")[0].strip() != ct:
                 raise _AttemptFailure(
-                    500, f"deployment answered with content-type {got_ct!r}, expected {ct!r}"
+                    ErrorCode.INTERNAL, f"deployment answered with content-type {got_ct!r}, expected {ct!r}"
                 )
             decoder = FrameDecoder(self._config.message_size_limit)
             recv: asyncio.Future[bytes | None] = asyncio.ensure_future(stream.receive())
@@ -563,13 +567,16 @@ class Invoker:
                                 pump_task.cancel()
                             await stream.end_request()
                         elif not request_open and now >= closed_at + abort_s:
-                            raise _AttemptFailure(500, "abort timeout: the deployment did not finish in time")
+                            raise _AttemptFailure(
+                                ErrorCode.INTERNAL, "abort timeout: the deployment did not finish in time"
+                            )
                         continue
                     chunk = recv.result()
                     if chunk is None:
                         decoder.close()
                         raise _AttemptFailure(
-                            500, "the deployment closed the stream without End, Suspension or Error"
+                            ErrorCode.INTERNAL,
+                            "the deployment closed the stream without End, Suspension or Error",
                         )
                     last_activity = att.heard_at = loop.time()
                     for frame in decoder.feed(chunk):
@@ -594,15 +601,8 @@ class Invoker:
             return False
         match message:
             case pb.ProposeRunCompletionMessage():
-                result = (
-                    Failure(
-                        message.failure.code,
-                        message.failure.message,
-                        tuple((m.key, m.value) for m in message.failure.metadata),
-                    )
-                    if message.WhichOneof("result") == "failure"
-                    else Success(message.value)
-                )
+                written = read_result(message)
+                result = as_outcome(b"" if written is None else written)
                 self._emit(att, ProposeRun(message.result_completion_id, result))
                 return False
             case pb.SuspensionMessage():
@@ -622,7 +622,7 @@ class Invoker:
                 if message.stacktrace:
                     text = f"{text}\n{message.stacktrace}"
                 delay = message.next_retry_delay if message.HasField("next_retry_delay") else None
-                self._emit(att, AttemptFailed(message.code or 500, text, delay))
+                self._emit(att, AttemptFailed(message.code or ErrorCode.INTERNAL, text, delay))
                 return True
             case pb.EndMessage():
                 self._emit(att, AttemptEnded())

@@ -19,6 +19,8 @@ from pyrestate.server.storage.records import (
     Waiting,
     outcome_from_json,
     outcome_to_json,
+    sink_from_json,
+    sink_to_json,
 )
 
 # ------------------------------------------------------------------------------------------------ requests
@@ -255,6 +257,12 @@ class WorkflowAlreadyInvoked:
 
 # ------------------------------------------------------------------------------------------------ codec
 
+# The commands one partition addresses to another through the durable outbox.
+OUTBOX_COMMANDS = (Invoke, InvocationResponse, GetResult, NotifySignal, ManageInvocation)
+# Fields that name something in this process's memory (a waiting request): they never travel, a stored
+# token would answer an unrelated request after a restart. The state machine sends none.
+PROCESS_LOCAL_FIELDS = frozenset({"reply_token"})
+
 
 def _target_to(t: Target) -> list[Any]:
     return t.to_json()
@@ -271,7 +279,7 @@ def command_to_json(cmd: Command) -> bytes:
                 "body": r.body.hex(),
                 "headers": [list(h) for h in r.headers],
                 "ik": r.idempotency_key,
-                "sink": None if r.sink is None else [r.sink.invocation_id, r.sink.completion_id],
+                "sink": None if r.sink is None else sink_to_json(r.sink),
                 "at": r.execution_time,
                 "by": r.invoked_by,
                 "by_id": r.invoked_by_id,
@@ -283,8 +291,8 @@ def command_to_json(cmd: Command) -> bytes:
             d = {"k": "signal", "id": i, "sid": s, "name": n, "result": outcome_to_json(o)}
         case GetResult(invocation_id=i, caller=caller, completion_id=c, wait=w):
             d = {"k": "result", "id": i, "caller": caller, "cid": c, "wait": w}
-        case ManageInvocation(invocation_id=i, command=c):
-            d = {"k": "manage", "id": i, "cmd": c.value}
+        case ManageInvocation(invocation_id=i, command=c, deployment_id=dp):
+            d = {"k": "manage", "id": i, "cmd": c.value, "dp": dp}
         case _:
             raise ValueError(f"{type(cmd).__name__} does not travel through the outbox")
     return json.dumps(d, separators=(",", ":")).encode()
@@ -302,7 +310,7 @@ def command_from_json(raw: bytes) -> Command:
                 body=bytes.fromhex(d["body"]),
                 headers=tuple((k, v) for k, v in d["headers"]),
                 idempotency_key=d["ik"],
-                sink=None if sink is None else ResponseSink(sink[0], sink[1]),
+                sink=None if sink is None else sink_from_json(sink),
                 execution_time=d["at"],
                 invoked_by=d["by"],
                 invoked_by_id=d["by_id"],
@@ -316,5 +324,5 @@ def command_from_json(raw: bytes) -> Command:
     if kind == "signal":
         return NotifySignal(d["id"], d["sid"], d["name"], outcome_from_json(d["result"]))
     if kind == "manage":
-        return ManageInvocation(d["id"], InvocationCommand(d["cmd"]))
+        return ManageInvocation(d["id"], InvocationCommand(d["cmd"]), deployment_id=d.get("dp"))
     raise ValueError(f"unknown outbox command {kind!r}")

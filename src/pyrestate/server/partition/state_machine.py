@@ -8,9 +8,10 @@ import contextlib
 from typing import assert_never
 
 from pyrestate.protocol import service_protocol_pb2 as pb
-from pyrestate.protocol.errors import ProtocolError
+from pyrestate.protocol.errors import ErrorCode, ProtocolError
 from pyrestate.protocol.framing import MessageType, parse_payload
 from pyrestate.protocol.ids import InvocationId, parse_awakeable_id
+from pyrestate.protocol.outcome import read_result, write_result
 from pyrestate.server.core_api import (
     CommandOutcome,
     Conflict,
@@ -19,7 +20,8 @@ from pyrestate.server.core_api import (
     NotFound,
     Outcome,
     ServiceType,
-    Success,
+    as_outcome,
+    as_result,
 )
 from pyrestate.server.partition.context import ApplyContext, partition_of
 from pyrestate.server.partition.model import (
@@ -66,10 +68,11 @@ from pyrestate.server.storage.records import (
 )
 
 CANCEL_SIGNAL = 1
-WORKFLOW_ALREADY_INVOKED = Failure(409, "the workflow method was already invoked")
-KILLED = Failure(409, "killed")
-CANCELED = Failure(409, "canceled")
-NOT_FOUND = Failure(404, "not found")
+WORKFLOW_ALREADY_INVOKED = Failure(ErrorCode.CONFLICT, "the workflow method was already invoked")
+KILLED = Failure(ErrorCode.CONFLICT, "killed")
+CANCELED = Failure(ErrorCode.CONFLICT, "canceled")
+NOT_FOUND = Failure(ErrorCode.NOT_FOUND, "not found")
+PROMISE_ALREADY_COMPLETED = Failure(ErrorCode.CONFLICT, "promise was already completed")
 
 
 class _Apply:
@@ -279,36 +282,17 @@ def _notification(
         m.signal_id = signal_id
     elif signal_name is not None:
         m.signal_name = signal_name
-    match outcome:
-        case Success(value=v):
-            m.value.content = v
-        case Failure(code=c, message=msg, metadata=md):
-            m.failure.code = c
-            m.failure.message = msg
-            for mk, mv in md:
-                m.failure.metadata.add(key=mk, value=mv)
-        case None:
-            if value is not None:
-                m.value.content = value
-            elif invocation_id is not None:
-                m.invocation_id = invocation_id
-            elif state_keys is not None:
-                m.state_keys.keys.extend(state_keys)
-            else:
-                m.void.SetInParent()
+    if outcome is not None:
+        write_result(m, as_result(outcome))
+    elif value is not None:
+        write_result(m, value)
+    elif invocation_id is not None:
+        m.invocation_id = invocation_id
+    elif state_keys is not None:
+        m.state_keys.keys.extend(state_keys)
+    else:
+        write_result(m, None)
     return m
-
-
-def _outcome_of(msg: pb.OutputCommandMessage | pb.ProposeRunCompletionMessage) -> Outcome:
-    if isinstance(msg, pb.ProposeRunCompletionMessage):
-        if msg.WhichOneof("result") == "failure":
-            f = msg.failure
-            return Failure(f.code, f.message, tuple((x.key, x.value) for x in f.metadata))
-        return Success(msg.value)
-    if msg.WhichOneof("result") == "failure":
-        f = msg.failure
-        return Failure(f.code, f.message, tuple((x.key, x.value) for x in f.metadata))
-    return Success(msg.value.content)
 
 
 # ================================================================================================ apply
@@ -435,7 +419,11 @@ def _on_effect(a: _Apply, cmd: InvokerEffect) -> None:
             else:
                 a.fail_attempt(st, code, message, delay)
         case AttemptEnded():
-            outcome = st.output if st.output is not None else Failure(500, "invocation ended without output")
+            outcome = (
+                st.output
+                if st.output is not None
+                else Failure(ErrorCode.INTERNAL, "invocation ended without output")
+            )
             a.complete(st, outcome)
         case _:
             assert_never(effect)
@@ -443,7 +431,7 @@ def _on_effect(a: _Apply, cmd: InvokerEffect) -> None:
 
 def _on_suspend(a: _Apply, st: InvocationStatus, waiting: Waiting) -> None:
     if not (waiting.completions or waiting.signals or waiting.named_signals):
-        a.fail_attempt(st, 571, "suspension without anything to wait for", None)
+        a.fail_attempt(st, ErrorCode.PROTOCOL_VIOLATION, "suspension without anything to wait for", None)
         return
     # An awaited notification may already be stored (it raced with the SDK's decision to suspend).
     for entry in a.txn.get_journal(st.invocation_id):
@@ -460,10 +448,12 @@ def _on_sdk_command(a: _Apply, st: InvocationStatus, ty: int, raw: bytes) -> Non
         mtype = MessageType(ty)
         msg = parse_payload(ty, raw)
     except (ValueError, ProtocolError) as e:
-        a.fail_attempt(st, 571, f"bad command: {e}", None)
+        a.fail_attempt(st, ErrorCode.PROTOCOL_VIOLATION, f"bad command: {e}", None)
         return
     if not mtype.is_command or mtype is MessageType.INPUT:
-        a.fail_attempt(st, 571, f"unexpected message {mtype.name} as a command", None)
+        a.fail_attempt(
+            st, ErrorCode.PROTOCOL_VIOLATION, f"unexpected message {mtype.name} as a command", None
+        )
         return
     key = st.target.key
     keyed = key is not None
@@ -471,7 +461,9 @@ def _on_sdk_command(a: _Apply, st: InvocationStatus, ty: int, raw: bytes) -> Non
         mtype in (MessageType.SET_STATE, MessageType.CLEAR_STATE, MessageType.CLEAR_ALL_STATE)
         and not st.target.exclusive
     ):
-        a.fail_attempt(st, 571, f"{mtype.name} is not allowed in a shared/unkeyed handler", None)
+        a.fail_attempt(
+            st, ErrorCode.PROTOCOL_VIOLATION, f"{mtype.name} is not allowed in a shared/unkeyed handler", None
+        )
         return
     if (
         mtype
@@ -483,12 +475,16 @@ def _on_sdk_command(a: _Apply, st: InvocationStatus, ty: int, raw: bytes) -> Non
         )
         and not keyed
     ):
-        a.fail_attempt(st, 571, f"{mtype.name} is only allowed for keyed services", None)
+        a.fail_attempt(
+            st, ErrorCode.PROTOCOL_VIOLATION, f"{mtype.name} is only allowed for keyed services", None
+        )
         return
     if isinstance(msg, pb.CallCommandMessage | pb.OneWayCallCommandMessage):
         callee_svc = a.ctx.schema.lookup_service(msg.service_name)
         if callee_svc is None or msg.handler_name not in callee_svc.handlers:
-            a.fail_attempt(st, 404, f"call target {msg.service_name}/{msg.handler_name} not found", None)
+            a.fail_attempt(
+                st, ErrorCode.NOT_FOUND, f"call target {msg.service_name}/{msg.handler_name} not found", None
+            )
             return
     st = a.append(st, ty, raw).with_(
         command_count=st.command_count + 1, retry_count=0, last_entry_at=a.ctx.now
@@ -496,7 +492,8 @@ def _on_sdk_command(a: _Apply, st: InvocationStatus, ty: int, raw: bytes) -> Non
     svc = st.target.service
     match msg:
         case pb.OutputCommandMessage():
-            a.put(st.with_(output=_outcome_of(msg)))
+            written = read_result(msg)
+            a.put(st.with_(output=as_outcome(b"" if written is None else written)))
         case pb.SetStateCommandMessage():
             assert key is not None
             a.txn.put_state(svc, key, msg.key, msg.value.content)
@@ -546,12 +543,7 @@ def _on_sdk_command(a: _Apply, st: InvocationStatus, ty: int, raw: bytes) -> Non
             _on_promise(a, st, msg)
         case pb.SendSignalCommandMessage():
             a.put(st)
-            which = msg.WhichOneof("result")
-            result: Outcome | None = None
-            if which == "value":
-                result = Success(msg.value.content)
-            elif which == "failure":
-                result = Failure(msg.failure.code, msg.failure.message)
+            result = as_outcome(read_result(msg))
             target = msg.target_invocation_id
             sid = msg.idx if msg.WhichOneof("signal_id") == "idx" else None
             name = msg.name if msg.WhichOneof("signal_id") == "name" else None
@@ -563,11 +555,7 @@ def _on_sdk_command(a: _Apply, st: InvocationStatus, ty: int, raw: bytes) -> Non
                 target_id, idx = parse_awakeable_id(msg.awakeable_id)
             except ValueError:
                 return
-            res: Outcome = (
-                Success(msg.value.content)
-                if msg.WhichOneof("result") == "value"
-                else Failure(msg.failure.code, msg.failure.message)
-            )
+            res = as_outcome(read_result(msg))
             a.send_to_invocation(str(target_id), NotifySignal(str(target_id), idx, None, res))
         case pb.AttachInvocationCommandMessage() | pb.GetInvocationOutputCommandMessage():
             wait = isinstance(msg, pb.AttachInvocationCommandMessage)
@@ -641,7 +629,18 @@ def _on_call(
     key = msg.key if keyed else None
     ikey = msg.idempotency_key if msg.HasField("idempotency_key") and msg.idempotency_key else None
     target = Target(svc.name, handler.name, key, svc.ty, handler.ty)
-    callee = a.ctx.new_invocation_id(svc.name, handler.name, key, ikey, target.workflow_run)
+    callee = str(
+        InvocationId.for_call(
+            InvocationId.parse(st.invocation_id),
+            st.journal_length - 1,  # the call command, just appended
+            svc.name,
+            handler.name,
+            timestamp_ms=a.ctx.now,
+            key=key,
+            idempotency_key=ikey,
+            workflow_run=target.workflow_run,
+        )
+    )
     one_way = isinstance(msg, pb.OneWayCallCommandMessage)
     headers = tuple((h.key, h.value) for h in msg.headers)
     request = InvocationRequest(
@@ -671,7 +670,7 @@ def _on_promise(
 ) -> None:
     key = st.target.key
     if st.target.service_ty is not ServiceType.WORKFLOW or key is None:
-        a.fail_attempt(st, 571, "promises are only available in workflows", None)
+        a.fail_attempt(st, ErrorCode.PROTOCOL_VIOLATION, "promises are only available in workflows", None)
         return
     svc = st.target.service
     promise = a.txn.get_promise(svc, key, msg.key) or Promise()
@@ -703,14 +702,10 @@ def _on_promise(
                 a.notify(
                     st,
                     MessageType.COMPLETE_PROMISE_COMPLETION,
-                    _notification(completion_id=cid, outcome=Failure(409, "promise was already completed")),
+                    _notification(completion_id=cid, outcome=PROMISE_ALREADY_COMPLETED),
                 )
                 return
-            result: Outcome = (
-                Success(msg.completion_value.content)
-                if msg.WhichOneof("completion") == "completion_value"
-                else Failure(msg.completion_failure.code, msg.completion_failure.message)
-            )
+            result = as_outcome(read_result(msg))
             a.txn.put_promise(svc, key, msg.key, Promise(True, result, ()))
             st = a.notify(st, MessageType.COMPLETE_PROMISE_COMPLETION, _notification(completion_id=cid))
             for listener in promise.listeners:

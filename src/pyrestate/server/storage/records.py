@@ -172,6 +172,15 @@ def outcome_from_json(d: Any) -> Outcome | None:
     return Failure(d["code"], d["message"], tuple((k, v) for k, v in d.get("metadata", ())))
 
 
+def sink_to_json(sink: ResponseSink) -> list[Any]:
+    return [sink.invocation_id, sink.completion_id, sink.notification_ty]
+
+
+def sink_from_json(d: list[Any]) -> ResponseSink:
+    """Rows written before the notification type was kept have two elements (the default type)."""
+    return ResponseSink(*d)
+
+
 # JSON value of each optional status field at its default; status_from_json reads a missing field as that.
 _OMITTED: dict[str, Any] = {
     "idempotency_key": None,
@@ -212,7 +221,7 @@ def status_to_json(s: InvocationStatus) -> bytes:
         "idempotency_key": s.idempotency_key,
         "invoked_by": s.invoked_by,
         "invoked_by_id": s.invoked_by_id,
-        "sinks": [[k.invocation_id, k.completion_id, k.notification_ty] for k in s.sinks],
+        "sinks": [sink_to_json(k) for k in s.sinks],
         "execution_time": s.execution_time,
         "inbox_seq": s.inbox_seq,
         "deployment_id": s.deployment_id,
@@ -260,7 +269,7 @@ def status_from_json(raw: bytes) -> InvocationStatus:
         idempotency_key=d.get("idempotency_key"),
         invoked_by=d.get("invoked_by", "ingress"),
         invoked_by_id=d.get("invoked_by_id"),
-        sinks=tuple(ResponseSink(*k) for k in d.get("sinks", ())),
+        sinks=tuple(sink_from_json(k) for k in d.get("sinks", ())),
         execution_time=d.get("execution_time"),
         inbox_seq=d.get("inbox_seq"),
         deployment_id=d.get("deployment_id"),
@@ -353,7 +362,7 @@ class Promise:
             {
                 "completed": self.completed,
                 "result": outcome_to_json(self.result),
-                "listeners": [[x.invocation_id, x.completion_id] for x in self.listeners],
+                "listeners": [sink_to_json(x) for x in self.listeners],
             }
         ).encode()
 
@@ -363,5 +372,5 @@ class Promise:
         return Promise(
             d["completed"],
             outcome_from_json(d["result"]),
-            tuple(ResponseSink(i, c) for i, c in d.get("listeners", ())),
+            tuple(sink_from_json(x) for x in d.get("listeners", ())),
         )
