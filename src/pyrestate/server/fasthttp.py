@@ -32,6 +32,7 @@ from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.events import Event, Updated
 
 log = logging.getLogger("pyrestate.server.http")
 
@@ -155,13 +156,13 @@ class FastHTTPServer:
         if conn.paused:
             transport.resume_reading()
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        server = TCPServer(self._hyper_app, loop, self.config, self._context, {}, reader, writer)
+        server = _HypercornConnection(self._hyper_app, loop, self.config, self._context, {}, reader, writer)
         task = loop.create_task(self._run_handed_over(server, transport))
         self._handoffs.add(task)
         task.add_done_callback(self._handoffs.discard)
 
     @staticmethod
-    async def _run_handed_over(server: TCPServer, transport: asyncio.Transport) -> None:
+    async def _run_handed_over(server: _HypercornConnection, transport: asyncio.Transport) -> None:
         try:
             await server.run()
         finally:
@@ -189,6 +190,23 @@ class FastHTTPServer:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+
+
+class _HypercornConnection(TCPServer):
+    """hypercorn's connection, ended once the peer's EOF is read and the requests before it are answered.
+
+    hypercorn itself keeps a connection whose peer has sent EOF until its keep-alive timer runs out (its
+    task group waits for that timer), which holds the descriptor for the whole idle timeout.
+    """
+
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        await self.idle_task.stop()
+
+    async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, Updated) and event.idle and self.reader.at_eof():
+            return  # no keep-alive timer for a connection that can bring nothing more
+        await super().protocol_send(event)
 
 
 class _HandedOver(asyncio.StreamReaderProtocol):
