@@ -457,10 +457,10 @@ class _Connection(asyncio.Protocol):
 
     def _feed(self, stop: int) -> bool:
         """Parse `buffer[fed:stop]`; False (the connection closed) if llhttp refuses it."""
-        chunk = self.buffer[self.fed : stop]
-        self.fed = stop
+        start, self.fed = self.fed, stop
         try:
-            self.parser.feed_data(chunk)
+            with memoryview(self.buffer) as view:  # released before the buffer is resized
+                self.parser.feed_data(view[start:stop])
         except httptools.HttpParserUpgrade:
             pass  # an upgrade request without a body: `_needs_hypercorn` hands it over
         except httptools.HttpParserError:

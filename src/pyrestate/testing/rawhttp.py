@@ -1,5 +1,5 @@
-"""Raw-socket HTTP/1.1 for tests that attack a server's parser: malformed requests, partial requests, counts of
-a process's open descriptors."""
+"""Raw-socket HTTP/1.1 for tests that attack a server's parser: malformed and partial requests, and counts
+of a process's open descriptors."""
 
 from __future__ import annotations
 
