@@ -1,9 +1,9 @@
 """Process wiring of `pyrestate server`: build the engine, serve ingress and admin in one event loop.
 
-Both ASGI apps run in the same loop as the engine: admin on hypercorn (HTTP/1.1 and h2c), ingress on a lean
-HTTP/1.1 front that hands h2c and unusual requests to hypercorn (`PYRESTATE_INGRESS_HTTP=hypercorn`: all of
-it on hypercorn). SIGTERM / SIGINT stop
-the listeners first (no new requests), then the engine, so that whatever was acknowledged is durable.
+Both ASGI apps run in the same loop as the engine, each on a lean HTTP/1.1 front (llhttp) that hands h2c and
+unusual requests to hypercorn (`PYRESTATE_INGRESS_HTTP=hypercorn`: both ports wholly on hypercorn, without
+the front's timeouts and connection limit). SIGTERM / SIGINT stop the listeners first (no new requests), then
+the engine, so that whatever was acknowledged is durable.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import contextlib
 import gc
 import logging
 import os
+import resource
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from hypercorn.asyncio import serve
@@ -24,7 +25,7 @@ from pyrestate.server.admin import AdminApp
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import ServerCore
 from pyrestate.server.engine.core import create_core
-from pyrestate.server.fasthttp import FastHTTPServer
+from pyrestate.server.fasthttp import DEFAULT_MAX_HEAD, FastHTTPServer
 from pyrestate.server.ingress import IngressApp
 
 log = logging.getLogger("pyrestate.server")
@@ -32,18 +33,43 @@ log = logging.getLogger("pyrestate.server")
 CoreFactory = Callable[[ServerConfig], ServerCore]
 
 
-def hypercorn_config(bind: str, *, access_log: bool = False) -> HypercornConfig:
+def hypercorn_config(
+    bind: str, *, access_log: bool = False, idle_timeout: float = 3600.0
+) -> HypercornConfig:
     cfg = HypercornConfig()
     cfg.bind = [bind]
     cfg.include_server_header = False  # Restate sends no `server` header
     # Long-lived pooled connections: never cut a connection after N requests or a short idle period.
-    cfg.keep_alive_timeout = 3600
+    cfg.keep_alive_timeout = idle_timeout
     cfg.keep_alive_max_requests = 1_000_000_000
     cfg.graceful_timeout = 5
     cfg.h2_max_concurrent_streams = 1000
     if access_log:
         cfg.accesslog = logging.getLogger("pyrestate.access")
     return cfg
+
+
+def connection_limit(configured: int) -> int:
+    """The per-port connection limit, lowered so that both ports at their limit leave descriptors over for
+    the engine (files, connections to deployments): running out of them locks every port out."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = 2 * configured + 1024
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            if target > soft:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            if soft < wanted:
+                limit = max(16, (soft - 1024) // 2 if soft > 1100 else soft // 4)
+                log.warning(
+                    "at most %d open connections per port (not %d): the descriptor limit is %d",
+                    limit,
+                    configured,
+                    soft,
+                )
+                return limit
+    return configured
 
 
 def _tune_gc() -> None:
@@ -88,33 +114,40 @@ async def run_server(
         cors_origins=config.ingress_cors_origins
     )
     admin = AdminApp(core, config)
-    ingress_cfg = hypercorn_config(config.ingress_bind)
-    # Heads up to the configured limits reach the app, which answers 431 with a message above them;
-    # hypercorn's own bounds (16 KiB per read for HTTP/1.1, 64 KiB for HTTP/2) would cut some off silently.
-    ingress_cfg.h11_max_incomplete_size = config.max_request_headers_bytes + 64 * 1024
-    ingress_cfg.h2_max_header_list_size = (
-        config.max_request_headers_bytes + 32 * config.max_request_headers + 64 * 1024
-    )
+    idle = config.http_idle_timeout_ms / 1000
+    limit = connection_limit(config.max_connections)
     try:
-        if os.environ.get("PYRESTATE_INGRESS_HTTP", "fast") == "hypercorn":
-            ingress_task = serve(
-                ingress,  # type: ignore[arg-type]  # a plain ASGI-3 callable
-                ingress_cfg,
-                shutdown_trigger=stop.wait,
-            )
-        else:
-            ingress_task = _serve_fast(ingress, ingress_cfg, stop)
-        servers = [
-            asyncio.create_task(ingress_task, name="ingress"),
-            asyncio.create_task(
-                serve(
-                    admin,  # type: ignore[arg-type]
-                    hypercorn_config(config.admin_bind),
-                    shutdown_trigger=stop.wait,
-                ),
-                name="admin",
-            ),
-        ]
+        servers: list[asyncio.Task[None]] = []
+        for name, asgi_app, bind in (
+            ("ingress", ingress, config.ingress_bind),
+            ("admin", admin, config.admin_bind),
+        ):
+            cfg = hypercorn_config(bind, idle_timeout=idle)
+            max_head = DEFAULT_MAX_HEAD
+            if name == "ingress":
+                # Heads up to the configured limits reach the app, which answers 431 with a message above
+                # them; hypercorn's own bounds (16 KiB per read for HTTP/1.1, 64 KiB for HTTP/2) and the
+                # front's would cut some off with a bare 431.
+                max_head = config.max_request_headers_bytes + 64 * 1024
+                cfg.h11_max_incomplete_size = max_head
+                cfg.h2_max_header_list_size = (
+                    config.max_request_headers_bytes + 32 * config.max_request_headers + 64 * 1024
+                )
+            coro: Coroutine[Any, Any, None]
+            if os.environ.get("PYRESTATE_INGRESS_HTTP", "fast") == "hypercorn":
+                coro = serve(asgi_app, cfg, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+            else:
+                front = FastHTTPServer(
+                    asgi_app,
+                    cfg,
+                    header_timeout=config.http_header_timeout_ms / 1000,
+                    idle_timeout=idle,
+                    max_connections=limit,
+                    max_head_bytes=max_head,
+                    name=name,
+                )
+                coro = _serve_fast(front, stop)
+            servers.append(asyncio.create_task(coro, name=name))
         log.info("ingress listening on http://%s, admin on http://%s", config.ingress_bind, config.admin_bind)
         if ready is not None:
             ready()
@@ -133,14 +166,13 @@ async def run_server(
         log.info("stopped")
 
 
-async def _serve_fast(app: IngressApp, cfg: HypercornConfig, stop: asyncio.Event) -> None:
-    """The ingress on the lean HTTP/1.1 front (hypercorn takes over h2c and unusual requests)."""
-    front = FastHTTPServer(app, cfg)
+async def _serve_fast(front: FastHTTPServer, stop: asyncio.Event) -> None:
+    """An API on the lean HTTP/1.1 front (hypercorn takes over h2c and unusual requests)."""
     await front.start()
     try:
         await stop.wait()
     finally:
-        await front.shutdown(cfg.graceful_timeout)
+        await front.shutdown(front.config.graceful_timeout)
 
 
 def configure_logging(level: str) -> None:

@@ -55,6 +55,10 @@ class ServerConfig:
     key_size_limit: int = 16 * 1024
     max_request_headers: int = 100
     max_request_headers_bytes: int = 512 * 1024
+    # HTTP/1.1 connections of the ingress and admin ports (each port on its own)
+    http_header_timeout_ms: int = 30_000  # to receive a request head (and a body up to 1 MiB)
+    http_idle_timeout_ms: int = 3_600_000  # between requests of a keep-alive connection
+    max_connections: int = 10_000  # open connections per port; beyond, 503 and close
     # Address advertised by the admin `/version` endpoint; derived from `ingress_bind` when unset.
     ingress_url: str | None = None
     # Address the console is opened at (its pages' Origin) when not http://<admin_bind>, e.g. behind a proxy.
@@ -123,6 +127,13 @@ def _duration(value: str) -> int:
         raise ConfigError(f"bad duration {value!r}: {e}") from None
     if ms < 0:
         raise ConfigError(f"bad duration {value!r}: must not be negative")
+    return ms
+
+
+def _positive_duration(value: str) -> int:
+    ms = _duration(value)
+    if ms == 0:
+        raise ConfigError(f"bad duration {value!r}: must be positive")
     return ms
 
 
@@ -237,7 +248,7 @@ class Option:
 
     def show_default(self, config: ServerConfig) -> str:
         value = getattr(config, self.field)
-        if self.parse is _duration:
+        if self.parse is _duration or self.parse is _positive_duration:
             return format_friendly_ms(value)
         if self.parse is _on_max_attempts:
             return str(value).lower()
@@ -311,6 +322,24 @@ OPTIONS: tuple[Option, ...] = (
         "--max-request-headers-size",
         _size,
         "Largest ingress request header section (431 above).",
+    ),
+    Option(
+        "http_header_timeout_ms",
+        "--http-header-timeout",
+        _positive_duration,
+        "Time to receive a request head (408 and close after).",
+    ),
+    Option(
+        "http_idle_timeout_ms",
+        "--http-idle-timeout",
+        _positive_duration,
+        "Idle time after which a keep-alive connection is closed.",
+    ),
+    Option(
+        "max_connections",
+        "--max-connections",
+        _positive_int,
+        "Open connections per API port; more are refused with 503.",
     ),
     Option("ingress_url", "--ingress-url", str, "Ingress URL advertised by the admin /version endpoint."),
     Option(
