@@ -24,6 +24,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
@@ -51,7 +52,12 @@ _STATUS_LINES: dict[int, bytes] = {}
 def _status_line(status: int) -> bytes:
     line = _STATUS_LINES.get(status)
     if line is None:
-        line = _STATUS_LINES[status] = b"HTTP/1.1 %d \r\n" % status  # no reason phrase, as h11
+        # The standard reason phrase, as restate-server (hyper) sends it; none for codes without one (470).
+        try:
+            reason = HTTPStatus(status).phrase.encode("ascii")
+        except ValueError:
+            reason = b""
+        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason)
     return line
 
 

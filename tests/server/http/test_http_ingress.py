@@ -426,6 +426,7 @@ def test_cors_by_default_lets_no_foreign_page_read_answers(core: FakeCore) -> No
         pre = c.options("/taskWorker/runTask", headers={**evil, "access-control-request-method": "POST"})
         assert pre.status_code == 403
         assert not [k for k in pre.headers if k.startswith("access-control-")]
+        assert pre.json()["message"].startswith("cross-origin requests from https://evil.example are not")
 
 
 def test_cors_listed_origins_only(core: FakeCore) -> None:

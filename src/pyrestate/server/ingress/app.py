@@ -161,7 +161,11 @@ class IngressApp:
 
     async def _preflight(self, send: Send, headers: Headers, origin: str | None) -> None:
         if not self.cors_any and not self._cors_allowed(origin):
-            await send_response(send, 403, [("vary", VARY)])
+            status, out_headers, body = _ingress_error(
+                IngressError(403, f"cross-origin requests from {origin or 'no origin'} are not allowed "
+                             "(see --ingress-cors-origins)")
+            )
+            await send_response(send, status, [*out_headers, ("vary", VARY)], body)
             return
         out: Headers = [("access-control-allow-credentials", "true"), ("vary", VARY)]
         requested_headers = header(headers, "access-control-request-headers")
