@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyrestate.server import logs
 from pyrestate.server.ingress.durations import format_friendly_ms, parse_duration_ms
 from pyrestate.server.storage.factory import check_storage_spec
 
@@ -45,6 +46,8 @@ class ServerConfig:
     # Address advertised by the admin `/version` endpoint; derived from `ingress_bind` when unset.
     ingress_url: str | None = None
     log_level: str = "info"
+    log_format: str = "text"  # "text" | "json" (one object per line)
+    log_filter: str = ""  # other libraries' level and per-logger levels, e.g. "warning,hypercorn=debug"
     # Ed25519 private key (PKCS#8 PEM) signing every request to deployments (Restate's request identity).
     request_identity_private_key_pem_file: Path | None = None
     # Storage backend: "sqlite" (in data_dir) or a postgresql:// URL (partitions owned through leases).
@@ -130,6 +133,28 @@ def _identity_key_file(value: str) -> Path:
     return Path(value)
 
 
+def _log_level(value: str) -> str:
+    try:
+        return logs.check_level(value)
+    except logs.LogConfigError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _log_format(value: str) -> str:
+    try:
+        return logs.check_format(value)
+    except logs.LogConfigError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _log_filter(value: str) -> str:
+    try:
+        logs.parse_filter(value)
+    except logs.LogConfigError as e:
+        raise ConfigError(str(e)) from None
+    return value
+
+
 def _bind(value: str) -> str:
     parse_bind(value)
     return value
@@ -207,7 +232,14 @@ OPTIONS: tuple[Option, ...] = (
         "max_request_body_bytes", "--max-request-body", _size, "Largest accepted ingress body (413 above)."
     ),
     Option("ingress_url", "--ingress-url", str, "Ingress URL advertised by the admin /version endpoint."),
-    Option("log_level", "--log-level", str, "debug, info, warning or error."),
+    Option("log_level", "--log-level", _log_level, "pyrestate's own loggers: debug, info, warning or error."),
+    Option("log_format", "--log-format", _log_format, "text, or json (one JSON object per line)."),
+    Option(
+        "log_filter",
+        "--log-filter",
+        _log_filter,
+        "Other libraries' level and per-logger levels, e.g. 'info,hypercorn=debug' (default: warning).",
+    ),
     Option(
         "request_identity_private_key_pem_file",
         "--request-identity-private-key-pem-file",
