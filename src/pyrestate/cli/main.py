@@ -139,30 +139,42 @@ def server(**values: Any) -> None:
         sys.exit(1)
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("app_ref", metavar="MODULE:APP")
 @click.option("--bind", default="127.0.0.1:9080", show_default=True, help="host:port to listen on.")
-@click.option("--workers", default=1, show_default=True, help="Worker processes.")
-def serve(app_ref: str, bind: str, workers: int) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes (more than one: hypercorn's multi-process runner).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Level of pyrestate's own lines (the start and stop lines are info).",
+)
+@_handle_errors
+def serve(app_ref: str, bind: str, workers: int, log_level: str) -> None:
     """Serve an SDK ASGI app (e.g. `restate.app(...)`) with hypercorn, HTTP/1.1 and h2c.
 
-    Keep-alive limits are lifted so that the server's pooled long-lived connections are never cut.
+    Keep-alive limits are lifted so that the server's pooled long-lived connections are never cut. Ctrl-C
+    gives open invocation streams a second to finish, then exits; the server retries what was interrupted.
     """
-    from hypercorn.config import Config
+    from pyrestate.cli import serve as serve_mod
+    from pyrestate.server import logs
+
+    logs.configure(log_level, "text")
+    if workers == 1:
+        serve_mod.run(app_ref, bind)
     from hypercorn.run import run
 
-    if ":" not in app_ref:
-        raise click.BadParameter("expected MODULE:APP", param_hint="MODULE:APP")
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    cfg = Config()
+    serve_mod.load_app(app_ref)  # one-line errors before spawning workers
+    cfg = serve_mod.hypercorn_config(bind, 1.0)
     cfg.application_path = app_ref
-    cfg.bind = [bind]
     cfg.workers = workers
-    cfg.keep_alive_timeout = 3600
-    cfg.keep_alive_max_requests = 1_000_000_000
-    cfg.graceful_timeout = 1
     sys.exit(run(cfg))
 
 
