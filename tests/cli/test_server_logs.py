@@ -157,6 +157,9 @@ def test_filter_and_formats_in_process() -> None:
         with pytest.raises(logs.LogConfigError):
             logs.parse_filter(bad)
     buf = io.StringIO()
+    # configure() changes process-wide logging: put back what pytest had installed.
+    names = ["", "pyrestate", "hpack", "hypercorn.error", "hypercorn.access"]
+    saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in map(logging.getLogger, names)]
     try:
         logs.configure("info", "text", "hpack=debug", stream=buf)
         logging.getLogger("h2.connection").debug("hidden")
@@ -164,9 +167,11 @@ def test_filter_and_formats_in_process() -> None:
         logs.event(logging.getLogger("pyrestate.t"), logging.INFO, "hello", key="a b", none=None)
         logging.getLogger("pyrestate.t").debug("below the level")
     finally:
-        logging.getLogger("hpack.table").setLevel(logging.NOTSET)
-        logging.getLogger("hpack").setLevel(logging.NOTSET)
-        logging.getLogger().handlers.clear()
+        logging.captureWarnings(False)
+        for lg, level, propagate, handlers in saved:
+            lg.setLevel(level)
+            lg.propagate = propagate
+            lg.handlers[:] = handlers
     out = buf.getvalue()
     assert "hidden" not in out and "below the level" not in out
     assert "DEBUG hpack.table: shown on request" in out
