@@ -110,7 +110,8 @@ def _assert_completed(server: PyrestateServer, inv: str) -> None:
     assert _status(server.admin_url, inv)["status"] == "completed"
 
 
-def test_serve_stops_within_grace_with_streams_open(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_within_grace_with_streams_open(tmp_path: Path, sig: signal.Signals) -> None:
     server = PyrestateServer(data_dir=tmp_path / "server", log_dir=tmp_path)
     server.start()
     port = free_port()
@@ -129,7 +130,7 @@ def test_serve_stops_within_grace_with_streams_open(tmp_path: Path) -> None:
         register_deployment(server.admin_url, f"http://127.0.0.1:{port}")
         _start_two(server.ingress_url, server.admin_url)
         started = time.monotonic()
-        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, sig)
         assert proc.wait(STOP_BOUND_S) == 0
         assert time.monotonic() - started < STOP_BOUND_S
     finally:
@@ -144,7 +145,7 @@ def test_serve_stops_within_grace_with_streams_open(tmp_path: Path) -> None:
     assert len(lines) == 2, text  # the start line and the stop line
     assert "Serving first_day_app:app on" in lines[0]
     assert (
-        "Received SIGINT, stopping first_day_app:app: 2 invocation(s) in flight; the server retries them"
+        f"Received {sig.name}, stopping first_day_app:app: 2 invocation(s) in flight; the server retries them"
         in lines[1]
     )
 

@@ -2,8 +2,9 @@
 
 hypercorn's own runner waits for every open stream on shutdown, and the official SDK's handler tasks do not
 end when cancelled while they wait for the server (a sleep, an awakeable): Ctrl-C then hung, or ended in
-pages of ExceptionGroup tracebacks. Here open streams get `graceful_timeout` to finish, then the process
-exits: an SDK app keeps nothing durable, the server retries every interrupted attempt.
+pages of ExceptionGroup tracebacks. Here open streams get `graceful_timeout` to finish before hypercorn
+shuts down, then the process exits: an SDK app keeps nothing durable, the server retries every interrupted
+attempt.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -122,10 +124,11 @@ def hypercorn_config(bind: str, graceful_timeout: float) -> Config:
 
 async def _serve(app: _CountingApp, cfg: Config, app_ref: str) -> None:
     loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
     stop = asyncio.Event()
 
     def on_signal(sig: signal.Signals) -> None:
-        if stop.is_set():
+        if signalled.is_set():
             return
         n = app.open
         logs.event(
@@ -136,19 +139,36 @@ async def _serve(app: _CountingApp, cfg: Config, app_ref: str) -> None:
             signal=sig.name,
             in_flight=n,
         )
-        stop.set()
+        signalled.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGINT, on_signal, signal.SIGINT)
+    _on_sigterm(loop, lambda: on_signal(signal.SIGTERM))
     server = asyncio.create_task(serve(app, cfg, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
     log.info("Serving %s on http://%s (Ctrl-C stops)", app_ref, cfg.bind[0])
-    await asyncio.wait([server, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([server, asyncio.create_task(signalled.wait())], return_when=asyncio.FIRST_COMPLETED)
     if server.done():
         server.result()  # e.g. the port is taken: the error reaches the caller
         return
-    # hypercorn gives open streams graceful_timeout, then cancels them; a second more for its own cleanup.
+    # Streams first: on SIGTERM the official SDK suspends its invocations and ends their streams. Once
+    # hypercorn shuts down, a stream that still ends fails inside it ("Exception in ASGI app").
+    deadline = loop.time() + cfg.graceful_timeout
+    while app.open and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    stop.set()
+    # hypercorn cancels what is left; a second for its own clean-up.
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(asyncio.shield(server), cfg.graceful_timeout + 1.0)
+        await asyncio.wait_for(asyncio.shield(server), 1.0)
+
+
+def _on_sigterm(loop: asyncio.AbstractEventLoop, hook: Callable[[], None]) -> None:
+    """The official SDK takes SIGTERM over on its first request (to let invocations suspend); it offers a
+    hook list per loop so that others keep theirs. Without that SDK, a plain signal handler."""
+    try:
+        from restate.server import install_shutdown_hook
+    except ImportError:
+        loop.add_signal_handler(signal.SIGTERM, hook)
+    else:
+        install_shutdown_hook(loop, hook, signal.SIGTERM)
 
 
 def run(app_ref: str, bind: str, graceful_timeout: float = 1.0) -> NoReturn:
