@@ -46,6 +46,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 error, 2 usage, 3 server unreachable, 4 not found."
 
 
+def _full_short_help(cmd: click.Command) -> str:
+    # click cuts the one-line summaries in command lists at about 45 characters (mid-sentence, or even
+    # inside "(e.g."); the first line of the docstring is written to be read whole.
+    if cmd.short_help:
+        return cmd.short_help
+    return (cmd.help or "").strip().split("\n\n")[0].replace("\n", " ").strip()
+
+
+class Command(click.Command):
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return _full_short_help(self)
+
+
+class Group(click.Group):
+    command_class = Command
+    group_class = type  # subgroups are of this class too
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return _full_short_help(self)
+
+
 def _handle_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -83,7 +104,11 @@ def admin_command(group: click.Group, name: str, **kw: Any) -> Callable[[F], F]:
     return decorate
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.group(
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+    epilog=EXIT_CODES_HELP,
+)
 @click.version_option(package_name="pyrestate", prog_name="pyrestate")
 def main() -> None:
     """pyrestate: a Restate-compatible durable-execution server.
@@ -93,6 +118,24 @@ def main() -> None:
 
 
 # ---------------------------------------------------------------------------- server
+
+
+# The kind of value each server option takes, shown in --help (config.py parses the text).
+_SERVER_METAVARS = {
+    "Path": "PATH",
+    "_bind": "HOST:PORT",
+    "_positive_int": "INTEGER",
+    "_duration": "DURATION",
+    "_factor": "FLOAT",
+    "_on_max_attempts": "[pause|kill]",
+    "_size": "SIZE",
+    "_log_level": "[debug|info|warning|error]",
+    "_log_format": "[text|json]",
+    "_log_filter": "FILTER",
+    "_identity_key_file": "PEM_FILE",
+    "_storage": "sqlite|URL",
+    "str": "TEXT",
+}
 
 
 def _server_options(fn: F) -> F:
@@ -113,7 +156,7 @@ def _server_options(fn: F) -> F:
                 opt.field,
                 default=None,
                 envvar=opt.env,
-                metavar="VALUE",
+                metavar=_SERVER_METAVARS.get(opt.parse.__name__, "TEXT"),
                 help=f"{opt.help} [default: {opt.show_default(defaults)}; env {opt.env}]",
             )(fn)
     return fn
@@ -169,30 +212,42 @@ def backup(data_dir: Path, out: Path) -> None:
     )
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("app_ref", metavar="MODULE:APP")
 @click.option("--bind", default="127.0.0.1:9080", show_default=True, help="host:port to listen on.")
-@click.option("--workers", default=1, show_default=True, help="Worker processes.")
-def serve(app_ref: str, bind: str, workers: int) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes (more than one: hypercorn's multi-process runner).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Level of pyrestate's own lines (the start and stop lines are info).",
+)
+@_handle_errors
+def serve(app_ref: str, bind: str, workers: int, log_level: str) -> None:
     """Serve an SDK ASGI app (e.g. `restate.app(...)`) with hypercorn, HTTP/1.1 and h2c.
 
-    Keep-alive limits are lifted so that the server's pooled long-lived connections are never cut.
+    Keep-alive limits are lifted so that the server's pooled long-lived connections are never cut. Ctrl-C
+    gives open invocation streams a second to finish, then exits; the server retries what was interrupted.
     """
-    from hypercorn.config import Config
+    from pyrestate.cli import serve as serve_mod
+    from pyrestate.server import logs
+
+    logs.configure(log_level, "text")
+    if workers == 1:
+        serve_mod.run(app_ref, bind)
     from hypercorn.run import run
 
-    if ":" not in app_ref:
-        raise click.BadParameter("expected MODULE:APP", param_hint="MODULE:APP")
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    cfg = Config()
+    serve_mod.load_app(app_ref)  # one-line errors before spawning workers
+    cfg = serve_mod.hypercorn_config(bind, 1.0)
     cfg.application_path = app_ref
-    cfg.bind = [bind]
     cfg.workers = workers
-    cfg.keep_alive_timeout = 3600
-    cfg.keep_alive_max_requests = 1_000_000_000
-    cfg.graceful_timeout = 1
     sys.exit(run(cfg))
 
 
@@ -512,7 +567,12 @@ _LIST_COLUMNS = (
 @admin_command(invocations, "list")
 @click.option("--all", "show_all", is_flag=True, help="Include completed invocations.")
 @click.option("--service", help="Only invocations of this service.")
-@click.option("--status", "status_filter", help="Only invocations with this status (running, suspended, …).")
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(_STATUS_COLUMNS, case_sensitive=False),
+    help="Only invocations with this status.",
+)
 @click.option("--limit", default=100, show_default=True, help="At most this many rows.")
 def invocations_list(
     show_all: bool,
@@ -527,7 +587,7 @@ def invocations_list(
     if not show_all and status_filter is None:
         conds.append("status != 'completed'")
     if status_filter:
-        conds.append(f"status = {sql_str(status_filter)}")
+        conds.append(f"status = {sql_str(status_filter.lower())}")
     if service:
         conds.append(f"target_service_name = {sql_str(service)}")
     where = f" WHERE {' AND '.join(conds)}" if conds else ""
@@ -569,6 +629,7 @@ def _first_line(text: object) -> str:
 @click.argument("invocation_id")
 def invocations_describe(invocation_id: str, admin_url: str, as_json: bool) -> None:
     """Show one invocation and its journal as a timeline."""
+    _check_invocation_id(invocation_id)
     with AdminClient(admin_url) as client:
         found = client.query(f"SELECT * FROM sys_invocation WHERE id = {sql_str(invocation_id)} LIMIT 1")
         if not found:
@@ -613,6 +674,17 @@ _VERB_PAST = {
 }
 
 
+def _check_invocation_id(text: str) -> None:
+    """A malformed id is a usage error (exit 2), told apart from a well-formed one the server does not
+    know (exit 4)."""
+    from pyrestate.protocol.ids import InvocationId
+
+    try:
+        InvocationId.parse(text)
+    except ValueError as e:
+        raise CliError(f"{e} (ids look like inv_1…; see `pyrestate invocations list`)", EXIT_USAGE) from None
+
+
 def _invocation_command(
     verb: str,
     ids: tuple[str, ...],
@@ -625,6 +697,8 @@ def _invocation_command(
     results: list[dict[str, Any]] = []
     failures = 0
     exit_code = EXIT_API_ERROR
+    for inv_id in ids:
+        _check_invocation_id(inv_id)
     with AdminClient(admin_url) as client:
         for inv_id in ids:
             params = {"deployment": deployment} if deployment else None

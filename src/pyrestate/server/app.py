@@ -21,6 +21,7 @@ from typing import Any
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
+from pyrestate.server import logs
 from pyrestate.server.admin import AdminApp
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import ServerCore
@@ -44,6 +45,8 @@ def hypercorn_config(
     cfg.keep_alive_max_requests = 1_000_000_000
     cfg.graceful_timeout = 5
     cfg.h2_max_concurrent_streams = 1000
+    # A Logger, not "-": hypercorn then adds no stderr handler of its own and our format and levels apply.
+    cfg.errorlog = logging.getLogger("hypercorn.error")
     if access_log:
         cfg.accesslog = logging.getLogger("pyrestate.access")
     return cfg
@@ -95,10 +98,26 @@ async def run_server(
     stop = shutdown or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            return
+        n = getattr(core, "in_flight", 0)
+        # The one line a stop prints: what was interrupted comes back, nothing is lost.
+        logs.event(
+            log,
+            logging.INFO,
+            f"Received {sig.name}, shutting down: "
+            + (f"{n} invocation(s) in flight will resume on the next start" if n else "nothing in flight"),
+            signal=sig.name,
+            in_flight=n,
+        )
+        stop.set()
+
     if shutdown is None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal, sig)
                 installed.append(sig)
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -159,11 +178,11 @@ async def run_server(
                 raise task.exception()  # type: ignore[misc]
         await asyncio.gather(*servers)
     finally:
-        log.info("stopping engine")
+        log.debug("stopping engine")
         await core.stop()
         for sig in installed:
             loop.remove_signal_handler(sig)
-        log.info("stopped")
+        log.debug("stopped")
 
 
 async def _serve_fast(front: FastHTTPServer, stop: asyncio.Event) -> None:
@@ -175,18 +194,13 @@ async def _serve_fast(front: FastHTTPServer, stop: asyncio.Event) -> None:
         await front.shutdown(front.config.graceful_timeout)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # hypercorn logs every connection error at error level; they are routine for a server.
-    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
+def configure_logging(config: ServerConfig) -> None:
+    logs.configure(config.log_level, config.log_format, config.log_filter)
 
 
 def main(config: ServerConfig, *, core_factory: CoreFactory | None = None) -> None:
     """Blocking entry point used by `pyrestate server` (uvloop when available)."""
-    configure_logging(config.log_level)
+    configure_logging(config)
     factory = core_factory or create_core
     coro = run_server(config, core_factory=factory)
     try:

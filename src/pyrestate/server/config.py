@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyrestate.server import logs
 from pyrestate.server.durations import format_friendly_ms, parse_duration_ms
 from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.server.storage.factory import check_storage_spec
@@ -64,6 +65,8 @@ class ServerConfig:
     # Address the console is opened at (its pages' Origin) when not http://<admin_bind>, e.g. behind a proxy.
     admin_url: str | None = None
     log_level: str = "info"
+    log_format: str = "text"  # "text" | "json" (one object per line)
+    log_filter: str = ""  # other libraries' level and per-logger levels, e.g. "warning,hypercorn=debug"
     # Ed25519 private key (PKCS#8 PEM) signing every request to deployments (Restate's request identity).
     request_identity_private_key_pem_file: Path | None = None
     # Storage backend: "sqlite" (in data_dir) or a postgresql:// URL (partitions owned through leases).
@@ -211,6 +214,28 @@ def _patterns(value: str) -> tuple[str, ...]:
         raise ConfigError(str(e)) from None
 
 
+def _log_level(value: str) -> str:
+    try:
+        return logs.check_level(value)
+    except logs.LogConfigError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _log_format(value: str) -> str:
+    try:
+        return logs.check_format(value)
+    except logs.LogConfigError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _log_filter(value: str) -> str:
+    try:
+        logs.parse_filter(value)
+    except logs.LogConfigError as e:
+        raise ConfigError(str(e)) from None
+    return value
+
+
 def _bind(value: str) -> str:
     parse_bind(value)
     return value
@@ -348,7 +373,14 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "URL the console is opened at, when not http://<admin-bind> (its forms check the Origin against it).",
     ),
-    Option("log_level", "--log-level", str, "debug, info, warning or error."),
+    Option("log_level", "--log-level", _log_level, "pyrestate's own loggers: debug, info, warning or error."),
+    Option("log_format", "--log-format", _log_format, "text, or json (one JSON object per line)."),
+    Option(
+        "log_filter",
+        "--log-filter",
+        _log_filter,
+        "Other libraries' level and per-logger levels, e.g. 'info,hypercorn=debug' (default: warning).",
+    ),
     Option(
         "request_identity_private_key_pem_file",
         "--request-identity-private-key-pem-file",

@@ -18,7 +18,7 @@ from pyrestate.protocol.ids import (
     parse_awakeable_id,
     partition_key_for_key,
 )
-from pyrestate.server import metrics
+from pyrestate.server import logs, metrics
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import (
     BadRequest,
@@ -46,7 +46,7 @@ from pyrestate.server.core_api import (
     Success,
     Unavailable,
 )
-from pyrestate.server.deployments import address_policy
+from pyrestate.server.deployments import address_policy, redact_uri
 from pyrestate.server.invoker.identity import load_signer
 from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
 from pyrestate.server.partition.context import ApplyContext, Policies, partition_of, partition_of_key
@@ -173,7 +173,9 @@ class EngineCore(Registry):
             PartitionProcessor(p, self.storage, self._context, self._perform, self._fail_token, shared)
             for p in range(self.config.partitions)
         ]
-        self._recover_from_storage()
+        resumed = self._recover_from_storage()
+        if resumed:
+            log.info("resuming %d invocation(s) that were in flight", resumed)
         for p in self._partitions:
             p.start()
         self.timers.start()
@@ -182,7 +184,12 @@ class EngineCore(Registry):
         metrics.gauges.timers_in_memory = lambda: len(self.timers)
         metrics.gauges.attempts_running = lambda: self.invoker.running
 
-    def _recover_from_storage(self) -> None:
+    @property
+    def in_flight(self) -> int:
+        """Invocations with an attempt running or due (what a stop interrupts and the next start resumes)."""
+        return self.invoker.in_flight
+
+    def _recover_from_storage(self) -> int:
         """Rebuild the in-memory view from committed data: undelivered outbox messages first (they were
         committed before anything still queued), then timers, then an attempt for every invocation that
         was running. Used at start and after a failed commit."""
@@ -192,11 +199,14 @@ class EngineCore(Registry):
                 p.submit(Deliver(seq, command_from_json(payload)))
         self.timers.reload()
         now = self.clock.now_ms()
+        started = 0
         for st in reader.all_invocation_statuses():
             if st.status is Status.INVOKED:
                 # A retry whose back-off was pending keeps it: the next attempt time is stored.
                 delay = max(0, st.next_retry_at - now) if st.next_retry_at is not None else 0
                 self.invoker.start_attempt(st.invocation_id, st.epoch, delay)
+                started += 1
+        return started
 
     def _recover_after_commit_failure(self) -> None:
         # Running attempts may have sent commands that were never stored: stop them all, then restart
@@ -503,6 +513,7 @@ class EngineCore(Registry):
                 del self._services[name]
             if existing is not None:
                 self.invoker.forget_deployment(record.id)
+            _log_registration(record, existing is not None, dropped)
             return RegistrationResult(record, created=existing is None)
 
     async def list_deployments(self) -> list[DeploymentRecord]:
@@ -527,6 +538,9 @@ class EngineCore(Registry):
             for name in gone:
                 del self._services[name]
             self.invoker.forget_deployment(dp.id)
+            logs.event(
+                log, logging.INFO, "Deployment removed", deployment_id=dp.id, services=",".join(gone)
+            )
 
     async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
         async with self._schema_lock:
@@ -608,3 +622,27 @@ def create_core(config: ServerConfig) -> EngineCore:
 
 
 __all__ = ["EngineCore", "create_core"]
+
+
+def _log_registration(record: DeploymentRecord, overwritten: bool, dropped: list[str]) -> None:
+    logs.event(
+        log,
+        logging.INFO,
+        f"Deployment {'updated' if overwritten else 'registered'}",
+        deployment_id=record.id,
+        uri=redact_uri(record.uri),
+        sdk=record.sdk_version,
+        services=",".join(s.name for s in record.services),
+        removed_services=",".join(dropped) or None,
+    )
+    for svc in record.services:
+        logs.event(
+            log,
+            logging.INFO,
+            f"Service {svc.name} registered",
+            service=svc.name,
+            type=svc.ty.admin_name,
+            revision=svc.revision,
+            handlers=",".join(svc.handlers),
+            deployment_id=record.id,
+        )

@@ -291,6 +291,12 @@ class Invoker:
     def running(self) -> int:
         return len(self._attempts)
 
+    @property
+    def in_flight(self) -> int:
+        """Invocations with an attempt running, queued, or waiting for its retry."""
+        queued = self._delayed.keys() | self._urgent.keys() | self._background.keys()
+        return len(self._attempts.keys() | queued)
+
     async def close(self) -> None:
         self._closed = True
         for handle in self._delayed.values():

@@ -5,6 +5,7 @@ performs after the transaction committed."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import assert_never
 
 from pyrestate.protocol import service_protocol_pb2 as pb
@@ -12,6 +13,7 @@ from pyrestate.protocol.errors import ErrorCode, ProtocolError
 from pyrestate.protocol.framing import MessageType, parse_payload
 from pyrestate.protocol.ids import InvocationId, parse_awakeable_id
 from pyrestate.protocol.outcome import read_result, write_result
+from pyrestate.server import logs
 from pyrestate.server.core_api import (
     CommandOutcome,
     Conflict,
@@ -66,6 +68,10 @@ from pyrestate.server.storage.records import (
     TimerKind,
     Waiting,
 )
+
+# Lifecycle events an operator follows (failures, retries, pauses, kills, cancels), logged as they are
+# decided; the log is informative only, storage stays the truth.
+log = logging.getLogger("pyrestate.invocation")
 
 CANCEL_SIGNAL = 1
 WORKFLOW_ALREADY_INVOKED = Failure(ErrorCode.CONFLICT, "the workflow method was already invoked")
@@ -216,16 +222,38 @@ class _Apply:
         )
         policy = self.ctx.retry_policy(st.target)
         delay = policy.delay_ms(retries)
+        error, stacktrace = logs.split_error(message)
+        fields = {
+            "invocation_id": st.invocation_id,
+            "target": st.target.display(),
+            "attempt": retries,
+            "deployment_id": st.deployment_id,
+            "error": f"[{code}] {error}",
+            "stacktrace": stacktrace,
+        }
         if delay is None:
             if policy.on_max_attempts == "kill":
+                logs.event(
+                    log, logging.WARNING, "Invocation failed after its last attempt, killing it", **fields
+                )
                 self.emit(AbortAttempt(st.invocation_id))
                 self.complete(st, Failure(code, message))
             else:
+                logs.event(
+                    log, logging.WARNING, "Invocation failed after its last attempt, pausing it", **fields
+                )
                 self.emit(AbortAttempt(st.invocation_id))
                 self.put(st.with_(status=Status.PAUSED, epoch=st.epoch + 1))
             return
         if delay_override is not None:
             delay = delay_override
+        logs.event(
+            log,
+            logging.WARNING,
+            f"Invocation error, retrying in {logs.duration(delay)}",
+            **fields,
+            retry_in=logs.duration(delay),
+        )
         self.emit(AbortAttempt(st.invocation_id))
         self.start(st, delay)
 
@@ -816,7 +844,12 @@ def _kill(a: _Apply, st: InvocationStatus) -> None:
                 _kill(a, child_st)
     current = a.txn.get_invocation_status(st.invocation_id)
     if current is not None and current.status is not Status.COMPLETED:
+        _event("Invocation killed", current)
         a.complete(current, KILLED)
+
+
+def _event(message: str, st: InvocationStatus) -> None:
+    logs.event(log, logging.INFO, message, invocation_id=st.invocation_id, target=st.target.display())
 
 
 def _cancel(a: _Apply, st: InvocationStatus) -> bool:
@@ -847,6 +880,7 @@ def _on_manage(a: _Apply, cmd: ManageInvocation) -> None:
         case InvocationCommand.CANCEL | InvocationCommand.KILL if completed:
             a.reply(token, Conflict(f"The invocation '{st.invocation_id}' was already completed."))
         case InvocationCommand.CANCEL:
+            _event("Invocation cancel requested", st)
             done = _cancel(a, st)
             a.reply(token, CommandOutcome.DONE if done else CommandOutcome.ACCEPTED)
         case InvocationCommand.KILL:
@@ -865,6 +899,7 @@ def _on_manage(a: _Apply, cmd: ManageInvocation) -> None:
             if st.status is Status.PAUSED:
                 a.reply(token, CommandOutcome.DONE)
             elif st.status is Status.INVOKED:
+                _event("Invocation paused", st)
                 a.emit(AbortAttempt(st.invocation_id))
                 a.put(st.with_(status=Status.PAUSED, epoch=st.epoch + 1))
                 a.reply(token, CommandOutcome.ACCEPTED)
@@ -875,6 +910,7 @@ def _on_manage(a: _Apply, cmd: ManageInvocation) -> None:
                 # Re-pinned; the protocol version is negotiated again with the new deployment.
                 st = st.with_(deployment_id=cmd.deployment_id, protocol_version=None)
             if st.status in (Status.PAUSED, Status.SUSPENDED):
+                _event("Invocation resumed", st)
                 a.start(st.with_(retry_count=0))
                 a.reply(token, CommandOutcome.DONE)
             elif st.status is Status.INVOKED:
