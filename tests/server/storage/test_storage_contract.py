@@ -176,6 +176,44 @@ async def test_timers_promises_outbox_fsm_schema(storage: Storage) -> None:
     assert r.list_outbox(1) == [(5, b"five")]
 
 
+async def test_subscriptions_and_dedup_sequence_numbers(storage: Storage) -> None:
+    txn = storage.begin()
+    txn.put_subscription("sub_1b", b'{"b":1}')
+    txn.put_subscription("sub_1a", b'{"a":1}')
+    txn.put_dedup_seq(3, "sub_1a-orders-0", 41)
+    txn.put_dedup_seq(3, "sub_1a-orders-1", 7)
+    assert txn.get_dedup_seq(3, "sub_1a-orders-0") == 41  # reads its own writes
+    await storage.commit(txn)
+    r = storage.reader()
+    assert r.all_subscriptions() == [("sub_1a", b'{"a":1}'), ("sub_1b", b'{"b":1}')]
+    assert r.get_dedup_seq(3, "sub_1a-orders-0") == 41 and r.get_dedup_seq(3, "sub_1a-orders-1") == 7
+    assert r.get_dedup_seq(4, "sub_1a-orders-0") is None  # per partition
+    txn = storage.begin()
+    txn.delete_subscription("sub_1a")
+    txn.put_dedup_seq(3, "sub_1a-orders-0", 42)
+    await storage.commit(txn)
+    r = storage.reader()
+    assert r.all_subscriptions() == [("sub_1b", b'{"b":1}')]
+    assert r.get_dedup_seq(3, "sub_1a-orders-0") == 42
+
+
+async def test_sqlite_migrates_a_database_of_the_previous_schema(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for i in range(SCHEMA_VERSION - 1):  # a data dir written before the Kafka tables existed
+        for stmt in sqlite_backend.MIGRATIONS[i]:
+            conn.execute(stmt)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.close()
+    s = SqliteStorage(path)
+    await s.open()
+    txn = s.begin()
+    txn.put_subscription("sub_1a", b"{}")
+    await s.commit(txn)
+    assert s.reader().all_subscriptions() == [("sub_1a", b"{}")]
+    await s.close()
+
+
 async def test_timers_between_reads_a_range_in_pages(storage: Storage) -> None:
     timers = [Timer(1000 + i // 2, TimerKind.SLEEP, f"inv_{i:03d}", i) for i in range(20)]
     txn = storage.begin()

@@ -27,7 +27,25 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "fsm": (("partition", "INTEGER"), ("name", "TEXT")),
     "deployments": (("id", "TEXT"),),
     "services": (("name", "TEXT"),),
+    # Kafka subscriptions (JSON documents), and the highest record offset each partition ingested per
+    # producer ("{group}-{topic}-{kafka partition}"): redelivered records at or below it are dropped.
+    "subscriptions": (("id", "TEXT"),),
+    "dedup": (("partition", "INTEGER"), ("producer", "TEXT")),
 }
+# The tables of the first schema version: later tables are created by migrations of their own.
+INITIAL_TABLES: tuple[str, ...] = (
+    "invocation_status",
+    "journal",
+    "state",
+    "inbox",
+    "locks",
+    "timers",
+    "promises",
+    "outbox",
+    "fsm",
+    "deployments",
+    "services",
+)
 
 
 class StorageUnavailable(Unavailable):
@@ -163,6 +181,24 @@ class SchemaTable(Protocol):
     def all_services(self) -> list[tuple[str, bytes]]: ...
 
 
+class SubscriptionTable(Protocol):
+    """Kafka subscriptions, stored as opaque JSON documents."""
+
+    def put_subscription(self, subscription_id: str, doc: bytes) -> None: ...
+
+    def delete_subscription(self, subscription_id: str) -> None: ...
+
+    def all_subscriptions(self) -> list[tuple[str, bytes]]: ...
+
+
+class DedupTable(Protocol):
+    """Per partition, the highest sequence number (Kafka offset) ingested from each producer."""
+
+    def get_dedup_seq(self, partition: int, producer: str) -> int | None: ...
+
+    def put_dedup_seq(self, partition: int, producer: str, seq: int) -> None: ...
+
+
 class Transaction(
     InvocationStatusTable,
     JournalTable,
@@ -174,6 +210,8 @@ class Transaction(
     OutboxTable,
     FsmTable,
     SchemaTable,
+    SubscriptionTable,
+    DedupTable,
     Protocol,
 ):
     """All table families over one consistent view: committed data plus this transaction's own writes."""

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyrestate.server.storage.api import TABLES, Key, StorageUnavailable, Transaction, WriteOp
+from pyrestate.server.storage.api import INITIAL_TABLES, TABLES, Key, StorageUnavailable, Transaction, WriteOp
 from pyrestate.server.storage.sqlite import CommitStats
 from pyrestate.server.storage.txn import BufferedTransaction
 
@@ -63,10 +63,11 @@ def _create_table_sql(name: str) -> str:
 # Migration i brings the schema from version i to i + 1. Append, never edit.
 MIGRATIONS: list[list[str]] = [
     [
-        *(_create_table_sql(name) for name in TABLES),
+        *(_create_table_sql(name) for name in INITIAL_TABLES),
         "CREATE TABLE partition_leases (partition integer PRIMARY KEY, owner text NOT NULL,"
         " epoch bigint NOT NULL, expires_at timestamptz NOT NULL)",
     ],
+    [_create_table_sql("subscriptions"), _create_table_sql("dedup")],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

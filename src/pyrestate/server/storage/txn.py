@@ -355,3 +355,21 @@ class BufferedTransaction:
 
     def all_services(self) -> list[tuple[str, bytes]]:
         return [(str(k[0]), v) for k, v in self._scan("services", ())]
+
+    # ------------------------------------------------------------------ subscriptions and dedup
+
+    def put_subscription(self, subscription_id: str, doc: bytes) -> None:
+        self._put("subscriptions", (subscription_id,), doc)
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        self._del("subscriptions", (subscription_id,))
+
+    def all_subscriptions(self) -> list[tuple[str, bytes]]:
+        return [(str(k[0]), v) for k, v in self._scan("subscriptions", ())]
+
+    def get_dedup_seq(self, partition: int, producer: str) -> int | None:
+        raw = self._get("dedup", (partition, producer))
+        return None if raw is None else int(raw)
+
+    def put_dedup_seq(self, partition: int, producer: str, seq: int) -> None:
+        self._put("dedup", (partition, producer), str(seq).encode())
