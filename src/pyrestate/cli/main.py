@@ -120,6 +120,24 @@ def main() -> None:
 # ---------------------------------------------------------------------------- server
 
 
+def server_config_from_file(path: str | None, raw: dict[str, Any]) -> server_config.ServerConfig:
+    """Options of the config file (if any), overridden by flags and environment variables."""
+    if path is None:
+        return server_config.from_values(raw)
+    import dataclasses
+
+    from pyrestate.server import config_file
+
+    values, clusters, unknown = config_file.load(path)
+    if unknown:
+        err_console.print(
+            f"[yellow]warning:[/] {path}: not used by pyrestate: {', '.join(unknown)}", highlight=False
+        )
+    merged = {**values, **{k: v for k, v in raw.items() if v is not None}}
+    cfg = server_config.from_values(merged)
+    return dataclasses.replace(cfg, kafka_clusters=clusters)
+
+
 # The kind of value each server option takes, shown in --help (config.py parses the text).
 _SERVER_METAVARS = {
     "Path": "PATH",
@@ -164,13 +182,22 @@ def _server_options(fn: F) -> F:
 
 @main.command()
 @_server_options
-def server(**values: Any) -> None:
+@click.option(
+    "--config-file",
+    "config_file",
+    default=None,
+    envvar="PYRESTATE_CONFIG_FILE",
+    metavar="PATH",
+    help="Restate's TOML config file (options under their Restate names, [[ingress.kafka-clusters]]); "
+    "flags and environment variables win. [env PYRESTATE_CONFIG_FILE]",
+)
+def server(config_file: str | None = None, **values: Any) -> None:
     """Run the pyrestate server (ingress and admin APIs, engine) in this process."""
     from pyrestate.server import app
 
     raw = {k: (("true" if v else None) if isinstance(v, bool) else v) for k, v in values.items()}
     try:
-        cfg = server_config.from_values(raw)
+        cfg = server_config_from_file(config_file, raw)
     except server_config.ConfigError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False)
         sys.exit(2)

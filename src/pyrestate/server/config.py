@@ -21,6 +21,7 @@ from pyrestate.server import logs
 from pyrestate.server.durations import format_friendly_ms, parse_duration_ms
 from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.server.storage.factory import check_storage_spec
+from pyrestate.server.subscriptions.model import KafkaCluster
 
 ENV_PREFIX = "PYRESTATE_"
 
@@ -86,6 +87,8 @@ class ServerConfig:
     deployment_deny: tuple[str, ...] | None = None
     # Start although commits acknowledged before the last stop are known to be lost (SQLite).
     accept_data_loss: bool = False
+    # `[[ingress.kafka-clusters]]` of the config file (no flag): what subscriptions may read from.
+    kafka_clusters: tuple[KafkaCluster, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

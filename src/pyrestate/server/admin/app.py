@@ -302,6 +302,8 @@ class AdminApp:
                 if denied := self._only(method, "POST"):
                     return denied
                 return await self._sql_query(headers, await body_json())
+            case ["subscriptions", *_] | ["kafka-clusters", *_]:
+                return await self._subscriptions(method, segments, query, body_json)
             case ["ui", *rest]:  # the HTML operator console (pyrestate.server.console)
                 from pyrestate.server.console import console_origins, serve_console
 
@@ -312,6 +314,22 @@ class AdminApp:
                 return Response(reply.status, reply.body, reply.headers)
             case _:
                 return Response(404)
+
+    async def _subscriptions(
+        self, method: str, segments: list[str], query: Mapping[str, str], body_json: Callable[[], Any]
+    ) -> Response:
+        from pyrestate.server.subscriptions import admin as subscriptions_admin
+
+        service = getattr(self.core, "subscriptions", None)
+        if service is None:
+            return Response(404)
+        try:
+            status, body, extra = await subscriptions_admin.handle(
+                service, method, segments, query, body_json
+            )
+        except subscriptions_admin.PlainAnswer as e:
+            raise PlainError(e.status, e.message) from None
+        return Response(status, body, extra)
 
     @staticmethod
     def _only(method: str, allowed: str) -> Response | None:

@@ -8,7 +8,7 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, assert_never
 
 from pyrestate.protocol.ids import (
@@ -57,6 +57,7 @@ from pyrestate.server.partition.model import (
     Command,
     Deliver,
     ForwardNotification,
+    Ingest,
     IngressResponse,
     InvocationRequest,
     Invoke,
@@ -153,6 +154,9 @@ class EngineCore(Registry):
         )
         self.timers = TimerService(self.clock, self._fire_timer, self._load_timers)
         self._started = False
+        # Bumped when a failed commit dropped queued commands: ingestion begun before must start over.
+        self.ingest_epoch = 0
+        self.subscriptions: Any = None  # subscriptions.service.SubscriptionService, once started
 
     # ================================================================== lifecycle
 
@@ -183,6 +187,10 @@ class EngineCore(Registry):
         metrics.gauges.partitions_owned = lambda: len(self._partitions)
         metrics.gauges.timers_in_memory = lambda: len(self.timers)
         metrics.gauges.attempts_running = lambda: self.invoker.running
+        from pyrestate.server.subscriptions.service import SubscriptionService
+
+        self.subscriptions = SubscriptionService(self, self.config.kafka_clusters)
+        await self.subscriptions.start()
 
     @property
     def in_flight(self) -> int:
@@ -211,6 +219,7 @@ class EngineCore(Registry):
     def _recover_after_commit_failure(self) -> None:
         # Running attempts may have sent commands that were never stored: stop them all, then restart
         # from storage. Their replacements replay the committed journal, like after a crash.
+        self.ingest_epoch += 1
         self.invoker.abort_all()
         try:
             self._recover_from_storage()
@@ -220,6 +229,8 @@ class EngineCore(Registry):
     async def stop(self) -> None:
         if not self._started:
             return
+        if self.subscriptions is not None:
+            await self.subscriptions.stop()  # before the partitions: in-flight records settle first
         self._started = False
         metrics.gauges.detach()
         await self.timers.stop()
@@ -388,6 +399,35 @@ class EngineCore(Registry):
                     raise RuntimeError(f"unexpected reply {reply!r}")
         finally:
             self._drop_waiter(iid, waiter)
+
+    def ingest(
+        self,
+        invocation: IngressInvocation,
+        make_id: Callable[[ServiceType], str],
+        subscription_id: str,
+        producer: str,
+        seq: int,
+        epoch: int,
+    ) -> asyncio.Future[Any]:
+        """Submit a subscription's record at once, so that a producer's records reach their partitions in
+        `seq` order; the future resolves (Submitted or Duplicate) after the commit that recorded it."""
+        if not self._started or epoch != self.ingest_epoch:
+            raise Unavailable("ingestion must start over from the last committed offsets")
+        _, target = self._target(invocation)
+        iid = make_id(target.service_ty)
+        req = InvocationRequest(
+            invocation_id=iid,
+            target=target,
+            body=invocation.body,
+            headers=invocation.headers,
+            invoked_by="subscription",
+            invoked_by_id=subscription_id,
+            completion_retention_ms=self._context(0).completion_retention(target, False),
+        )
+        token, fut = self._new_token()
+        fut.add_done_callback(lambda _: self._tokens.pop(token, None))
+        self._submit(partition_of(iid, self.config.partitions), Ingest(req, producer, seq, token))
+        return fut
 
     async def send(self, invocation: IngressInvocation) -> SendReceipt:
         req = self._request_for(invocation, invocation.delay_ms)

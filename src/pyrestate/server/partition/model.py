@@ -159,8 +159,28 @@ class Deliver:
     inner: Command
 
 
+@dataclass(frozen=True, slots=True)
+class Ingest:
+    """An invocation from an external producer (a Kafka subscription): `seq` (the record's offset) is
+    recorded per (partition, producer) in the commit that enqueues it, and a `seq` at or below the recorded
+    one is a redelivery, dropped. A producer's records reach a partition in `seq` order."""
+
+    request: InvocationRequest
+    producer: str
+    seq: int
+    reply_token: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The reply to an `Ingest` whose record was ingested before."""
+
+    seq: int
+
+
 Command = (
     Invoke
+    | Ingest
     | InvokerEffect
     | TimerFired
     | InvocationResponse

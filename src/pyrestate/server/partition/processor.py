@@ -19,6 +19,7 @@ from pyrestate.server.partition.model import (
     Action,
     Command,
     Deliver,
+    Ingest,
     Invoke,
     ManageInvocation,
     NotifySignal,
@@ -37,6 +38,7 @@ def _reply_token(cmd: Command) -> int | None:
     match cmd:
         case (
             Invoke(reply_token=t)
+            | Ingest(reply_token=t)
             | NotifySignal(reply_token=t)
             | ManageInvocation(reply_token=t)
             | PatchState(reply_token=t)

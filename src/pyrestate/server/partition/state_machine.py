@@ -34,8 +34,10 @@ from pyrestate.server.partition.model import (
     AttemptFailed,
     Command,
     Deliver,
+    Duplicate,
     ForwardNotification,
     GetResult,
+    Ingest,
     IngressResponse,
     InvocationRequest,
     InvocationResponse,
@@ -336,6 +338,13 @@ def _dispatch(a: _Apply, command: Command) -> None:
     match command:
         case Invoke():
             _on_invoke(a, command)
+        case Ingest(request=req, producer=producer, seq=seq, reply_token=token):
+            last = a.txn.get_dedup_seq(a.ctx.partition, producer)
+            if last is not None and seq <= last:
+                a.reply(token, Duplicate(seq))
+            else:
+                a.txn.put_dedup_seq(a.ctx.partition, producer, seq)
+                _on_invoke(a, Invoke(req, token))
         case InvokerEffect():
             _on_effect(a, command)
         case TimerFired(timer=timer):

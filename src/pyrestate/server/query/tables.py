@@ -104,6 +104,8 @@ def _status_row(st: InvocationStatus, statuses: dict[str, InvocationStatus]) -> 
         "completed_at": st.completed_at,
         "completion_retention": st.completion_retention_ms,
     }
+    if st.invoked_by == "subscription":
+        row["invoked_by_subscription_id"] = st.invoked_by_id
     if st.invoked_by == "service" and st.invoked_by_id is not None:
         row["invoked_by_id"] = st.invoked_by_id
         caller = statuses.get(st.invoked_by_id)

@@ -1,0 +1,289 @@
+"""Running Kafka subscriptions: the admin operations, and one consumer group member per subscription.
+
+Exactly-once ingestion: each record is submitted to the partition of its invocation as an `Ingest` command
+carrying (producer = "{group}-{topic}-{partition}", seq = offset). The partition records the seq in the same
+commit that enqueues the invocation and drops a record at or below the recorded seq. A Kafka offset is
+committed only after every record before it was committed (or dropped), so after a crash the group resumes
+at or before the first record not yet stored, and the redelivered ones are dropped. Records of one Kafka
+partition are submitted in offset order, which keeps a virtual object key's records in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pyrestate.server.core_api import (
+    IngressInvocation,
+    InvocationTarget,
+    NotFound,
+    ServiceSchema,
+    ServiceType,
+    Unavailable,
+)
+from pyrestate.server.subscriptions.model import (
+    KafkaCluster,
+    KafkaRecord,
+    Subscription,
+    SubscriptionError,
+    decode_subscription,
+    invocation_id_for,
+    new_subscription_id,
+    object_key,
+    parse_request,
+    producer_id,
+    record_headers,
+)
+
+log = logging.getLogger(__name__)
+
+# Records of one Kafka partition submitted and not yet committed; above it the partition is paused.
+MAX_IN_FLIGHT_PER_PARTITION = 512
+RESTART_BACKOFF_S = 1.0
+POLL_TIMEOUT_MS = 200
+
+
+class IngestEngine(Protocol):
+    """What the subscriptions need of the engine."""
+
+    storage: Any
+    ingest_epoch: int
+
+    def list_services(self) -> list[ServiceSchema]: ...
+
+    def ingest(
+        self,
+        invocation: IngressInvocation,
+        make_id: Any,
+        subscription_id: str,
+        producer: str,
+        seq: int,
+        epoch: int,
+    ) -> asyncio.Future[Any]: ...
+
+
+class SubscriptionService:
+    def __init__(self, engine: IngestEngine, clusters: Sequence[KafkaCluster]) -> None:
+        self._engine = engine
+        self.clusters = {c.name: c for c in clusters}
+        self._subs: dict[str, Subscription] = {}
+        self._consumers: dict[str, SubscriptionConsumer] = {}
+
+    async def start(self) -> None:
+        for _, doc in self._engine.storage.reader().all_subscriptions():
+            sub = decode_subscription(doc)
+            self._subs[sub.id] = sub
+            self._run(sub)
+
+    async def stop(self) -> None:
+        consumers = list(self._consumers.values())
+        self._consumers.clear()
+        await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
+
+    def _run(self, sub: Subscription) -> None:
+        cluster = self.clusters.get(sub.cluster)
+        if cluster is None:
+            log.warning(
+                "subscription %s reads from the unknown Kafka cluster %r: not started", sub.id, sub.cluster
+            )
+            return
+        consumer = SubscriptionConsumer(self._engine, sub, cluster)
+        self._consumers[sub.id] = consumer
+        consumer.start()
+
+    # ------------------------------------------------------------------ admin
+
+    def list(self, sink: str | None = None, source: str | None = None) -> list[Subscription]:
+        subs = sorted(self._subs.values(), key=lambda s: s.id, reverse=True)
+        return [
+            s for s in subs if (sink is None or s.sink == sink) and (source is None or s.source == source)
+        ]
+
+    def get(self, subscription_id: str) -> Subscription | None:
+        return self._subs.get(subscription_id)
+
+    async def create(self, body: object) -> Subscription:
+        services = {s.name: s for s in self._engine.list_services()}
+        sub = parse_request(
+            body, subscription_id=new_subscription_id(), services=services, clusters=self.clusters
+        )
+        txn = self._engine.storage.begin()
+        txn.put_subscription(sub.id, sub.encode())
+        await self._engine.storage.commit(txn)
+        self._subs[sub.id] = sub
+        self._run(sub)
+        return sub
+
+    async def delete(self, subscription_id: str) -> None:
+        if subscription_id not in self._subs:
+            raise SubscriptionError(
+                404, f"not found in the schema registry: subscription with id '{subscription_id}'"
+            )
+        txn = self._engine.storage.begin()
+        txn.delete_subscription(subscription_id)
+        await self._engine.storage.commit(txn)
+        del self._subs[subscription_id]
+        consumer = self._consumers.pop(subscription_id, None)
+        if consumer is not None:
+            await consumer.stop()
+
+
+@dataclass
+class _Pending:
+    """A Kafka partition's submitted records, oldest first: (offset, future of its commit)."""
+
+    records: deque[tuple[int, asyncio.Future[Any]]] = field(default_factory=deque)
+    committed: int = -1  # offset of the last record known stored
+    acked: int = -1  # offset committed to Kafka (the next record to read is acked + 1)
+    paused: bool = False
+
+
+class SubscriptionConsumer:
+    """One member of the subscription's consumer group, restarted from the committed offsets after any
+    failure (broker gone, engine commit failure)."""
+
+    def __init__(self, engine: IngestEngine, sub: Subscription, cluster: KafkaCluster) -> None:
+        self._engine = engine
+        self.sub = sub
+        self._cluster = cluster
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._supervise(), name=f"kafka-{self.sub.id}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("subscription %s: consumer failed (%s); restarting", self.sub.id, e)
+            await asyncio.sleep(RESTART_BACKOFF_S)
+
+    def _consumer_config(self) -> dict[str, Any]:
+        opts = dict(self.sub.options)
+        reset = opts.get("auto.offset.reset", "latest")
+        return {
+            "bootstrap_servers": self._cluster.bootstrap_servers,
+            "group_id": self.sub.group_id,
+            "client_id": self.sub.client_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": {
+                "smallest": "earliest",
+                "beginning": "earliest",
+                "largest": "latest",
+                "end": "latest",
+            }.get(reset, reset),
+            "session_timeout_ms": int(opts.get("session.timeout.ms", "10000")),
+            "heartbeat_interval_ms": int(opts.get("heartbeat.interval.ms", "3000")),
+        }
+
+    async def _consume(self) -> None:
+        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+
+        pending: dict[Any, _Pending] = {}
+        consumer = AIOKafkaConsumer(**self._consumer_config())
+        epoch = self._engine.ingest_epoch
+
+        async def settle(final: bool) -> None:
+            """Collect the stored records of each partition in order and commit their offsets to Kafka."""
+            offsets: dict[Any, int] = {}
+            for tp, p in pending.items():
+                while p.records:
+                    offset, fut = p.records[0]
+                    if not fut.done():
+                        if not final:
+                            break
+                        await asyncio.wait([fut])
+                    fut.result()  # a refused record (engine restarted ingestion) restarts the consumer
+                    p.records.popleft()
+                    p.committed = offset
+                if p.committed > p.acked:
+                    offsets[tp] = p.committed + 1
+                if p.paused and len(p.records) < MAX_IN_FLIGHT_PER_PARTITION // 2:
+                    consumer.resume(tp)
+                    p.paused = False
+            if offsets:
+                await consumer.commit(offsets)
+                for tp, next_offset in offsets.items():
+                    pending[tp].acked = next_offset - 1
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                # Another member takes these over from the committed offsets: store and commit first.
+                with contextlib.suppress(Exception):
+                    await settle(final=True)
+                for tp in revoked:
+                    pending.pop(tp, None)
+
+            async def on_partitions_assigned(self, assigned: Any) -> None:
+                log.info("subscription %s: assigned %s", outer.sub.id, sorted(str(tp) for tp in assigned))
+
+        outer = self
+        consumer.subscribe([self.sub.topic], listener=Listener())
+        await consumer.start()
+        try:
+            while True:
+                waiting = any(p.records for p in pending.values())
+                batches = await consumer.getmany(
+                    timeout_ms=20 if waiting else POLL_TIMEOUT_MS, max_records=500
+                )
+                for tp, recs in batches.items():
+                    p = pending.setdefault(tp, _Pending())
+                    for rec in recs:
+                        fut = self._submit(rec, epoch)
+                        p.records.append((rec.offset, fut))
+                    if len(p.records) >= MAX_IN_FLIGHT_PER_PARTITION and not p.paused:
+                        consumer.pause(tp)  # back-pressure: read on once the partition's records are stored
+                        p.paused = True
+                await settle(final=False)
+        finally:
+            if self._engine.ingest_epoch == epoch:
+                with contextlib.suppress(Exception):
+                    await settle(final=True)
+            await consumer.stop()
+
+    def _submit(self, rec: Any, epoch: int) -> asyncio.Future[Any]:
+        sub = self.sub
+        record = KafkaRecord(
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            key=rec.key,
+            value=rec.value,
+            timestamp_ms=rec.timestamp if rec.timestamp is not None and rec.timestamp >= 0 else None,
+        )
+        invocation = IngressInvocation(
+            target=InvocationTarget(sub.service, sub.handler, object_key(record)),
+            body=record.value or b"",
+            headers=record_headers(sub, record),
+        )
+
+        def make_id(ty: ServiceType) -> str:
+            return invocation_id_for(sub, record, ty)
+
+        try:
+            return self._engine.ingest(
+                invocation,
+                make_id,
+                sub.id,
+                producer_id(sub.group_id, record.topic, record.partition),
+                record.offset,
+                epoch,
+            )
+        except NotFound as e:  # the handler was removed: keep the record until it is back
+            raise Unavailable(f"record {record.topic}/{record.partition}@{record.offset}: {e}") from None
