@@ -976,6 +976,14 @@ def _progress(message: str, quiet: bool) -> Any:
     return err_console.status(message)
 
 
+def _register_subcommand_modules() -> None:
+    from pyrestate.cli import subscriptions
+
+    subscriptions.register(main, admin_command)
+
+
+_register_subcommand_modules()
+
 __all__ = ["EXIT_API_ERROR", "main"]
 
 if __name__ == "__main__":

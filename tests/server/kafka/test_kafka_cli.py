@@ -1,0 +1,63 @@
+"""`pyrestate subscriptions` and the official CLI's `restate subscriptions` / `restate kafka-clusters`
+against pyrestate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import Broker, Server
+
+OFFICIAL_CLI = (
+    Path(__file__).resolve().parents[3] / ".cache/restate/node_modules/@restatedev/restate-linux-x64/bin/restate"
+)
+
+
+def _pyrestate(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from pyrestate.cli.main import main; main()", *args,
+         "--admin-url", server.admin_url],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_pyrestate_cli_subscriptions(broker: Broker, server: Server) -> None:
+    r = _pyrestate(server, "subscriptions", "create", "kafka://my-cluster/t1", "service://Obj/add",
+                   "group.id=g1", "--json")
+    assert r.returncode == 0, r.stderr
+    sub = json.loads(r.stdout)
+    assert sub["options"] == {"group.id": "g1", "client.id": "restate"}
+    listed = json.loads(_pyrestate(server, "sub", "list", "--json").stdout)
+    assert [s["id"] for s in listed] == [sub["id"]]
+    assert "kafka://my-cluster/t1" in _pyrestate(server, "subscriptions", "list").stdout
+    assert json.loads(_pyrestate(server, "subscriptions", "describe", sub["id"], "--json").stdout) == sub
+    bad = _pyrestate(server, "subscriptions", "create", "kafka://nope/t1", "service://Obj/add")
+    assert bad.returncode != 0 and "Kafka cluster 'nope' not found" in bad.stderr
+    assert _pyrestate(server, "subscriptions", "delete", sub["id"]).returncode == 0
+    assert json.loads(_pyrestate(server, "sub", "list", "--json").stdout) == []
+
+
+@pytest.mark.skipif(not OFFICIAL_CLI.is_file(), reason="official restate CLI not installed (make official-restate)")
+def test_official_cli_subscriptions(broker: Broker, server: Server) -> None:
+    env = {**os.environ, "RESTATE_ADMIN_URL": server.admin_url, "NO_COLOR": "1"}
+
+    def restate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(OFFICIAL_CLI), *args], capture_output=True, text=True, timeout=60, env=env)
+
+    r = restate("--yes", "subscriptions", "create", "kafka://my-cluster/t2", "service://Sink/handle", "group.id=g2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    listed = restate("sub", "list")
+    assert listed.returncode == 0 and "kafka://my-cluster/t2" in listed.stdout, listed.stdout + listed.stderr
+    sub_id = next(w for w in listed.stdout.split() if w.startswith("sub_"))
+    described = restate("sub", "describe", sub_id)
+    assert described.returncode == 0 and "g2" in described.stdout, described.stdout + described.stderr
+    clusters = restate("kafka-clusters", "list")
+    assert clusters.returncode == 0 and "my-cluster" in clusters.stdout, clusters.stdout + clusters.stderr
+    deleted = restate("--yes", "sub", "delete", sub_id)
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert server.admin("GET", "/subscriptions").json() == {"subscriptions": []}
