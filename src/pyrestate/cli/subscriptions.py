@@ -4,7 +4,6 @@ official CLI's `restate subscriptions` does, over the admin API."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import click
 
@@ -22,7 +21,10 @@ def _options(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def register(main: click.Group, admin_command: Callable[..., Any]) -> None:
+Cmd = Callable[..., None]
+
+
+def register(main: click.Group, admin_command: Callable[[click.Group, str], Callable[[Cmd], Cmd]]) -> None:
     @main.group("subscriptions")
     def subscriptions() -> None:
         """Manage Kafka subscriptions (alias: sub)."""
@@ -42,7 +44,7 @@ def register(main: click.Group, admin_command: Callable[..., Any]) -> None:
             print_json(items)
             return
         if not items:
-            err_console.print("No subscriptions. Create one with `pyrestate subscriptions create SOURCE SINK`.")
+            err_console.print("No subscriptions; create one with `pyrestate subscriptions create`.")
             return
         console.print(
             table(

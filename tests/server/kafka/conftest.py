@@ -37,8 +37,16 @@ class Broker:
         url = f"tcp://{self.bootstrap}"
         self.process = ManagedProcess(
             "tansu",
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             log_dir / "tansu.log",
         )
 
@@ -73,7 +81,9 @@ class Broker:
 
         asyncio.run(run())
 
-    def produce(self, topic: str, records: list[tuple[bytes | None, bytes]], partition: int | None = None) -> None:
+    def produce(
+        self, topic: str, records: list[tuple[bytes | None, bytes]], partition: int | None = None
+    ) -> None:
         async def run() -> None:
             from aiokafka import AIOKafkaProducer
 
@@ -138,8 +148,14 @@ class Server:
         )
         self.process = ManagedProcess(
             "pyrestate",
-            [sys.executable, "-c", "from pyrestate.cli.main import main; main()", "server",
-             "--config-file", str(cfg)],
+            [
+                sys.executable,
+                "-c",
+                "from pyrestate.cli.main import main; main()",
+                "server",
+                "--config-file",
+                str(cfg),
+            ],
             tmp_path / "pyrestate.log",
             stop_signal=signal.SIGTERM,
             ready_url=f"{self.admin_url}/health",
@@ -156,7 +172,9 @@ def app_log(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def sdk_app(app_log: Path) -> Iterator[ServiceApp]:
-    app = ServiceApp("kafka_app:app", pythonpath=[HERE], name="kafka-sdk", env={"KAFKA_APP_LOG": str(app_log)})
+    app = ServiceApp(
+        "kafka_app:app", pythonpath=[HERE], name="kafka-sdk", env={"KAFKA_APP_LOG": str(app_log)}
+    )
     app.start()
     try:
         yield app

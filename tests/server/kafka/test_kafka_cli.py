@@ -14,21 +14,37 @@ import pytest
 from .conftest import Broker, Server
 
 OFFICIAL_CLI = (
-    Path(__file__).resolve().parents[3] / ".cache/restate/node_modules/@restatedev/restate-linux-x64/bin/restate"
+    Path(__file__).resolve().parents[3]
+    / ".cache/restate/node_modules/@restatedev/restate-linux-x64/bin/restate"
 )
 
 
 def _pyrestate(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from pyrestate.cli.main import main; main()", *args,
-         "--admin-url", server.admin_url],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "from pyrestate.cli.main import main; main()",
+            *args,
+            "--admin-url",
+            server.admin_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 def test_pyrestate_cli_subscriptions(broker: Broker, server: Server) -> None:
-    r = _pyrestate(server, "subscriptions", "create", "kafka://my-cluster/t1", "service://Obj/add",
-                   "group.id=g1", "--json")
+    r = _pyrestate(
+        server,
+        "subscriptions",
+        "create",
+        "kafka://my-cluster/t1",
+        "service://Obj/add",
+        "group.id=g1",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     sub = json.loads(r.stdout)
     assert sub["options"] == {"group.id": "g1", "client.id": "restate"}
@@ -42,14 +58,18 @@ def test_pyrestate_cli_subscriptions(broker: Broker, server: Server) -> None:
     assert json.loads(_pyrestate(server, "sub", "list", "--json").stdout) == []
 
 
-@pytest.mark.skipif(not OFFICIAL_CLI.is_file(), reason="official restate CLI not installed (make official-restate)")
+@pytest.mark.skipif(
+    not OFFICIAL_CLI.is_file(), reason="official restate CLI not installed (make official-restate)"
+)
 def test_official_cli_subscriptions(broker: Broker, server: Server) -> None:
     env = {**os.environ, "RESTATE_ADMIN_URL": server.admin_url, "NO_COLOR": "1"}
 
     def restate(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(OFFICIAL_CLI), *args], capture_output=True, text=True, timeout=60, env=env)
 
-    r = restate("--yes", "subscriptions", "create", "kafka://my-cluster/t2", "service://Sink/handle", "group.id=g2")
+    r = restate(
+        "--yes", "subscriptions", "create", "kafka://my-cluster/t2", "service://Sink/handle", "group.id=g2"
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     listed = restate("sub", "list")
     assert listed.returncode == 0 and "kafka://my-cluster/t2" in listed.stdout, listed.stdout + listed.stderr

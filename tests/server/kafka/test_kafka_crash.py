@@ -19,24 +19,39 @@ def test_every_record_invoked_once_across_kill_9(broker: Broker, server: Server,
     r = server.admin(
         "POST",
         "/subscriptions",
-        {"source": f"kafka://{CLUSTER}/stream", "sink": "service://Obj/add",
-         "options": {"auto.offset.reset": "earliest"}},
+        {
+            "source": f"kafka://{CLUSTER}/stream",
+            "sink": "service://Obj/add",
+            "options": {"auto.offset.reset": "earliest"},
+        },
     )
     assert r.status_code == 201, r.text
     group = r.json()["options"]["group.id"]
-    first = [(f"k{k}".encode(), json.dumps({"k": f"k{k}", "n": n}).encode())
-             for n in range(PER_KEY // 2) for k in range(N_KEYS)]
+    first = [
+        (f"k{k}".encode(), json.dumps({"k": f"k{k}", "n": n}).encode())
+        for n in range(PER_KEY // 2)
+        for k in range(N_KEYS)
+    ]
     broker.produce("stream", first)
     wait_for(lambda: len(read_log(app_log)) >= 40, 60, "the stream to be under way")
     server.process.kill()  # mid-stream: records submitted, committed or not, offsets committed or not
-    rest = [(f"k{k}".encode(), json.dumps({"k": f"k{k}", "n": n}).encode())
-            for n in range(PER_KEY // 2, PER_KEY) for k in range(N_KEYS)]
+    rest = [
+        (f"k{k}".encode(), json.dumps({"k": f"k{k}", "n": n}).encode())
+        for n in range(PER_KEY // 2, PER_KEY)
+        for k in range(N_KEYS)
+    ]
     broker.produce("stream", rest)  # arrives while pyrestate is down
     server.process.start()
     total = N_KEYS * PER_KEY
-    wait_for(lambda: len({(e["headers"]["kafka.partition"], e["headers"]["kafka.offset"])
-                          for e in read_log(app_log)}) >= total, 120, "every record",
-             lambda: server.process.log_tail())
+    wait_for(
+        lambda: (
+            len({(e["headers"]["kafka.partition"], e["headers"]["kafka.offset"]) for e in read_log(app_log)})
+            >= total
+        ),
+        120,
+        "every record",
+        lambda: server.process.log_tail(),
+    )
     log = read_log(app_log)
     ids_per_record: dict[tuple[str, str], set[str]] = defaultdict(set)
     for e in log:
