@@ -165,7 +165,7 @@ CASES = [
         "a terminal attempt failure (a limit exceeded) completes at once, whatever the retry policy",
         [invoke(A)],
         InvokerEffect(A, 1, AttemptFailed(500, "message size limit exceeded", terminal=True)),
-        [AbortAttempt, IngressResponse, RegisterTimer],
+        [AbortAttempt(A), IngressResponse(A, Failure(500, "message size limit exceeded")), cleanup(A)],
         {A: Status.COMPLETED},
     ),
     Case(
