@@ -303,22 +303,21 @@ class JournalEntry:
     appended_at: int | None = None
 
     def encode(self) -> bytes:
-        if self.appended_at is None:
-            return self.ty.to_bytes(2, "big") + self.raw
-        return _TIMED_ENTRY + self.ty.to_bytes(2, "big") + self.appended_at.to_bytes(8, "big") + self.raw
+        at = _NO_TIME if self.appended_at is None else self.appended_at
+        return _TIMED_ENTRY + self.ty.to_bytes(2, "big") + at.to_bytes(8, "big") + self.raw
 
     @staticmethod
     def decode(data: bytes) -> JournalEntry:
         if data[:2] == _TIMED_ENTRY:
-            return JournalEntry(
-                int.from_bytes(data[2:4], "big"), bytes(data[12:]), int.from_bytes(data[4:12], "big")
-            )
+            ty, at = int.from_bytes(data[2:4], "big"), int.from_bytes(data[4:12], "big")
+            return JournalEntry(ty, bytes(data[12:]), None if at == _NO_TIME else at)
         return JournalEntry(int.from_bytes(data[:2], "big"), bytes(data[2:]))
 
 
-# Marks an entry stored with its append time. Entries written before carry their message type first;
-# 0xFFFF is no message type of the service protocol, so both layouts stay readable side by side.
+# Marks an entry stored with its append time (every entry written now). Entries written before carry their
+# message type first; 0xFFFF is no message type of the service protocol, so both layouts stay readable.
 _TIMED_ENTRY = b"\xff\xff"
+_NO_TIME = (1 << 64) - 1  # appended_at unknown
 
 
 class TimerKind(enum.Enum):
