@@ -11,7 +11,8 @@ outline:3px solid #f0b400;outline-offset:1px}
 .skip{position:absolute;left:-999px}.skip:focus{left:1em;top:.5em;background:#fff;padding:.3em;z-index:2}
 header{background:var(--head);padding:.5em 1em}header a{color:#fff;margin-right:1.2em;text-decoration:none}
 header a[aria-current]{text-decoration:underline;font-weight:600}
-main{padding:1em 1.5em;max-width:110em}h1{font-size:1.5em;margin:.2em 0 .6em}h2{font-size:1.15em;margin:1.2em 0 .4em}
+main{padding:1em 1.5em;max-width:110em}
+h1{font-size:1.5em;margin:.2em 0 .6em}h2{font-size:1.15em;margin:1.2em 0 .4em}
 table{border-collapse:collapse;margin:.5em 0;width:100%}
 th,td{border:1px solid var(--line);padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#eef0f5}.mono,code,pre,textarea{font-family:ui-monospace,monospace;font-size:13px}

@@ -189,7 +189,8 @@ def overview_page(
     deployments: int,
     live: bool = True,
 ) -> str:
-    """counts: status, n; failing/paused/scheduled: invocation rows; throughput: minute, created, completed."""
+    """counts: status, n; failing/paused/scheduled: invocation rows; throughput: minute, created,
+    completed."""
     by_status = {str(c.get("status")): int(c.get("n") or 0) for c in counts}
     total = sum(by_status.values())
     now = "".join(
@@ -215,13 +216,14 @@ def overview_page(
     tp_rows = [
         (
             esc(r.get("minute")),
-            f'<meter min="0" max="{peak}" value="{int(r.get("created") or 0)}"></meter> {esc(r.get("created") or 0)}',
-            f'<meter min="0" max="{peak}" value="{int(r.get("completed") or 0)}"></meter> {esc(r.get("completed") or 0)}',
+            _meter(int(r.get("created") or 0), peak),
+            _meter(int(r.get("completed") or 0), peak),
         )
         for r in throughput
     ]
     body = (
-        f'<div id="overview-now" data-live><h2>Now ({total} invocations stored)</h2><ul class="counts">{now}</ul>'
+        f'<div id="overview-now" data-live><h2>Now ({total} invocations stored)</h2>'
+        f'<ul class="counts">{now}</ul>'
         + "<h2>Failing (backing off)</h2>"
         + (_short_list(failing, failure=True) if failing else "<p>Nothing is failing.</p>")
         + "<h2>Paused</h2>"
@@ -235,6 +237,10 @@ def overview_page(
         + f"{link(BASE + '/deployments', f'{deployments} deployment(s)')}</p>"
     )
     return page("Overview", body, live=live, active="")
+
+
+def _meter(value: int, peak: int) -> str:
+    return f'<meter min="0" max="{peak}" value="{value}"></meter> {value}'
 
 
 def _short_list(rows: Sequence[Row], *, failure: bool = False, when: str = "modified_at") -> str:
@@ -356,7 +362,10 @@ def invocation_page(
         ("status", status_badge(status, inv.get("completion_result"))),
     ]
     if inv.get("invoked_by_id"):
-        caller = f"{esc(inv.get('invoked_by_target'))} {link(invocation_href(str(inv['invoked_by_id'])), inv['invoked_by_id'], cls='mono')}"
+        caller_id = str(inv["invoked_by_id"])
+        caller = (
+            f"{esc(inv.get('invoked_by_target'))} {link(invocation_href(caller_id), caller_id, cls='mono')}"
+        )
         facts.append(("invoked by", caller))
     else:
         facts.append(("invoked by", esc(inv.get("invoked_by"))))
@@ -625,21 +634,27 @@ def service_page(
         for h in handlers
     )
     mode = form.get("mode", "call")
+    call_checked = "" if mode == "send" else " checked"
+    send_checked = " checked" if mode == "send" else ""
     key_field = (
-        f'<label for="inv-key">Key</label> <input id="inv-key" name="key" value="{esc(form.get("key", ""))}" required> '
+        '<label for="inv-key">Key</label> '
+        f'<input id="inv-key" name="key" value="{esc(form.get("key", ""))}" required> '
         if keyed
         else ""
     )
     invoke = (
         f'<form method="post" action="{esc(service_href(name))}/invoke" id="invoke-form">'
-        f'<label for="inv-handler">Handler</label> <select id="inv-handler" name="handler">{options}</select> '
+        '<label for="inv-handler">Handler</label> '
+        f'<select id="inv-handler" name="handler">{options}</select> '
         + key_field
         + "<fieldset><legend>How</legend>"
-        f'<label><input type="radio" name="mode" value="call"{" checked" if mode != "send" else ""}> call (wait for the result)</label> '
-        f'<label><input type="radio" name="mode" value="send"{" checked" if mode == "send" else ""}> send (do not wait)</label>'
+        f'<label><input type="radio" name="mode" value="call"{call_checked}> call (wait for it)</label> '
+        f'<label><input type="radio" name="mode" value="send"{send_checked}> send (do not wait)</label>'
         "</fieldset>"
-        f'<label for="inv-idem">Idempotency key (optional)</label> <input id="inv-idem" name="idempotency_key" value="{esc(form.get("idempotency_key", ""))}"><br>'
-        f'<label for="inv-body">JSON body</label><textarea id="inv-body" name="body" rows="5">{esc(form.get("body", ""))}</textarea>'
+        '<label for="inv-idem">Idempotency key (optional)</label> '
+        f'<input id="inv-idem" name="idempotency_key" value="{esc(form.get("idempotency_key", ""))}"><br>'
+        '<label for="inv-body">JSON body</label>'
+        f'<textarea id="inv-body" name="body" rows="5">{esc(form.get("body", ""))}</textarea>'
         '<button type="submit">Invoke</button></form>'
     )
     body = (
@@ -658,7 +673,8 @@ def service_page(
 def _schema(schema: object) -> str:
     if schema is None:
         return ""
-    return f"<details><summary>JSON schema</summary><pre>{esc(json.dumps(schema, indent=2, ensure_ascii=False))}</pre></details>"
+    text = json.dumps(schema, indent=2, ensure_ascii=False)
+    return f"<details><summary>JSON schema</summary><pre>{esc(text)}</pre></details>"
 
 
 def invoke_result(
@@ -700,7 +716,8 @@ def deployments_page(
     ]
     register = (
         f'<h2>Register a deployment</h2><form method="post" action="{BASE}/deployments" id="register-form">'
-        f'<label for="dep-uri">Endpoint URI</label> <input id="dep-uri" name="uri" size="50" required value="{esc(uri)}"> '
+        '<label for="dep-uri">Endpoint URI</label> '
+        f'<input id="dep-uri" name="uri" size="50" required value="{esc(uri)}"> '
         '<label><input type="checkbox" name="force" value="true"> force (overwrite changed services)</label> '
         '<button type="submit">Register</button></form>'
     )
@@ -751,7 +768,8 @@ def state_page(
     error: str | None = None,
 ) -> str:
     """rows: key, value (hex); one page of them, after the key `after` (None: the first page), `next_after`
-    the key to continue from when there are more. `version`: of the whole state as read, for the edit forms."""
+    the key to continue from when there are more. `version`: of the whole state as read, for the edit
+    forms."""
     action = state_href(service, key)
     cells = []
     for r in rows:
@@ -788,7 +806,8 @@ def state_page(
             '<label for="new-value">Value</label><textarea id="new-value" name="value" rows="3"></textarea>'
             + _encoding_select("json")
             + '<button type="submit" name="op" value="set">Save</button></form>'
-            '<p class="muted">Changes replace the whole state of this key, as the admin state API does, and are '
+            '<p class="muted">Changes replace the whole state of this key, as the admin state API does, '
+            "and are "
             "refused if the state changed since this page was loaded.</p>"
         )
     prom = ""

@@ -4,8 +4,8 @@ actions through the same engine operations as the admin JSON API.
 Every form that changes something is a POST; a POST whose `Sec-Fetch-Site` says it comes from another site,
 or whose `Origin` is not one of the console's own addresses, is refused, because a plain HTML form is the one
 request a foreign page can make a browser send here. The addresses come from the configuration, never from
-the request's `Host` (a DNS-rebinding page sends a `Host` that matches its own `Origin`). Reads (including SQL,
-which the query engine keeps read-only and bounded) are GETs, so that their URLs can be shared.
+the request's `Host` (a DNS-rebinding page sends a `Host` that matches its own `Origin`). Reads (including
+SQL, which the query engine keeps read-only and bounded) are GETs, so that their URLs can be shared.
 """
 
 from __future__ import annotations
@@ -316,13 +316,15 @@ class Console:
         cols = "id, target, status, modified_at, retry_count, last_failure, scheduled_start_at"
         counts = await self.query("SELECT status, COUNT(*) AS n FROM sys_invocation GROUP BY status")
         failing = await self.query(
-            f"SELECT {cols} FROM sys_invocation WHERE status = 'backing-off' ORDER BY modified_at DESC LIMIT 10"
+            f"SELECT {cols} FROM sys_invocation WHERE status = 'backing-off' "
+            "ORDER BY modified_at DESC LIMIT 10"
         )
         paused = await self.query(
             f"SELECT {cols} FROM sys_invocation WHERE status = 'paused' ORDER BY modified_at DESC LIMIT 10"
         )
         scheduled = await self.query(
-            f"SELECT {cols} FROM sys_invocation WHERE status = 'scheduled' ORDER BY scheduled_start_at LIMIT 10"
+            f"SELECT {cols} FROM sys_invocation WHERE status = 'scheduled' "
+            "ORDER BY scheduled_start_at LIMIT 10"
         )
         since = "now() - INTERVAL '10 minutes'"
         created = await self.query(
@@ -732,7 +734,7 @@ class Console:
                 service,
                 key,
                 {},
-                error="The state changed since the page was loaded; nothing was changed. Review it and retry.",
+                error="The state changed since the page was loaded; nothing was changed. Review and retry.",
                 status=409,
             )
         new_state = dict(current)
