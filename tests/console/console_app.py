@@ -77,3 +77,15 @@ async def confirm(ctx: restate.WorkflowSharedContext, code: str) -> None:
 
 
 app = restate.app(services=[box, waiter, flaky, slow, caller, signup])
+
+
+extra = restate.Service("Extra")
+
+
+@extra.handler()
+async def hello(ctx: restate.Context, name: str) -> str:
+    return f"hello {name}"
+
+
+# A second deployment, registered and removed from the deployments page.
+other = restate.app(services=[extra])
