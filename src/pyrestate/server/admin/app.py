@@ -307,7 +307,16 @@ class AdminApp:
 
                 origins = console_origins(self.config.admin_bind, self.config.admin_url)
                 reply = await serve_console(
-                    self.core, self._sql_query, origins, method, rest, query, receive, headers
+                    self.core,
+                    self._sql_query,
+                    origins,
+                    method,
+                    rest,
+                    query,
+                    receive,
+                    headers,
+                    register=lambda body: self._register(body, None),
+                    ingress_endpoint=self.config.ingress_endpoint,
                 )
                 return Response(reply.status, reply.body, reply.headers)
             case _:
