@@ -166,6 +166,24 @@ def _target_attributes(invocation_id: str, target: Target) -> Attributes:
     }
 
 
+# The codes restate-server names in `restate.invocation.error.code` ("409 Aborted"); others are the number.
+_ERROR_CODE_NAMES = {
+    400: "Bad request",
+    404: "Not found",
+    409: "Aborted",
+    410: "Gone",
+    415: "Unsupported media type",
+    470: "Not ready",
+    500: "Internal",
+    571: "Protocol violation",
+}
+
+
+def error_code_text(code: int) -> str:
+    name = _ERROR_CODE_NAMES.get(code)
+    return str(code) if name is None else f"{code} {name}"
+
+
 def command_type_name(ty_name: str) -> str:
     """`ONE_WAY_CALL` -> `Command/OneWayCall`, Restate's `restate.journal.command.type`."""
     return "Command/" + "".join(part.capitalize() for part in ty_name.split("_"))
@@ -350,7 +368,7 @@ class SpanSink:
         error = None
         if isinstance(outcome, Failure):
             attrs["restate.invocation.result"] = "failure"
-            attrs["restate.invocation.error.code"] = outcome.code
+            attrs["restate.invocation.error.code"] = error_code_text(outcome.code)
             attrs["error.message"] = outcome.message
             error = outcome.message
         else:

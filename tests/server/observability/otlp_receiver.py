@@ -37,7 +37,7 @@ class Span:
     start_ns: int
     end_ns: int
     status_code: int
-    events: list[str] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     links: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -86,7 +86,8 @@ class OtlpReceiver:
                         attributes={a.key: _value(a.value) for a in s.attributes},
                         service_name=str(res.get("service.name", "")), scope=ss.scope.name,
                         start_ns=s.start_time_unix_nano, end_ns=s.end_time_unix_nano,
-                        status_code=s.status.code, events=[e.name for e in s.events],
+                        status_code=s.status.code,
+                        events=[(e.name, {a.key: _value(a.value) for a in e.attributes}) for e in s.events],
                         links=[(lk.trace_id.hex(), lk.span_id.hex()) for lk in s.links],
                     ))
         with self._lock:

@@ -1,4 +1,6 @@
-"""Official-SDK services for the tracing test: a caller that calls, sends to and sleeps around a callee."""
+"""Official-SDK services for the tracing test: a caller that calls, sends to and sleeps around a callee.
+
+Handlers answer the `traceparent` their attempt request carried ("" when none)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,11 @@ callee = restate.Service("TraceCallee")
 @callee.handler()
 async def hello(ctx: restate.Context, name: str) -> dict[str, str]:
     return {"greeting": f"hi {name}", "traceparent": ctx.request().attempt_headers.get("traceparent", "")}
+
+
+@callee.handler()
+async def refuse(ctx: restate.Context) -> None:
+    raise restate.TerminalError("refused", status_code=409)
 
 
 caller = restate.Service("TraceCaller")
