@@ -1,4 +1,4 @@
-"""A minimal OTLP/HTTP trace receiver for tests: decodes ExportTraceServiceRequest bodies into flat spans."""
+"""Minimal OTLP trace receivers for tests (HTTP, gRPC): decode ExportTraceServiceRequests into flat spans."""
 
 from __future__ import annotations
 
@@ -104,4 +104,38 @@ class OtlpReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
+        self._server.server_close()
+
+
+class GrpcOtlpReceiver(OtlpReceiver):
+    """The same over OTLP/gRPC (TraceService/Export); `grpc_url` is the `http://host:port` to export to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        receiver = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
+                receiver._ingest(request)
+                return ExportTraceServiceResponse()
+
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self._grpc)  # type: ignore[no-untyped-call]
+        self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+
+    @property
+    def grpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.grpc_port}"
+
+    def __enter__(self) -> GrpcOtlpReceiver:
+        self._grpc.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._grpc.stop(grace=None)
         self._server.server_close()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from otlp_receiver import OtlpReceiver, Span
+from otlp_receiver import GrpcOtlpReceiver, OtlpReceiver, Span
 from tracing_app import app
 
 from pyrestate.testing import local_restate
@@ -149,6 +149,23 @@ def test_span_tree_of_a_call_a_send_and_a_sleep(kind: RuntimeKind) -> None:
     assert failed_end.attributes["restate.invocation.error.code"] == "409 Aborted"
     assert failed_end.attributes["error.message"] == "refused"
     assert failed_end.status_code == 2  # ERROR
+
+
+def test_otlp_over_grpc() -> None:
+    with GrpcOtlpReceiver() as rx:
+        config = RuntimeConfig(extra_env={"PYRESTATE_TRACING_ENDPOINT": rx.grpc_url})
+        with local_restate(app, config=config) as env:
+            url = f"{env.ingress_url}/TraceCallee/hello"
+            r = httpx.post(url, json="g", headers={"traceparent": TRACEPARENT}, timeout=30)
+            assert r.status_code == 200, r.text
+        spans = rx.snapshot()
+    names = sorted(s.name for s in spans if s.trace_id == CLIENT_TRACE)
+    assert names == [
+        "ingress TraceCallee/hello",
+        "invocation-attempt TraceCallee/hello",
+        "invocation-end TraceCallee/hello",
+        "invocation-start TraceCallee/hello",
+    ]
 
 
 def test_no_traceparent_is_invented_with_tracing_off() -> None:
