@@ -23,7 +23,7 @@ import pytest
 from otlp_receiver import GrpcOtlpReceiver, OtlpReceiver, Span
 from tracing_app import app
 
-from pyrestate.testing import local_restate
+from pyrestate.testing import eventually, local_restate
 from pyrestate.testing.runtime import RuntimeConfig, RuntimeKind, find_restate_server
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -80,7 +80,17 @@ def test_span_tree_of_a_call_a_send_and_a_sleep(kind: RuntimeKind) -> None:
             r = httpx.post(f"{env.ingress_url}/TraceCallee/refuse", json=None, timeout=30)
             assert r.status_code == 409
             refused_id = r.headers["x-restate-id"]
-        # Stopping the server exports what it still had queued.
+
+            def all_ended() -> None:  # exports are batched (restate-server: every few seconds)
+                ends = [s.name for s in rx.snapshot() if s.name.startswith("invocation-end")]
+                assert sorted(ends) == [
+                    "invocation-end TraceCallee/hello",
+                    "invocation-end TraceCallee/hello",
+                    "invocation-end TraceCallee/refuse",
+                    "invocation-end TraceCaller/run",
+                ], ends
+
+            eventually(all_ended, timeout=30)
         spans = rx.snapshot()
 
     assert {s.service_name for s in spans} == {"Restate"}
