@@ -86,6 +86,8 @@ class ServerConfig:
     deployment_deny: tuple[str, ...] | None = None
     # Start although commits acknowledged before the last stop are known to be lost (SQLite).
     accept_data_loss: bool = False
+    # OTLP collector traces are exported to (pyrestate.server.tracing); None: no tracing, nothing recorded.
+    tracing_endpoint: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -234,6 +236,15 @@ def _log_filter(value: str) -> str:
     except logs.LogConfigError as e:
         raise ConfigError(str(e)) from None
     return value
+
+
+def _tracing_endpoint(value: str) -> str:
+    from pyrestate.server.tracing import TracingConfigError, check_endpoint
+
+    try:
+        return check_endpoint(value)
+    except TracingConfigError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _bind(value: str) -> str:
@@ -414,6 +425,13 @@ OPTIONS: tuple[Option, ...] = (
         _bool,
         "Start even if acknowledged commits were lost with a deleted or damaged WAL (warns with the count).",
         is_flag=True,
+    ),
+    Option(
+        "tracing_endpoint",
+        "--tracing-endpoint",
+        _tracing_endpoint,
+        "OpenTelemetry collector to export invocation traces to: otlp+http://host:4318/v1/traces (OTLP/HTTP) "
+        "or http://host:4317 (OTLP/gRPC), as Restate's tracing-endpoint. Off when unset.",
     ),
 )
 

@@ -61,6 +61,7 @@ class IngressInvocation:
     idempotency_key: str | None = None  # None: the engine generates one (so /output works), as Restate does
     user_supplied_idempotency_key: bool = False
     delay_ms: int | None = None  # sends only
+    trace: str | None = None  # span context when traced (pyrestate.server.tracing)
 
 
 class SubmitStatus(enum.Enum):

@@ -18,7 +18,7 @@ from pyrestate.protocol.ids import (
     parse_awakeable_id,
     partition_key_for_key,
 )
-from pyrestate.server import logs, metrics
+from pyrestate.server import logs, metrics, tracing
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import (
     BadRequest,
@@ -275,7 +275,9 @@ class EngineCore(Registry):
                 self.invoker.abort(i)
             case RegisterTimer(timer=t):
                 self.timers.add(t)
-            case IngressResponse(invocation_id=i, outcome=o):
+            case IngressResponse(invocation_id=i, outcome=o, traced=traced):
+                if traced is not None and tracing.sink is not None:
+                    tracing.sink.invocation_end(traced, o)
                 for fut in self._waiters.pop(i, []):
                     if not fut.done():
                         fut.set_result(o)
@@ -355,6 +357,7 @@ class EngineCore(Registry):
             execution_time=now + delay_ms if delay_ms else None,
             invoked_by="ingress",
             completion_retention_ms=ctx.completion_retention(target, ikey is not None),
+            trace=invocation.trace,
         )
 
     def _with_content_type(self, target_service: str, handler: str, outcome: Outcome) -> Outcome:

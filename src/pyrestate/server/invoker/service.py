@@ -27,7 +27,7 @@ from pyrestate.protocol.framing import (
 from pyrestate.protocol.ids import InvocationId
 from pyrestate.protocol.outcome import read_result
 from pyrestate.protocol.versions import DEFAULT_SERVER_MAX_VERSION, invocation_content_type, negotiate
-from pyrestate.server import metrics
+from pyrestate.server import metrics, tracing
 from pyrestate.server.core_api import DeploymentRecord, ServiceSchema, as_outcome
 from pyrestate.server.deployments import AddressPolicy, DeniedAddress
 from pyrestate.server.invoker.identity import RequestSigner
@@ -102,6 +102,7 @@ class _Attempt:
     opened: bool = False  # its stream is open: waiting for a free stream before that is not being quiet
     pin: PinDeployment | None = None  # reported with the attempt's first other effect
     service: str = ""  # the target service, for the metrics
+    span: tracing.AttemptSpan | None = None  # only while tracing is on and the invocation is traced
 
 
 class _AttemptFailure(Exception):
@@ -337,6 +338,10 @@ class Invoker:
         if st.target.key is not None:
             state = reader.get_all_state(st.target.service, st.target.key)
         att = _Attempt(invocation_id, epoch, len(journal), service=st.target.service)
+        if st.trace is not None and tracing.sink is not None:
+            if epoch == 1 and st.deployment_id is None:  # the first attempt: the invocation starts
+                tracing.sink.invocation_start(st)
+            att.span = tracing.sink.attempt(st, epoch)
         self._attempts[invocation_id] = att
         metrics.attempts.labels(att.service).inc()
         if st.retry_count:
@@ -356,6 +361,8 @@ class Invoker:
     def _emit(self, att: _Attempt, effect: Effect) -> None:
         if isinstance(effect, AttemptFailed):
             metrics.attempt_failures.labels(att.service, str(effect.code)).inc()
+        if att.span is not None:
+            _trace_effect(att.span, effect)
         if att.pin is not None:
             # Applied in the same batch as what the deployment answered first: one commit less per
             # invocation. Until then nothing depends on it (a lost pin is chosen again by the next attempt).
@@ -393,6 +400,8 @@ class Invoker:
         finally:
             if self._attempts.get(att.invocation_id) is att:
                 del self._attempts[att.invocation_id]
+            if att.span is not None:
+                att.span.end()
 
     def _client(self, dp: DeploymentRecord) -> DeploymentClient:
         client = self._clients.get(dp.id)
@@ -493,6 +502,9 @@ class Invoker:
         ]
         if st.target.key is not None:
             headers.append(("x-restate-service-key", quote(st.target.key, safe="")))
+        if att.span is not None:
+            headers.append(("traceparent", att.span.traceparent))
+            att.span.deployment(dp.id, dp.uri, version)
         limit = self._limits.setdefault(dp.id, asyncio.Semaphore(self._config.concurrency_per_deployment))
         async with limit:
             try:  # checked again here: a name may resolve elsewhere than when it was registered
@@ -603,6 +615,8 @@ class Invoker:
     def _handle(self, att: _Attempt, ty: MessageType, message: object, raw: bytes) -> bool:
         """Turn one SDK message into an effect; True when it ends the attempt."""
         if ty.is_command:
+            if att.span is not None:
+                att.span.command(ty.name)
             self._emit(att, SdkCommand(int(ty), raw))
             return False
         match message:
@@ -637,6 +651,18 @@ class Invoker:
                 return False
             case _:
                 raise ProtocolError(f"unexpected message {ty.name} from the deployment")
+
+
+def _trace_effect(span: tracing.AttemptSpan, effect: Effect) -> None:
+    match effect:
+        case AttemptEnded():
+            span.ended()
+        case Suspend():
+            span.suspended()
+        case AttemptFailed(code=code, message=message):
+            span.failed(code, message)
+        case _:
+            pass
 
 
 def _first(*values: int | bool | None) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pyrestate.server.core_api import InvocationCommand, Outcome
 from pyrestate.server.storage.records import (
+    InvocationStatus,
     ResponseSink,
     Target,
     Timer,
@@ -38,6 +39,7 @@ class InvocationRequest:
     invoked_by: str = "ingress"
     invoked_by_id: str | None = None
     completion_retention_ms: int = 0
+    trace: str | None = None  # span context when traced (pyrestate.server.tracing)
 
 
 # ------------------------------------------------------------------------------------------------ effects
@@ -207,6 +209,7 @@ class IngressResponse:
 
     invocation_id: str
     outcome: Outcome
+    traced: InvocationStatus | None = None  # the completed invocation, when traced: its end span
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +288,8 @@ def command_to_json(cmd: Command) -> bytes:
                 "by_id": r.invoked_by_id,
                 "ret": r.completion_retention_ms,
             }
+            if r.trace is not None:
+                d["tr"] = r.trace
         case InvocationResponse(invocation_id=i, completion_id=c, outcome=o, notification_ty=ty):
             d = {"k": "response", "id": i, "cid": c, "outcome": outcome_to_json(o), "ty": ty}
         case NotifySignal(invocation_id=i, signal_id=s, signal_name=n, result=o):
@@ -315,6 +320,7 @@ def command_from_json(raw: bytes) -> Command:
                 invoked_by=d["by"],
                 invoked_by_id=d["by_id"],
                 completion_retention_ms=d["ret"],
+                trace=d.get("tr"),
             )
         )
     if kind == "response":

@@ -68,6 +68,7 @@ from pyrestate.server.storage.records import (
     TimerKind,
     Waiting,
 )
+from pyrestate.server.tracing import callee_trace
 
 # Lifecycle events an operator follows (failures, retries, pauses, kills, cancels), logged as they are
 # decided; the log is informative only, storage stays the truth.
@@ -176,7 +177,7 @@ class _Apply:
                     sink.invocation_id,
                     InvocationResponse(sink.invocation_id, sink.completion_id, outcome, sink.notification_ty),
                 )
-        self.emit(IngressResponse(st.invocation_id, outcome))
+        self.emit(IngressResponse(st.invocation_id, outcome, st if st.trace is not None else None))
         if st.status is Status.INBOXED and st.inbox_seq is not None and st.target.key is not None:
             self.txn.delete_inbox(st.target.service, st.target.key, st.inbox_seq)
         self.release_lock(st)
@@ -387,6 +388,7 @@ def _on_invoke(a: _Apply, cmd: Invoke) -> None:
         random_seed=InvocationId.parse(req.invocation_id).v5_random_seed(),
         completion_retention_ms=req.completion_retention_ms,
         command_count=1,
+        trace=req.trace,
     )
     st = a.append(st, MessageType.INPUT, input_cmd.SerializeToString())
     if req.execution_time is not None and req.execution_time > a.ctx.now:
@@ -682,6 +684,9 @@ def _on_call(
         invoked_by="service",
         invoked_by_id=st.invocation_id,
         completion_retention_ms=a.ctx.completion_retention(target, ikey is not None),
+        trace=None
+        if st.trace is None
+        else callee_trace(st.trace, st.invocation_id, st.epoch, callee, one_way),
     )
     a.send_to_invocation(callee, Invoke(request))
     a.notify(

@@ -117,6 +117,8 @@ class InvocationStatus:
     completion_retention_ms: int = 0
     expires_at: int | None = None
     running_at: int | None = None
+    # Span context (pyrestate.server.tracing), only when traced: its spans and its callees' join its trace.
+    trace: str | None = None
 
     def with_(self, **changes: Any) -> InvocationStatus:
         """A copy with `changes`. The state machine copies a status several times per command, and
@@ -207,6 +209,7 @@ _OMITTED: dict[str, Any] = {
     "completion_retention_ms": 0,
     "expires_at": None,
     "running_at": None,
+    "trace": None,
 }
 
 
@@ -244,6 +247,7 @@ def status_to_json(s: InvocationStatus) -> bytes:
         "completion_retention_ms": s.completion_retention_ms,
         "expires_at": s.expires_at,
         "running_at": s.running_at,
+        "trace": s.trace,
     }
     # Fields at their default are left out (the reader restores them): half the bytes, half the time.
     return _dumps({k: v for k, v in d.items() if _OMITTED.get(k, _KEEP) != v})
@@ -290,6 +294,7 @@ def status_from_json(raw: bytes) -> InvocationStatus:
         completion_retention_ms=d.get("completion_retention_ms", 0),
         expires_at=d.get("expires_at"),
         running_at=d.get("running_at"),
+        trace=d.get("trace"),
     )
 
 
