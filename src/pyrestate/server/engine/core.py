@@ -49,6 +49,7 @@ from pyrestate.server.core_api import (
 from pyrestate.server.deployments import address_policy, redact_uri
 from pyrestate.server.invoker.identity import load_signer
 from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
+from pyrestate.server.partition.commands.invocation import WORKFLOW_ALREADY_INVOKED
 from pyrestate.server.partition.context import ApplyContext, Policies, partition_of, partition_of_key
 from pyrestate.server.partition.model import (
     AbortAttempt,
@@ -73,7 +74,6 @@ from pyrestate.server.partition.model import (
     command_from_json,
 )
 from pyrestate.server.partition.processor import CommandLoop, PartitionProcessor
-from pyrestate.server.partition.state_machine import WORKFLOW_ALREADY_INVOKED
 from pyrestate.server.storage.api import SnapshotStorage, Storage
 from pyrestate.server.storage.factory import create_storage
 from pyrestate.server.storage.records import InvocationStatus, Status, Target, Timer
