@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import pyrestate
-from pyrestate.server import core_api
-from pyrestate.server.admin import deployments, invocations, openapi, services
+from pyrestate.server import core_api, openapi
+from pyrestate.server.admin import deployments, invocations, services
 from pyrestate.server.admin.deployments import DiscoverFn
 from pyrestate.server.admin.http import MAX_ADMIN_BODY, AdminError, PlainError, Request, Response, only
 from pyrestate.server.asgi import (

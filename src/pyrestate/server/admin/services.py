@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyrestate.server import core_api
-from pyrestate.server.admin import openapi, schema_json
+from pyrestate.server import core_api, openapi
+from pyrestate.server.admin import schema_json
 from pyrestate.server.admin.http import (
     AdminError,
     PlainError,

@@ -531,7 +531,7 @@ class Console:
         return _html(status, page)
 
     def openapi(self, name: str) -> ConsoleReply:
-        from pyrestate.server.admin import openapi
+        from pyrestate.server import openapi
 
         svc = self.core.lookup_service(name)
         if svc is None:
