@@ -139,6 +139,7 @@ async def run_server(
         cors_origins=config.ingress_cors_origins
     )
     admin = AdminApp(core, config)
+    admin.prewarm_queries()
     idle = config.http_idle_timeout_ms / 1000
     limit = connection_limit(config.max_connections)
     try:

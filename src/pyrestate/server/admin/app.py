@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -196,16 +197,27 @@ class AdminApp:
                 )
         return Response(200, metrics.exposition(), [("content-type", metrics.CONTENT_TYPE)])
 
-    async def _sql_query(self, headers: Headers, body: Any) -> Response:
-        from pyrestate.server.query import QueryLimits, QueryRunner, answer_query
+    def _runner(self) -> Any:
+        from pyrestate.server.query import QueryLimits, QueryRunner
 
         if self._query_runner is None:
             concurrency = QueryLimits().concurrency
             per_query = max(self.config.query_memory_bytes // concurrency, 16 * 1024 * 1024)
             self._query_runner = QueryRunner(QueryLimits(memory_bytes=per_query, concurrency=concurrency))
+        return self._query_runner
+
+    def prewarm_queries(self) -> None:
+        """Start a query worker now (in the background): loading DataFusion costs the first query ~0.5 s,
+        which a user's first `restate invocations list` would otherwise wait for."""
+        threading.Thread(target=self._runner().prewarm, name="query-prewarm", daemon=True).start()
+
+    async def _sql_query(self, headers: Headers, body: Any) -> Response:
+        from pyrestate.server.query import answer_query
+
+        runner = self._runner()
         make_snapshot = getattr(self.core, "query_snapshot", None)
         snapshot = make_snapshot() if make_snapshot is not None and isinstance(body, dict) else None
-        answer = await answer_query(snapshot, self._query_runner, body, header(headers, "accept"))
+        answer = await answer_query(snapshot, runner, body, header(headers, "accept"))
         return Response(answer.status, answer.body, [("content-type", answer.content_type)])
 
     def _version(self) -> dict[str, Any]:
