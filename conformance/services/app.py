@@ -10,6 +10,7 @@ from conformance.services import (
     interpreter,
     metadata,
     proxy,
+    restart,
     state_services,
 )
 from conformance.services._sdk import restate
@@ -23,6 +24,7 @@ ALL = [
     *evolution.SERVICES,
     *ingress_services.SERVICES,
     *metadata.SERVICES,
+    *restart.SERVICES,
 ]
 
 

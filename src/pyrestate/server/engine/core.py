@@ -66,6 +66,8 @@ from pyrestate.server.partition.model import (
     PatchState,
     RegisterTimer,
     Reply,
+    RestartAsNew,
+    Restarted,
     SendToPartition,
     StartAttempt,
     Submitted,
@@ -541,9 +543,7 @@ class EngineCore(Registry):
             for name in gone:
                 del self._services[name]
             self.invoker.forget_deployment(dp.id)
-            logs.event(
-                log, logging.INFO, "Deployment removed", deployment_id=dp.id, services=",".join(gone)
-            )
+            logs.event(log, logging.INFO, "Deployment removed", deployment_id=dp.id, services=",".join(gone))
 
     async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
         async with self._schema_lock:
@@ -591,6 +591,38 @@ class EngineCore(Registry):
         if requested not in self._deployments:
             raise BadRequest(f"The requested deployment '{requested}' does not exist")
         return requested
+
+    async def restart_as_new(
+        self, invocation_id: str, *, from_index: int | None = None, deployment: str | None = None
+    ) -> str:
+        try:
+            iid = InvocationId.parse(invocation_id)
+        except ValueError as e:
+            raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {e}") from None
+        pinned: str | None = None  # only a copied prefix is pinned; "keep": the original's deployment
+        if from_index:
+            choice = deployment or "latest"  # Restate: a restarted prefix goes to the latest by default
+            if choice == "latest":
+                st = self._status(str(iid))
+                svc = self._services.get(st.target.service) if st is not None else None
+                pinned = svc.deployment_id if svc is not None else "keep"
+            elif choice == "keep" or choice in self._deployments:
+                pinned = choice
+            else:
+                raise BadRequest(
+                    "The given deployment was not found when trying to restart as new the invocation "
+                    f"'{invocation_id}'."
+                )
+        # Same partition key: the new invocation lives with the original, as Restate places it.
+        new_id = str(InvocationId.generate(iid.partition_key))
+        result = await self._request(
+            partition_of(str(iid), self.config.partitions),
+            lambda token: RestartAsNew(str(iid), new_id, from_index or 0, pinned, token),
+        )
+        if isinstance(result, Exception):
+            raise result
+        assert isinstance(result, Restarted)
+        return result.new_invocation_id
 
     async def set_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
         svc = self._services.get(service)

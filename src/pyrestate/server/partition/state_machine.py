@@ -40,6 +40,7 @@ from pyrestate.server.partition.model import (
     PatchState,
     PinDeployment,
     ProposeRun,
+    RestartAsNew,
     SdkCommand,
     Suspend,
     TimerFired,
@@ -70,6 +71,8 @@ def _dispatch(a: Apply, command: Command) -> None:
             awakeables_signals.on_signal(a, command)
         case ManageInvocation():
             admin.on_manage(a, command)
+        case RestartAsNew():
+            admin.on_restart_as_new(a, command)
         case PatchState():
             state.on_patch_state(a, command)
         case Deliver(seq=seq, inner=inner):

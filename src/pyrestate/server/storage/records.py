@@ -94,7 +94,7 @@ class InvocationStatus:
     created_at: int
     modified_at: int
     idempotency_key: str | None = None
-    invoked_by: str = "ingress"  # ingress | service
+    invoked_by: str = "ingress"  # ingress | service | restart_as_new (invoked_by_id: the original)
     invoked_by_id: str | None = None
     sinks: tuple[ResponseSink, ...] = ()
     execution_time: int | None = None  # scheduled (delayed) invocations
