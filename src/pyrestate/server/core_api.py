@@ -295,6 +295,13 @@ class ServerCore(Protocol):
 
     async def delete_deployment(self, deployment_id: str) -> None: ...
 
+    async def update_deployment(
+        self, deployment_id: str, registration: DeploymentRegistration
+    ) -> DeploymentRecord:
+        """Move a deployment to the rediscovered address, transport and headers of `registration`; its
+        services are replaced only when `registration.force` (admin `overwrite`). Raises NotFound."""
+        ...
+
     def list_services(self) -> list[ServiceSchema]: ...
 
     async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema: ...

@@ -153,6 +153,11 @@ class AdminApp:
                 return only(method, "GET") or await self._metrics()
             case ["version"]:
                 return only(method, "GET") or Response(200, self._version())
+            case ["cluster-health"]:
+                # Restate's single-node answer: the embedded metadata store with this node as its member.
+                return only(method, "GET") or Response(
+                    200, {"cluster_name": "localcluster", "metadata_cluster_health": {"members": [1]}}
+                )
             case ["openapi"]:
                 return only(method, "GET") or Response(
                     200, openapi.admin_openapi(str(self._version()["version"]))

@@ -521,6 +521,56 @@ class EngineCore(Registry):
             _log_registration(record, existing is not None, dropped)
             return RegistrationResult(record, created=existing is None)
 
+    async def update_deployment(
+        self, deployment_id: str, registration: DeploymentRegistration
+    ) -> DeploymentRecord:
+        async with self._schema_lock:
+            existing = await self.get_deployment(deployment_id)
+            services = list(existing.services)
+            dropped: list[str] = []
+            if registration.force:  # overwrite: the rediscovered services replace the old ones
+                services = []
+                for svc in registration.services:
+                    old = self._services.get(svc.name)
+                    revision = old.revision + 1 if old is not None else 1
+                    services.append(dataclasses.replace(svc, deployment_id=existing.id, revision=revision))
+                new_names = {s.name for s in services}
+                dropped = [
+                    name
+                    for name, svc in self._services.items()
+                    if svc.deployment_id == existing.id and name not in new_names
+                ]
+            record = dataclasses.replace(
+                existing,
+                uri=registration.uri,
+                use_http_11=registration.use_http_11,
+                protocol_mode=registration.protocol_mode,
+                min_protocol_version=registration.min_protocol_version,
+                max_protocol_version=registration.max_protocol_version,
+                sdk_version=registration.sdk_version,
+                additional_headers=dict(registration.additional_headers),
+                services=tuple(services),
+            )
+            if registration.dry_run:
+                return record
+            txn = self.storage.begin()
+            txn.put_deployment(record.id, deployment_to_json(record))
+            if registration.force:
+                for svc in services:
+                    txn.put_service(svc.name, service_to_json(svc))
+                for name in dropped:
+                    txn.delete_service(name)
+            await self.storage.commit(txn)
+            self._deployments[record.id] = record
+            if registration.force:
+                for svc in services:
+                    self._services[svc.name] = svc
+                for name in dropped:
+                    del self._services[name]
+            self.invoker.forget_deployment(record.id)  # the next attempt connects to the new address
+            _log_registration(record, True, dropped)
+            return record
+
     async def list_deployments(self) -> list[DeploymentRecord]:
         return sorted(self._deployments.values(), key=lambda d: d.created_at_ms)
 
