@@ -190,3 +190,23 @@ def test_restart_refusals(env_h2: Env) -> None:
         f"The invocation '{inv}' cannot be restarted because the input is not available. This indicates "
         "that the journal was already purged, or not retained at all."
     )
+
+
+def test_resume_retries_a_backing_off_invocation_now(env_h2: Env) -> None:
+    env, key = env_h2, new_key()
+    inv = env.ingress.send_json("RetryNow", "flaky", key)["invocationId"]
+
+    def backing_off() -> None:
+        [row] = env.admin.query(f"SELECT status, retry_count FROM sys_invocation WHERE id = '{inv}'")
+        assert row["status"] == "backing-off", row
+
+    eventually(backing_off)
+    r = httpx.patch(f"{env.runtime.admin_url}/invocations/{inv}/resume", params={"deployment": "latest"})
+    assert r.status_code == 409
+    assert r.json()["message"] == (
+        f"The invocation '{inv}' is still running or the deployment id is not pinned yet, deployment id "
+        "cannot be changed."
+    )
+    r = httpx.patch(f"{env.runtime.admin_url}/invocations/{inv}/resume")
+    assert r.status_code == 200
+    assert _result(env, inv) == 2  # well before the hour of back-off is over

@@ -1,5 +1,6 @@
 """Services of the restart-as-new scenarios: RestartSteps (two steps that count how often they really
-ran, journal retained), RestartObject and RestartWorkflow (restarting a workflow is refused)."""
+ran, journal retained), RestartObject and RestartWorkflow (restarting a workflow is refused); RetryNow (a
+first attempt that fails, then an hour of back-off) for resume's "retry now"."""
 
 from collections import Counter
 from datetime import timedelta
@@ -50,4 +51,20 @@ async def wf_run(ctx: restate.WorkflowContext, value: Any) -> Any:
     return value
 
 
-SERVICES = [steps, obj, workflow]
+
+# Fails its first attempt and backs off for an hour: only a "retry now" (resume) gets it done in time.
+retry_now = restate.Service(
+    "RetryNow", invocation_retry_policy=restate.InvocationRetryPolicy(initial_interval=timedelta(hours=1))
+)
+ATTEMPTS: Counter[str] = Counter()
+
+
+@retry_now.handler()
+async def flaky(ctx: restate.Context, key: str) -> int:
+    ATTEMPTS[key] += 1
+    if ATTEMPTS[key] == 1:
+        raise RuntimeError("first attempt fails")
+    return ATTEMPTS[key]
+
+
+SERVICES = [steps, obj, workflow, retry_now]

@@ -132,6 +132,15 @@ def on_manage(a: Apply, cmd: ManageInvocation) -> None:
             else:
                 a.reply(token, Conflict(f"The invocation '{st.invocation_id}' is not running."))
         case InvocationCommand.RESUME:
+            if cmd.deployment_id is not None and st.status is Status.INVOKED:
+                a.reply(
+                    token,
+                    Conflict(
+                        f"The invocation '{st.invocation_id}' is still running or the deployment id is not "
+                        "pinned yet, deployment id cannot be changed."
+                    ),
+                )
+                return
             if cmd.deployment_id is not None and st.status in (Status.PAUSED, Status.SUSPENDED):
                 # Re-pinned; the protocol version is negotiated again with the new deployment.
                 st = st.with_(deployment_id=cmd.deployment_id, protocol_version=None)
@@ -140,6 +149,11 @@ def on_manage(a: Apply, cmd: ManageInvocation) -> None:
                 a.start(st.with_(retry_count=0))
                 a.reply(token, CommandOutcome.DONE)
             elif st.status is Status.INVOKED:
+                if st.next_retry_at is not None and st.next_retry_at > a.ctx.now:
+                    # Backing off: Restate's resume is "retry now", a new attempt without the wait.
+                    _event("Invocation retried now", st)
+                    a.emit(AbortAttempt(st.invocation_id))
+                    a.start(st)
                 a.reply(token, CommandOutcome.DONE)
             else:
                 a.reply(token, Conflict(f"The invocation '{st.invocation_id}' cannot be resumed."))
