@@ -219,7 +219,9 @@ class AdminApp:
             "min_admin_api_version": MIN_ADMIN_API_VERSION,
             "max_admin_api_version": MAX_ADMIN_API_VERSION,
             "ingress_endpoint": self.config.ingress_endpoint,
-            "features": dict.fromkeys(_FEATURES, False),
+            "features": {
+                f: f == "protocol_v7" and self.config.experimental_enable_protocol_v7 for f in _FEATURES
+            },
         }
 
 

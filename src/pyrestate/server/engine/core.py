@@ -151,6 +151,7 @@ class EngineCore(Registry):
                 address_policy=address_policy(config.deployment_allow, config.deployment_deny),
                 message_size_limit=config.message_size_limit,
                 key_size_limit=config.key_size_limit,
+                max_protocol_version=7 if config.experimental_enable_protocol_v7 else 6,
             ),
         )
         self.timers = TimerService(self.clock, self._fire_timer, self._load_timers)

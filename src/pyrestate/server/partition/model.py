@@ -76,6 +76,8 @@ class AttemptFailed:
     next_retry_delay_ms: int | None = None
     # A limit was exceeded: another attempt would do the same, so the invocation fails now.
     terminal: bool = False
+    # The handler asked to be paused instead of retried (V7 ErrorMessage.behavior).
+    pause: bool = False
 
 
 @dataclass(frozen=True, slots=True)

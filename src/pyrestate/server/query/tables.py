@@ -94,6 +94,8 @@ def _status_row(st: InvocationStatus, statuses: dict[str, InvocationStatus]) -> 
         "target_service_key": t.key,
         "target_handler_name": t.handler,
         "target_service_ty": t.service_ty.value.lower(),  # virtual_object
+        "scope": t.scope,
+        "limit_key": t.limit_key,
         "idempotency_key": st.idempotency_key,
         "invoked_by": st.invoked_by,
         "created_at": st.created_at,

@@ -20,7 +20,9 @@ def on_call(a: Apply, st: InvocationStatus, msg: pb.CallCommandMessage | pb.OneW
     keyed = svc.ty is not ServiceType.SERVICE
     key = msg.key if keyed else None
     ikey = msg.idempotency_key if msg.HasField("idempotency_key") and msg.idempotency_key else None
-    target = Target(svc.name, handler.name, key, svc.ty, handler.ty)
+    scope = msg.scope if msg.HasField("scope") and msg.scope else None
+    limit_key = msg.limit_key if scope is not None and msg.HasField("limit_key") else None
+    target = Target(svc.name, handler.name, key, svc.ty, handler.ty, scope, limit_key)
     callee = str(
         InvocationId.for_call(
             InvocationId.parse(st.invocation_id),
