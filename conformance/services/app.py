@@ -11,6 +11,7 @@ from conformance.services import (
     metadata,
     proxy,
     restart,
+    scopes,
     state_services,
 )
 from conformance.services._sdk import restate
@@ -25,6 +26,7 @@ ALL = [
     *ingress_services.SERVICES,
     *metadata.SERVICES,
     *restart.SERVICES,
+    *scopes.SERVICES,
 ]
 
 
