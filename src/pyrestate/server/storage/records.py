@@ -48,7 +48,7 @@ class Target:
         """[service, handler, key, service type, handler type], the types in their admin spelling."""
         hty = None if self.handler_ty is None else self.handler_ty.admin_name
         out = [self.service, self.handler, self.key, self.service_ty.admin_name, hty]
-        if self.scope is not None:  # older readers and most records: five elements
+        if self.scope is not None or self.limit_key is not None:  # most records: five elements
             out += [self.scope, self.limit_key]
         return out
 
