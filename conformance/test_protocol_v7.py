@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conformance.conftest import DEFAULT, Runtime
+from pyrestate.protocol.ids import InvocationId, partition_key_for_key
 from pyrestate.testing import Admin, Ingress, ServiceApp, eventually, json_of, register_deployment
 
 SERVICES = "ScopeEcho,ScopeProxy"
@@ -74,6 +75,8 @@ def test_scoped_call(v7: tuple[Ingress, Admin]) -> None:
         "service",
         7,
     )
+    # Everything in a scope is co-located: the scope is the callee's partition key.
+    assert InvocationId.parse(row["id"]).partition_key == partition_key_for_key("tenant-1")
 
 
 def test_scoped_call_with_idempotency_key_and_two_level_limit_key(v7: tuple[Ingress, Admin]) -> None:
