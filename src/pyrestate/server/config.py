@@ -47,6 +47,8 @@ class ServerConfig:
     idempotency_retention_ms: int = 86_400_000
     workflow_completion_retention_ms: int = 86_400_000
     disable_eager_state: bool = False
+    # Offer service protocol V7 to deployments (Restate 1.7 has it behind the same experimental switch).
+    experimental_enable_protocol_v7: bool = False
     max_request_body_bytes: int = 32 * 1024 * 1024
     # Origins whose pages may read ingress answers (CORS, with credentials); "*" reflects any origin, as
     # Restate does. None by default.
@@ -325,6 +327,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "disable_eager_state", "--disable-eager-state", _bool, "Send state lazily to objects.", is_flag=True
+    ),
+    Option(
+        "experimental_enable_protocol_v7",
+        "--experimental-enable-protocol-v7",
+        _bool,
+        "Offer service protocol V7 to deployments (a preview in Restate 1.7 too).",
+        is_flag=True,
     ),
     Option(
         "max_request_body_bytes", "--max-request-body", _size, "Largest accepted ingress body (413 above)."

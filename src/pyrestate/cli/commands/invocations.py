@@ -286,3 +286,49 @@ def invocations_resume(
 ) -> None:
     """Resume paused invocations."""
     _invocation_command("resume", invocation_ids, admin_url, as_json, False, 0, deployment)
+
+
+@admin_command(invocations, "restart-as-new")
+@click.argument("invocation_ids", nargs=-1, required=True)
+@click.option(
+    "--from",
+    "from_index",
+    type=click.IntRange(min=0),
+    help="Keep the journal up to this entry (included) and what completes it; default: only the input.",
+)
+@click.option("--deployment", help="With --from: keep, latest (default) or a deployment id.")
+def invocations_restart_as_new(
+    invocation_ids: tuple[str, ...],
+    from_index: int | None,
+    deployment: str | None,
+    admin_url: str,
+    as_json: bool,
+) -> None:
+    """Start completed invocations again as new ones (the journal must have been retained)."""
+    for inv_id in invocation_ids:
+        _check_invocation_id(inv_id)
+    params = {k: str(v) for k, v in (("from", from_index), ("deployment", deployment)) if v is not None}
+    results: list[dict[str, Any]] = []
+    failures, exit_code = 0, EXIT_API_ERROR
+    with AdminClient(admin_url) as client:
+        for inv_id in invocation_ids:
+            path = f"/v4/invocations/{seg(inv_id)}/restart-as-new"
+            try:
+                _, body = client.request("PATCH", path, params=params or None)
+            except CliError as e:
+                if e.exit_code == EXIT_UNREACHABLE:
+                    raise
+                failures += 1
+                exit_code = e.exit_code if len(invocation_ids) == 1 else EXIT_API_ERROR
+                results.append({"id": inv_id, "ok": False, "error": e.message})
+                if not as_json:
+                    err_console.print(f"[bold red]error:[/] {inv_id}: {e.message}", highlight=False)
+                continue
+            new_id = body.get("new_invocation_id") if isinstance(body, dict) else None
+            results.append({"id": inv_id, "ok": True, "new_invocation_id": new_id})
+            if not as_json:
+                console.print(f"Restarted {inv_id} as {new_id}", highlight=False)
+    if as_json:
+        print_json(results)
+    if failures:
+        sys.exit(exit_code)

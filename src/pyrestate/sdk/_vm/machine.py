@@ -58,6 +58,9 @@ class VM(ReplayCore):
             random_seed=seed,
             retry_count=start.retry_count_since_last_stored_entry,
             duration_since_last_stored_entry_ms=start.duration_since_last_stored_entry,
+            scope=start.scope if start.HasField("scope") else None,
+            limit_key=start.limit_key if start.HasField("limit_key") else None,
+            idempotency_key=start.idempotency_key if start.HasField("idempotency_key") else None,
         )
 
     # -- state
@@ -160,8 +163,11 @@ class VM(ReplayCore):
         idempotency_key: str | None = None,
         headers: list[tuple[str, str]] | None = None,
         name: str = "",
+        scope: str | None = None,
+        limit_key: str | None = None,
     ) -> tuple[int, int]:
         """Returns (invocation-id handle, result handle)."""
+        self._check_scope(scope, limit_key)
         id_cid = self._completion()
         res_cid = self._completion()
         msg = pb.CallCommandMessage(
@@ -175,6 +181,7 @@ class VM(ReplayCore):
         )
         if idempotency_key:
             msg.idempotency_key = idempotency_key
+        _scoped(msg, scope, limit_key)
         for k, v in headers or []:
             msg.headers.add(key=k, value=v)
         self._command(msg)
@@ -190,7 +197,10 @@ class VM(ReplayCore):
         idempotency_key: str | None = None,
         headers: list[tuple[str, str]] | None = None,
         name: str = "",
+        scope: str | None = None,
+        limit_key: str | None = None,
     ) -> int:
+        self._check_scope(scope, limit_key)
         id_cid = self._completion()
         msg = pb.OneWayCallCommandMessage(
             service_name=service,
@@ -203,10 +213,17 @@ class VM(ReplayCore):
         )
         if idempotency_key:
             msg.idempotency_key = idempotency_key
+        _scoped(msg, scope, limit_key)
         for k, v in headers or []:
             msg.headers.add(key=k, value=v)
         self._command(msg, compare="no_invoke_time")
         return self._new_handle(("c", id_cid))
+
+    def _check_scope(self, scope: str | None, limit_key: str | None) -> None:
+        """Scopes travel in V7 commands only: older versions fail the attempt with 573 (retryable), as the
+        official SDK does, so the call goes out once the server speaks V7."""
+        if scope is not None or limit_key is not None:
+            self._require_version(7, "scope")
 
     def sys_awakeable(self) -> tuple[str, int]:
         """No command: an awakeable is a signal index plus an id the outside world can address."""
@@ -348,3 +365,13 @@ def _awakeable_id(raw_id: bytes, index: int) -> str:
 
         raw = raw_id + index.to_bytes(4, "big")
         return "sign_1" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+
+def _scoped(
+    msg: pb.CallCommandMessage | pb.OneWayCallCommandMessage, scope: str | None, limit_key: str | None
+) -> None:
+    if scope is not None:
+        msg.scope = scope
+    if limit_key is not None:
+        msg.limit_key = limit_key

@@ -298,15 +298,29 @@ class ReplayCore:
             return Suspended()
 
     def _suspend(self, waiting: list[Key]) -> None:
-        msg = pb.SuspensionMessage()
         comps = sorted({int(k[1]) for k in waiting if k[0] == "c"})
         sigs = sorted({int(k[1]) for k in waiting if k[0] == "s"}, reverse=True)
         if not self._cancel_delivered and CANCEL_SIGNAL not in sigs:
             sigs.append(CANCEL_SIGNAL)
-        msg.waiting_completions.extend(comps)
-        msg.waiting_signals.extend(sigs)
-        msg.waiting_named_signals.extend(sorted({str(k[1]) for k in waiting if k[0] == "n"}))
-        self._emit(msg)
+        names = sorted({str(k[1]) for k in waiting if k[0] == "n"})
+        if self.version >= 7:
+            # V7 names what is awaited as a future tree. This VM resumes on any awaited result and decides
+            # again after the replay, so one FIRST_COMPLETED node over all of them says exactly that; it is
+            # announced (AwaitingOn) before the suspension, as the official SDK does.
+            future = pb.Future(
+                waiting_completions=comps,
+                waiting_signals=sigs,
+                waiting_named_signals=names,
+                combinator_type=pb.FIRST_COMPLETED,
+            )
+            self._emit(pb.AwaitingOnMessage(awaiting_on=future))
+            self._emit(pb.SuspensionMessage(awaiting_on=future))
+        else:
+            msg = pb.SuspensionMessage()
+            msg.waiting_completions.extend(comps)
+            msg.waiting_signals.extend(sigs)
+            msg.waiting_named_signals.extend(names)
+            self._emit(msg)
         self.state = VMState.CLOSED
 
     def pending_runs(self) -> bool:

@@ -112,6 +112,10 @@ class Invocation:
     random_seed: int
     retry_count: int
     duration_since_last_stored_entry_ms: int
+    # V7: what the invocation was submitted with
+    scope: str | None = None
+    limit_key: str | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(slots=True)

@@ -154,6 +154,11 @@ class AdminApp:
                 return only(method, "GET") or await self._metrics()
             case ["version"]:
                 return only(method, "GET") or Response(200, self._version())
+            case ["cluster-health"]:
+                # Restate's single-node answer: the embedded metadata store with this node as its member.
+                return only(method, "GET") or Response(
+                    200, {"cluster_name": "localcluster", "metadata_cluster_health": {"members": [1]}}
+                )
             case ["openapi"]:
                 return only(method, "GET") or Response(
                     200, openapi.admin_openapi(str(self._version()["version"]))
@@ -226,7 +231,9 @@ class AdminApp:
             "min_admin_api_version": MIN_ADMIN_API_VERSION,
             "max_admin_api_version": MAX_ADMIN_API_VERSION,
             "ingress_endpoint": self.config.ingress_endpoint,
-            "features": dict.fromkeys(_FEATURES, False),
+            "features": {
+                f: f == "protocol_v7" and self.config.experimental_enable_protocol_v7 for f in _FEATURES
+            },
         }
 
 

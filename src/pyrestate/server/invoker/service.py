@@ -88,6 +88,8 @@ class InvokerConfig:
     # A longer object key (UTF-8 bytes) fails the invocation before it is sent: the key travels
     # percent-encoded in a request header, and deployment servers bound the size of headers.
     key_size_limit: int
+    # The highest service protocol offered to deployments (V7 only when switched on).
+    max_protocol_version: int = SERVER_MAX_PROTOCOL
 
 
 @dataclass
@@ -428,7 +430,9 @@ class Invoker:
             raise _AttemptFailure(ErrorCode.UNAVAILABLE, f"no deployment for service '{st.target.service}'")
         version = st.protocol_version
         if version is None:
-            negotiated = negotiate(dp.min_protocol_version, dp.max_protocol_version, SERVER_MAX_PROTOCOL)
+            negotiated = negotiate(
+                dp.min_protocol_version, dp.max_protocol_version, self._config.max_protocol_version
+            )
             if negotiated is None:
                 raise _AttemptFailure(
                     ErrorCode.INTERNAL,
@@ -492,6 +496,13 @@ class Invoker:
             start.duration_since_last_stored_entry = max(0, int(time.time() * 1000) - since)
         if version >= 6:
             start.random_seed = st.random_seed
+        if version >= 7:  # Restate 1.7 sends the key the ingress gave (its generated ULID included)
+            if st.idempotency_key is not None:
+                start.idempotency_key = st.idempotency_key
+            if st.target.scope is not None:
+                start.scope = st.target.scope
+            if st.target.limit_key is not None:
+                start.limit_key = st.target.limit_key
         payload = encode_message(start) + b"".join(encode_raw(ty, raw) for ty, raw in journal)
 
         ct = invocation_content_type(version)
@@ -626,23 +637,24 @@ class Invoker:
                 self._emit(att, ProposeRun(message.result_completion_id, result))
                 return False
             case pb.SuspensionMessage():
-                self._emit(
-                    att,
-                    Suspend(
-                        Waiting(
-                            tuple(message.waiting_completions),
-                            tuple(message.waiting_signals),
-                            tuple(message.waiting_named_signals),
-                        )
-                    ),
-                )
+                self._emit(att, Suspend(_waiting(message)))
                 return True
             case pb.ErrorMessage():
                 text = message.message
                 if message.stacktrace:
                     text = f"{text}\n{message.stacktrace}"
                 delay = message.next_retry_delay if message.HasField("next_retry_delay") else None
-                self._emit(att, AttemptFailed(message.code or ErrorCode.INTERNAL, text, delay))
+                behavior = message.behavior  # V7: the handler asks to pause, or to fail for good
+                self._emit(
+                    att,
+                    AttemptFailed(
+                        message.code or ErrorCode.INTERNAL,
+                        text,
+                        delay,
+                        terminal=behavior == pb.FAIL,
+                        pause=behavior == pb.PAUSE,
+                    ),
+                )
                 return True
             case pb.EndMessage():
                 self._emit(att, AttemptEnded())
@@ -651,6 +663,23 @@ class Invoker:
                 return False
             case _:
                 raise ProtocolError(f"unexpected message {ty.name} from the deployment")
+
+
+def _waiting(message: pb.SuspensionMessage) -> Waiting:
+    """What a suspension waits for: V5/V6 lists, or (V7) the leaves of the awaited future tree. Any
+    leaf resumes the invocation; the SDK suspends again if its combinator is not satisfied yet."""
+    completions = list(message.waiting_completions)
+    signals = list(message.waiting_signals)
+    names = list(message.waiting_named_signals)
+    if message.HasField("awaiting_on"):
+        pending = [message.awaiting_on]
+        while pending:
+            future = pending.pop()
+            completions.extend(future.waiting_completions)
+            signals.extend(future.waiting_signals)
+            names.extend(future.waiting_named_signals)
+            pending.extend(future.nested_futures)
+    return Waiting(tuple(completions), tuple(signals), tuple(names))
 
 
 def _trace_effect(span: tracing.AttemptSpan, effect: Effect) -> None:

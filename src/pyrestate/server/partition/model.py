@@ -76,6 +76,8 @@ class AttemptFailed:
     next_retry_delay_ms: int | None = None
     # A limit was exceeded: another attempt would do the same, so the invocation fails now.
     terminal: bool = False
+    # The handler asked to be paused instead of retried (V7 ErrorMessage.behavior).
+    pause: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,24 @@ class ManageInvocation:
 
 
 @dataclass(frozen=True, slots=True)
+class RestartAsNew:
+    """A new invocation (`new_invocation_id`, on this partition) from a completed one's input, or from its
+    journal up to `from_index` included with the completions of the commands in that prefix."""
+
+    invocation_id: str
+    new_invocation_id: str
+    from_index: int = 0
+    # Pin of the copied prefix: "keep" the original's, else a deployment id (None: pinned on first attempt).
+    deployment_id: str | None = None
+    reply_token: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Restarted:
+    new_invocation_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class PatchState:
     service: str
     key: str
@@ -169,6 +189,7 @@ Command = (
     | GetResult
     | NotifySignal
     | ManageInvocation
+    | RestartAsNew
     | PatchState
     | Deliver
 )

@@ -40,6 +40,7 @@ from pyrestate.server.partition.model import (
     PatchState,
     PinDeployment,
     ProposeRun,
+    RestartAsNew,
     SdkCommand,
     Suspend,
     TimerFired,
@@ -70,6 +71,8 @@ def _dispatch(a: Apply, command: Command) -> None:
             awakeables_signals.on_signal(a, command)
         case ManageInvocation():
             admin.on_manage(a, command)
+        case RestartAsNew():
+            admin.on_restart_as_new(a, command)
         case PatchState():
             state.on_patch_state(a, command)
         case Deliver(seq=seq, inner=inner):
@@ -95,11 +98,22 @@ def _on_effect(a: Apply, cmd: InvokerEffect) -> None:
             a.notify(st, MessageType.RUN_COMPLETION, notification(completion_id=cid, outcome=result))
         case Suspend(waiting=waiting):
             _on_suspend(a, st, waiting)
-        case AttemptFailed(code=code, message=message, next_retry_delay_ms=delay, terminal=terminal):
+        case AttemptFailed(
+            code=code, message=message, next_retry_delay_ms=delay, terminal=terminal, pause=pause
+        ):
             if terminal:
                 a.emit(AbortAttempt(st.invocation_id))
                 st = st.with_(last_failure=f"[{code}] {message}", last_failure_code=code)
                 a.complete(st, Failure(code, message))
+            elif pause:
+                a.emit(AbortAttempt(st.invocation_id))
+                failed = st.with_(
+                    last_failure=f"[{code}] {message}",
+                    last_failure_code=code,
+                    retry_count=st.retry_count + 1,
+                    total_attempts=st.total_attempts + 1,
+                )
+                a.put(failed.with_(status=Status.PAUSED, epoch=st.epoch + 1))
             else:
                 a.fail_attempt(st, code, message, delay)
         case AttemptEnded():

@@ -110,6 +110,8 @@ def _status_row(st: InvocationStatus, statuses: dict[str, InvocationStatus]) -> 
         "target_service_key": t.key,
         "target_handler_name": t.handler,
         "target_service_ty": t.service_ty.value.lower(),  # virtual_object
+        "scope": t.scope,
+        "limit_key": t.limit_key,
         "idempotency_key": st.idempotency_key,
         "invoked_by": st.invoked_by,
         "created_at": st.created_at,
@@ -126,6 +128,8 @@ def _status_row(st: InvocationStatus, statuses: dict[str, InvocationStatus]) -> 
         if caller is not None:
             row["invoked_by_service_name"] = caller.target.service
             row["invoked_by_target"] = caller.target.display()
+    elif st.invoked_by == "restart_as_new":
+        row["restarted_from"] = st.invoked_by_id
     if st.execution_time is not None:
         row["scheduled_at"] = st.created_at  # delayed sends are scheduled when they are created
     if st.status is Status.INBOXED:

@@ -31,6 +31,9 @@ class Target:
     key: str | None
     service_ty: ServiceType
     handler_ty: HandlerType | None  # None for plain services
+    # V7 scoped calls: shown and sent to the deployment; no per-scope limit is enforced.
+    scope: str | None = None
+    limit_key: str | None = None
 
     @property
     def exclusive(self) -> bool:
@@ -44,17 +47,22 @@ class Target:
     def to_json(self) -> list[Any]:
         """[service, handler, key, service type, handler type], the types in their admin spelling."""
         hty = None if self.handler_ty is None else self.handler_ty.admin_name
-        return [self.service, self.handler, self.key, self.service_ty.admin_name, hty]
+        out = [self.service, self.handler, self.key, self.service_ty.admin_name, hty]
+        if self.scope is not None or self.limit_key is not None:  # most records: five elements
+            out += [self.scope, self.limit_key]
+        return out
 
     @classmethod
     def from_json(cls, d: list[Any]) -> Target:
-        service, handler, key, sty, hty = d
+        service, handler, key, sty, hty = d[:5]
         return cls(
             service,
             handler,
             key,
             ServiceType.from_admin_name(sty),
             None if hty is None else HandlerType.from_admin_name(hty),
+            d[5] if len(d) > 5 else None,
+            d[6] if len(d) > 6 else None,
         )
 
     def display(self) -> str:
@@ -94,7 +102,7 @@ class InvocationStatus:
     created_at: int
     modified_at: int
     idempotency_key: str | None = None
-    invoked_by: str = "ingress"  # ingress | service
+    invoked_by: str = "ingress"  # ingress | service | restart_as_new (invoked_by_id: the original)
     invoked_by_id: str | None = None
     sinks: tuple[ResponseSink, ...] = ()
     execution_time: int | None = None  # scheduled (delayed) invocations

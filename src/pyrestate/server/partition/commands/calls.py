@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.framing import MessageType
-from pyrestate.protocol.ids import InvocationId
+from pyrestate.protocol.ids import InvocationId, partition_key_for_key
 from pyrestate.server.core_api import ServiceType
 from pyrestate.server.partition.lifecycle import Apply, notification
 from pyrestate.server.partition.model import InvocationRequest, InvocationResponse, Invoke
@@ -20,19 +20,23 @@ def on_call(a: Apply, st: InvocationStatus, msg: pb.CallCommandMessage | pb.OneW
     keyed = svc.ty is not ServiceType.SERVICE
     key = msg.key if keyed else None
     ikey = msg.idempotency_key if msg.HasField("idempotency_key") and msg.idempotency_key else None
-    target = Target(svc.name, handler.name, key, svc.ty, handler.ty)
-    callee = str(
-        InvocationId.for_call(
-            InvocationId.parse(st.invocation_id),
-            st.journal_length - 1,  # the call command, just appended
-            svc.name,
-            handler.name,
-            timestamp_ms=a.ctx.now,
-            key=key,
-            idempotency_key=ikey,
-            workflow_run=target.workflow_run,
-        )
+    scope = msg.scope if msg.HasField("scope") and msg.scope else None
+    limit_key = msg.limit_key if scope is not None and msg.HasField("limit_key") else None
+    target = Target(svc.name, handler.name, key, svc.ty, handler.ty, scope, limit_key)
+    callee_id = InvocationId.for_call(
+        InvocationId.parse(st.invocation_id),
+        st.journal_length - 1,  # the call command, just appended
+        svc.name,
+        handler.name,
+        timestamp_ms=a.ctx.now,
+        key=key,
+        idempotency_key=ikey,
+        workflow_run=target.workflow_run,
     )
+    if scope is not None and key is None and ikey is None:
+        # As Restate places a scoped service invocation: everything in a scope shares its partition key.
+        callee_id = InvocationId(partition_key_for_key(scope), callee_id.uuid)
+    callee = str(callee_id)
     one_way = isinstance(msg, pb.OneWayCallCommandMessage)
     headers = tuple((h.key, h.value) for h in msg.headers)
     request = InvocationRequest(
