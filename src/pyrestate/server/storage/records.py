@@ -317,6 +317,8 @@ class JournalEntry:
 
     def encode(self) -> bytes:
         at = _NO_TIME if self.appended_at is None else self.appended_at
+        if self.appended_at is not None and not 0 <= at < _NO_TIME:
+            raise ValueError(f"appended_at {at} is outside 0..2**64-2 (epoch ms)")
         return _TIMED_ENTRY + self.ty.to_bytes(2, "big") + at.to_bytes(8, "big") + self.raw
 
     @staticmethod
