@@ -10,6 +10,8 @@ from conformance.services import (
     interpreter,
     metadata,
     proxy,
+    restart,
+    scopes,
     state_services,
 )
 from conformance.services._sdk import restate
@@ -23,6 +25,8 @@ ALL = [
     *evolution.SERVICES,
     *ingress_services.SERVICES,
     *metadata.SERVICES,
+    *restart.SERVICES,
+    *scopes.SERVICES,
 ]
 
 

@@ -257,3 +257,21 @@ def test_dev_starts_serves_registers_and_stops(tmp_path: Path) -> None:
     for port in (ingress, admin, app):  # everything it started is gone
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+
+
+def test_invocations_restart_as_new(stack: Stack) -> None:
+    first = stack.send("Greeter/greet", "ada")
+
+    def completed() -> None:
+        rows = stack.query(f"SELECT status FROM sys_invocation WHERE id = '{first}'")
+        assert rows and rows[0]["status"] == "completed"
+
+    eventually(completed, timeout=15)
+    [result] = as_json(stack, "invocations", "restart-as-new", first, "--from", "0")
+    assert result["ok"] is True and result["new_invocation_id"].startswith("inv_1")
+    new_id = result["new_invocation_id"]
+    rows = stack.query(f"SELECT restarted_from, invoked_by FROM sys_invocation WHERE id = '{new_id}'")
+    assert rows == [{"restarted_from": first, "invoked_by": "restart_as_new"}]
+    assert f"Restarted {first} as inv_" in ok(cli(stack, "invocations", "restart-as-new", first))
+    beyond = cli(stack, "invocations", "restart-as-new", first, "--from", "99")
+    assert beyond.exit_code == 1 and "without respective Completions" in beyond.stderr

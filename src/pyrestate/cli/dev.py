@@ -203,7 +203,9 @@ def run_dev(opts: DevOptions) -> int:
         console.print(_stop_line(admin, ephemeral=tmp is not None), highlight=False)
         return 0
     finally:
-        for child in reversed(children):
+        # The server first: it stops sending work and counts what is in flight while the app still holds
+        # it; the app's open streams end with the server, and nothing reaches it any more.
+        for child in children:
             child.stop()
         server_log.close()
         for s, handler in previous.items():

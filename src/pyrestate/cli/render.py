@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sys
@@ -13,6 +12,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
+
+# The decoders live in server.values (the console uses them too); the CLI's commands import them from here.
+from pyrestate.server.values import entry_state_key
+from pyrestate.server.values import entry_value as entry_value
+from pyrestate.server.values import entry_value_json as entry_value_json
+from pyrestate.server.values import payload_json as payload_json
+from pyrestate.server.values import payload_text as payload_text
 
 # Piped output keeps whole ids and targets instead of squeezing tables into 80 columns.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
@@ -75,7 +81,7 @@ def _entry_detail(e: Mapping[str, Any]) -> str:
         parts.append(f"until {e['sleep_wakeup_at']}")
     if e.get("promise_name"):
         parts.append(f"promise {e['promise_name']}")
-    key = _state_key(e.get("entry_json"))
+    key = entry_state_key(e.get("entry_json"))
     if key is not None:
         parts.append(f"key {key}")
     if e.get("completed") is False:
@@ -88,94 +94,6 @@ def _entry_detail(e: Mapping[str, Any]) -> str:
 
 def _shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-_VALUE_KEYS = ("payload", "value", "Success")
-
-
-def payload_text(data: bytes) -> str:
-    """A stored value for people: compact JSON when it is JSON, else the text, else base64."""
-    value = payload_json(data)
-    if isinstance(value, dict) and set(value) == {"base64"}:
-        return "base64:" + str(value["base64"])
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def payload_json(data: bytes) -> Any:
-    """A stored value for scripts: the JSON value when it is JSON, else the text, else {"base64": …}."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(data).decode("ascii")}
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _entry_payload(entry_json: object) -> bytes | dict[str, Any] | None:
-    """The value an entry carries (input, output, state value, result) as bytes, or a failure's fields.
-    `entry_json` holds byte payloads as arrays of integers, as restate-server shows them."""
-    if not isinstance(entry_json, str):
-        return None
-    try:
-        node: Any = json.loads(entry_json)
-    except ValueError:
-        return None
-    stack = [node]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            failure = node.get("Failure")
-            if isinstance(failure, dict) and "code" in failure:
-                return {"code": failure["code"], "message": failure.get("message", "")}
-            for k in _VALUE_KEYS:
-                v = node.get(k)
-                if isinstance(v, list) and all(isinstance(b, int) and 0 <= b < 256 for b in v):
-                    return bytes(v)
-            stack.extend(reversed(list(node.values())))
-        elif isinstance(node, list):
-            stack.extend(reversed(node))
-    return None
-
-
-def entry_value(entry_json: object) -> str | None:
-    """An entry's value for the timeline: decoded payload, or `failure [code] message`."""
-    found = _entry_payload(entry_json)
-    if isinstance(found, dict):
-        return f"failure [{found['code']}] {found['message']}"
-    return None if found is None else payload_text(found)
-
-
-def entry_value_json(entry_json: object) -> Any:
-    """An entry's value for `--json`: the JSON value (or text, or {"base64": …}), or {"failure": {…}}."""
-    found = _entry_payload(entry_json)
-    if isinstance(found, dict):
-        return {"failure": found}
-    return None if found is None else payload_json(found)
-
-
-def _state_key(entry_json: object) -> str | None:
-    if not isinstance(entry_json, str):
-        return None
-    try:
-        parsed = json.loads(entry_json)
-    except ValueError:
-        return None
-    found: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k == "key" and isinstance(v, str) and not found:
-                    found.append(v)
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(parsed)
-    return found[0] if found else None
 
 
 def timeline(inv: Mapping[str, Any], journal: Sequence[Mapping[str, Any]]) -> Tree:

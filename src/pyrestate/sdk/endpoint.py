@@ -21,7 +21,7 @@ from pyrestate.protocol.versions import (
     parse_invocation_content_type,
 )
 from pyrestate.sdk._vm import VM, Failure, Value, VMError
-from pyrestate.sdk._vm.machine import MAX_VERSION, MIN_VERSION
+from pyrestate.sdk._vm.results import MAX_VERSION, MIN_VERSION
 from pyrestate.sdk.discovery import compute_manifest_json
 from pyrestate.sdk.exceptions import RetryableError, SdkInternalBaseException, TerminalError
 from pyrestate.sdk.logging import current_vm

@@ -15,13 +15,15 @@ import logging
 import os
 import resource
 import signal
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
-from pyrestate.server import logs
+import pyrestate
+from pyrestate.server import logs, tracing
 from pyrestate.server.admin import AdminApp
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import ServerCore
@@ -121,6 +123,10 @@ async def run_server(
                 installed.append(sig)
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    if config.tracing_endpoint is not None:
+        instance = config.node_id or socket.gethostname()
+        tracing.start(config.tracing_endpoint, instance=instance, version=pyrestate.__version__)
+        log.info("exporting traces to %s", config.tracing_endpoint)
     await core.start()
     _tune_gc()
     log.info("engine started (data dir %s, %d partitions)", config.data_dir.resolve(), config.partitions)
@@ -133,6 +139,7 @@ async def run_server(
         cors_origins=config.ingress_cors_origins
     )
     admin = AdminApp(core, config)
+    admin.prewarm_queries()
     idle = config.http_idle_timeout_ms / 1000
     limit = connection_limit(config.max_connections)
     try:
@@ -180,6 +187,8 @@ async def run_server(
     finally:
         log.debug("stopping engine")
         await core.stop()
+        if tracing.sink is not None:
+            await asyncio.to_thread(tracing.stop)  # the spans still queued, bounded
         for sig in installed:
             loop.remove_signal_handler(sig)
         log.debug("stopped")

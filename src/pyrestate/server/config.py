@@ -48,6 +48,8 @@ class ServerConfig:
     idempotency_retention_ms: int = 86_400_000
     workflow_completion_retention_ms: int = 86_400_000
     disable_eager_state: bool = False
+    # Offer service protocol V7 to deployments (Restate 1.7 has it behind the same experimental switch).
+    experimental_enable_protocol_v7: bool = False
     max_request_body_bytes: int = 32 * 1024 * 1024
     # Origins whose pages may read ingress answers (CORS, with credentials); "*" reflects any origin, as
     # Restate does. None by default.
@@ -87,6 +89,8 @@ class ServerConfig:
     deployment_deny: tuple[str, ...] | None = None
     # Start although commits acknowledged before the last stop are known to be lost (SQLite).
     accept_data_loss: bool = False
+    # OTLP collector traces are exported to (pyrestate.server.tracing); None: no tracing, nothing recorded.
+    tracing_endpoint: str | None = None
     # `[[ingress.kafka-clusters]]` of the config file (no flag): what subscriptions may read from.
     kafka_clusters: tuple[KafkaCluster, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -239,6 +243,15 @@ def _log_filter(value: str) -> str:
     return value
 
 
+def _tracing_endpoint(value: str) -> str:
+    from pyrestate.server.tracing import TracingConfigError, check_endpoint
+
+    try:
+        return check_endpoint(value)
+    except TracingConfigError as e:
+        raise ConfigError(str(e)) from None
+
+
 def _bind(value: str) -> str:
     parse_bind(value)
     return value
@@ -317,6 +330,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "disable_eager_state", "--disable-eager-state", _bool, "Send state lazily to objects.", is_flag=True
+    ),
+    Option(
+        "experimental_enable_protocol_v7",
+        "--experimental-enable-protocol-v7",
+        _bool,
+        "Offer service protocol V7 to deployments (a preview in Restate 1.7 too).",
+        is_flag=True,
     ),
     Option(
         "max_request_body_bytes", "--max-request-body", _size, "Largest accepted ingress body (413 above)."
@@ -417,6 +437,13 @@ OPTIONS: tuple[Option, ...] = (
         _bool,
         "Start even if acknowledged commits were lost with a deleted or damaged WAL (warns with the count).",
         is_flag=True,
+    ),
+    Option(
+        "tracing_endpoint",
+        "--tracing-endpoint",
+        _tracing_endpoint,
+        "OpenTelemetry collector to export invocation traces to: otlp+http://host:4318/v1/traces (OTLP/HTTP) "
+        "or http://host:4317 (OTLP/gRPC), as Restate's tracing-endpoint. Off when unset.",
     ),
 )
 

@@ -268,6 +268,7 @@ class _Connection(asyncio.Protocol):
         self.message_done = False
         self.busy = False  # a request is being answered
         self.closing = False
+        self.lingering = False  # answered and half-closed, discarding input until the peer closes
         self.eof = False
         self.paused = False
         self.counted = False
@@ -321,6 +322,8 @@ class _Connection(asyncio.Protocol):
                 sock_obj.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         if not self.buffer and not self.busy and not self.fed:
             self.deadline = self.server.now + self.server.header_timeout  # a new request head begins
         self.buffer += data
@@ -333,6 +336,8 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self.eof = True
+        if self.lingering:
+            return False  # the peer has read our answer and is done: close
         if self.busy:
             return True  # keep the write side open for the answer in progress; `_next` follows it
         self._next()
@@ -357,6 +362,17 @@ class _Connection(asyncio.Protocol):
 
     def _close(self, answer: bytes = b"") -> None:
         transport = self.transport
+        if transport is not None and answer and not self.eof and not transport.is_closing():
+            # The peer may still be sending what we refused: closing now would reset the connection and
+            # destroy the answer before it is read. Half-close, discard what arrives, cut after a moment.
+            transport.write(answer)
+            with contextlib.suppress(OSError, RuntimeError, NotImplementedError):
+                transport.write_eof()
+            self.closing = True
+            self.lingering = True
+            self.deadline = 0.0
+            asyncio.get_running_loop().call_later(_REFUSAL_LINGER, transport.abort)
+            return  # counted until `connection_lost`
         if transport is not None:
             if answer and not transport.is_closing():
                 transport.write(answer)

@@ -9,12 +9,16 @@ from typing import Any
 
 import pytest
 
+from pyrestate.protocol.framing import MessageType
 from pyrestate.server.admin.manifest import parse_manifest
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import DeploymentRegistration
 from pyrestate.server.engine.core import EngineCore
 from pyrestate.server.invoker.discovery_client import discover
 from pyrestate.server.partition.retry import RetryPolicy
+from pyrestate.server.query.source import SqliteSnapshot
+from pyrestate.server.storage.records import JournalEntry
+from pyrestate.testing.ingress import eventually, eventually_async
 from pyrestate.testing.process import ManagedProcess, free_port
 
 HERE = Path(__file__).parent
@@ -99,3 +103,29 @@ async def core(tmp_path: Path, sdk: SdkDeployment) -> AsyncIterator[EngineCore]:
         yield c
     finally:
         await c.stop()
+
+
+async def journaled(core: EngineCore, invocation_id: str, ty: MessageType, timeout: float = 10.0) -> None:
+    """Wait until the invocation's journal holds an entry of type `ty` (e.g. its Sleep command: the
+    timer is stored in the same commit)."""
+
+    async def check() -> None:
+        types = [e.ty for e in core.storage.reader().get_journal(invocation_id)]
+        assert ty in types, types
+
+    await eventually_async(check, timeout, interval=0.02)
+
+
+def journaled_on_disk(data_dir: Path, invocation_id: str, ty: MessageType, timeout: float = 10.0) -> None:
+    """`journaled` for an engine running in another process: read its committed SQLite file."""
+
+    def check() -> None:
+        snapshot = SqliteSnapshot(fast_config(data_dir).database_path)
+        try:
+            rows = snapshot.scan("journal")
+        finally:
+            snapshot.close()
+        types = [JournalEntry.decode(v).ty for (iid, _), v in rows if iid == invocation_id]
+        assert ty in types, types
+
+    eventually(check, timeout, interval=0.05)

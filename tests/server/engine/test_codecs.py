@@ -10,6 +10,7 @@ import enum
 import types
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -133,8 +134,13 @@ def test_timer_round_trips_every_field(timer: Timer) -> None:
     records(
         JournalEntry,
         ty=st.integers(0, 0xFFFF),  # u16 on disk
-        appended_at=st.one_of(st.none(), st.integers(0, 2**64 - 1)),  # u64 epoch ms on disk
+        appended_at=st.one_of(st.none(), st.integers(0, 2**64 - 2)),  # u64 epoch ms; all ones means unknown
     )
 )
 def test_journal_entry_round_trips_every_field(entry: JournalEntry) -> None:
     assert JournalEntry.decode(entry.encode()) == entry
+
+
+def test_journal_entry_refuses_a_time_it_cannot_store() -> None:
+    with pytest.raises(ValueError, match="appended_at"):
+        JournalEntry(ty=1, raw=b"", appended_at=2**64 - 1).encode()

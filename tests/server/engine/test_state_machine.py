@@ -66,8 +66,11 @@ class _Schema:
         return {"Counter": COUNTER, "Wf": WF}.get(name)
 
 
+RETRY = RetryPolicy(max_attempts=2)
+
+
 def _ctx(now: int = NOW, retry: RetryPolicy | None = None) -> ApplyContext:
-    return ApplyContext(0, 1, now, _Schema(), Policies(retry=retry or RetryPolicy(max_attempts=2)))
+    return ApplyContext(0, 1, now, _Schema(), Policies(retry=retry or RETRY))
 
 
 ADD = Target("Counter", "add", "k", ServiceType.VIRTUAL_OBJECT, HandlerType.EXCLUSIVE)
@@ -77,7 +80,10 @@ B = str(InvocationId.for_idempotent_request("Counter", "add", "b", "k"))
 W = str(InvocationId.for_workflow_run("Wf", "w"))
 
 
-def invoke(iid: str, target: Target = ADD, token: int = 1, retention: int = 1000) -> Invoke:
+RETENTION = 1000  # completion retention of the invocations `invoke` submits (ms)
+
+
+def invoke(iid: str, target: Target = ADD, token: int = 1, retention: int = RETENTION) -> Invoke:
     return Invoke(
         InvocationRequest(iid, target, b"1", idempotency_key="a", completion_retention_ms=retention), token
     )
@@ -101,8 +107,9 @@ class Case:
     name: str
     setup: list[Command]
     command: Command
-    expect: list[type]  # action types, in order
-    check: dict[str, object] = field(default_factory=dict)  # invocation id -> expected status
+    expect: list[object]  # the actions, in order
+    # invocation id -> its status afterwards (None: no status stored)
+    check: dict[str, Status | None] = field(default_factory=dict)
 
 
 def _run(storage: MemoryStorage, cmd: Command, now: int = NOW) -> list[object]:
@@ -112,26 +119,31 @@ def _run(storage: MemoryStorage, cmd: Command, now: int = NOW) -> list[object]:
     return list(actions)
 
 
+def cleanup(iid: str) -> RegisterTimer:
+    """The timer that drops a completed invocation of `invoke` once its retention is over."""
+    return RegisterTimer(Timer(NOW + RETENTION, TimerKind.CLEANUP, iid))
+
+
 CASES = [
     Case(
         "new exclusive invocation starts and takes the lock",
         [],
         invoke(A),
-        [StartAttempt, Reply],
+        [StartAttempt(A, 1), Reply(1, Submitted(A, False))],
         {A: Status.INVOKED},
     ),
     Case(
         "second exclusive on a locked key is inboxed",
         [invoke(A)],
         invoke(B, token=2),
-        [Reply],
+        [Reply(2, Submitted(B, False))],
         {B: Status.INBOXED},
     ),
     Case(
         "end completes, answers waiters and starts the inbox head",
         [invoke(A), invoke(B, token=2), InvokerEffect(A, 1, output(b"5"))],
         InvokerEffect(A, 1, AttemptEnded()),
-        [IngressResponse, StartAttempt, RegisterTimer],
+        [IngressResponse(A, Success(b"5")), StartAttempt(B, 1), cleanup(A)],
         {A: Status.COMPLETED, B: Status.INVOKED},
     ),
     Case("stale epoch is dropped", [invoke(A)], InvokerEffect(A, 7, AttemptEnded()), [], {A: Status.INVOKED}),
@@ -139,27 +151,28 @@ CASES = [
         "sleep registers a durable timer",
         [invoke(A)],
         InvokerEffect(A, 1, sleep_cmd(NOW + 50)),
-        [RegisterTimer],
+        [RegisterTimer(Timer(NOW + 50, TimerKind.SLEEP, A, 1))],
+        {A: Status.INVOKED},
     ),
     Case(
         "failure is retried with back-off",
         [invoke(A)],
         InvokerEffect(A, 1, AttemptFailed(500, "boom")),
-        [AbortAttempt, StartAttempt],
+        [AbortAttempt(A), StartAttempt(A, 2, RETRY.delay_ms(1))],
         {A: Status.INVOKED},
     ),
     Case(
         "a terminal attempt failure (a limit exceeded) completes at once, whatever the retry policy",
         [invoke(A)],
         InvokerEffect(A, 1, AttemptFailed(500, "message size limit exceeded", terminal=True)),
-        [AbortAttempt, IngressResponse, RegisterTimer],
+        [AbortAttempt(A), IngressResponse(A, Failure(500, "message size limit exceeded")), cleanup(A)],
         {A: Status.COMPLETED},
     ),
     Case(
         "exhausted retries pause",
         [invoke(A), InvokerEffect(A, 1, AttemptFailed(500, "boom"))],
         InvokerEffect(A, 2, AttemptFailed(500, "boom")),
-        [AbortAttempt],
+        [AbortAttempt(A)],
         {A: Status.PAUSED},
     ),
     Case(
@@ -173,14 +186,19 @@ CASES = [
         "cancel of an inboxed invocation answers its waiters and drops it",
         [invoke(A), invoke(B, token=2)],
         ManageInvocation(B, InvocationCommand.CANCEL, 3),
-        [IngressResponse, Reply],
-        {A: Status.INVOKED},
+        [IngressResponse(B, Failure(409, "canceled")), Reply(3, CommandOutcome.DONE)],
+        {A: Status.INVOKED, B: None},
     ),
     Case(
         "kill aborts and completes",
         [invoke(A)],
         ManageInvocation(A, InvocationCommand.KILL, 3),
-        [AbortAttempt, IngressResponse, RegisterTimer, Reply],
+        [
+            AbortAttempt(A),
+            IngressResponse(A, Failure(409, "killed")),
+            cleanup(A),
+            Reply(3, CommandOutcome.DONE),
+        ],
         {A: Status.COMPLETED},
     ),
 ]
@@ -192,11 +210,11 @@ def test_command_to_actions(case: Case) -> None:
     for cmd in case.setup:
         _run(storage, cmd)
     actions = _run(storage, case.command)
-    assert [type(a) for a in actions] == case.expect
+    assert actions == case.expect
     r = storage.reader()
     for iid, status in case.check.items():
         st = r.get_invocation_status(iid)
-        assert st is not None and st.status is status, (iid, st)
+        assert (st.status if st is not None else None) is status, (iid, st)
 
 
 def test_timer_fire_resumes_suspended_invocation_once() -> None:

@@ -18,7 +18,7 @@ from pyrestate.protocol.ids import (
     parse_awakeable_id,
     partition_key_for_key,
 )
-from pyrestate.server import logs, metrics
+from pyrestate.server import logs, metrics, tracing
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import (
     BadRequest,
@@ -49,6 +49,7 @@ from pyrestate.server.core_api import (
 from pyrestate.server.deployments import address_policy, redact_uri
 from pyrestate.server.invoker.identity import load_signer
 from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
+from pyrestate.server.partition.commands.invocation import WORKFLOW_ALREADY_INVOKED
 from pyrestate.server.partition.context import ApplyContext, Policies, partition_of, partition_of_key
 from pyrestate.server.partition.model import (
     AbortAttempt,
@@ -66,6 +67,8 @@ from pyrestate.server.partition.model import (
     PatchState,
     RegisterTimer,
     Reply,
+    RestartAsNew,
+    Restarted,
     SendToPartition,
     StartAttempt,
     Submitted,
@@ -74,7 +77,6 @@ from pyrestate.server.partition.model import (
     command_from_json,
 )
 from pyrestate.server.partition.processor import CommandLoop, PartitionProcessor
-from pyrestate.server.partition.state_machine import WORKFLOW_ALREADY_INVOKED
 from pyrestate.server.storage.api import SnapshotStorage, Storage
 from pyrestate.server.storage.factory import create_storage
 from pyrestate.server.storage.records import InvocationStatus, Status, Target, Timer
@@ -150,6 +152,7 @@ class EngineCore(Registry):
                 address_policy=address_policy(config.deployment_allow, config.deployment_deny),
                 message_size_limit=config.message_size_limit,
                 key_size_limit=config.key_size_limit,
+                max_protocol_version=7 if config.experimental_enable_protocol_v7 else 6,
             ),
         )
         self.timers = TimerService(self.clock, self._fire_timer, self._load_timers)
@@ -286,7 +289,9 @@ class EngineCore(Registry):
                 self.invoker.abort(i)
             case RegisterTimer(timer=t):
                 self.timers.add(t)
-            case IngressResponse(invocation_id=i, outcome=o):
+            case IngressResponse(invocation_id=i, outcome=o, traced=traced):
+                if traced is not None and tracing.sink is not None:
+                    tracing.sink.invocation_end(traced, o)
                 for fut in self._waiters.pop(i, []):
                     if not fut.done():
                         fut.set_result(o)
@@ -366,6 +371,7 @@ class EngineCore(Registry):
             execution_time=now + delay_ms if delay_ms else None,
             invoked_by="ingress",
             completion_retention_ms=ctx.completion_retention(target, ikey is not None),
+            trace=invocation.trace,
         )
 
     def _with_content_type(self, target_service: str, handler: str, outcome: Outcome) -> Outcome:
@@ -556,6 +562,56 @@ class EngineCore(Registry):
             _log_registration(record, existing is not None, dropped)
             return RegistrationResult(record, created=existing is None)
 
+    async def update_deployment(
+        self, deployment_id: str, registration: DeploymentRegistration
+    ) -> DeploymentRecord:
+        async with self._schema_lock:
+            existing = await self.get_deployment(deployment_id)
+            services = list(existing.services)
+            dropped: list[str] = []
+            if registration.force:  # overwrite: the rediscovered services replace the old ones
+                services = []
+                for svc in registration.services:
+                    old = self._services.get(svc.name)
+                    revision = old.revision + 1 if old is not None else 1
+                    services.append(dataclasses.replace(svc, deployment_id=existing.id, revision=revision))
+                new_names = {s.name for s in services}
+                dropped = [
+                    name
+                    for name, svc in self._services.items()
+                    if svc.deployment_id == existing.id and name not in new_names
+                ]
+            record = dataclasses.replace(
+                existing,
+                uri=registration.uri,
+                use_http_11=registration.use_http_11,
+                protocol_mode=registration.protocol_mode,
+                min_protocol_version=registration.min_protocol_version,
+                max_protocol_version=registration.max_protocol_version,
+                sdk_version=registration.sdk_version,
+                additional_headers=dict(registration.additional_headers),
+                services=tuple(services),
+            )
+            if registration.dry_run:
+                return record
+            txn = self.storage.begin()
+            txn.put_deployment(record.id, deployment_to_json(record))
+            if registration.force:
+                for svc in services:
+                    txn.put_service(svc.name, service_to_json(svc))
+                for name in dropped:
+                    txn.delete_service(name)
+            await self.storage.commit(txn)
+            self._deployments[record.id] = record
+            if registration.force:
+                for svc in services:
+                    self._services[svc.name] = svc
+                for name in dropped:
+                    del self._services[name]
+            self.invoker.forget_deployment(record.id)  # the next attempt connects to the new address
+            _log_registration(record, True, dropped)
+            return record
+
     async def list_deployments(self) -> list[DeploymentRecord]:
         return sorted(self._deployments.values(), key=lambda d: d.created_at_ms)
 
@@ -578,9 +634,7 @@ class EngineCore(Registry):
             for name in gone:
                 del self._services[name]
             self.invoker.forget_deployment(dp.id)
-            logs.event(
-                log, logging.INFO, "Deployment removed", deployment_id=dp.id, services=",".join(gone)
-            )
+            logs.event(log, logging.INFO, "Deployment removed", deployment_id=dp.id, services=",".join(gone))
 
     async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
         async with self._schema_lock:
@@ -628,6 +682,38 @@ class EngineCore(Registry):
         if requested not in self._deployments:
             raise BadRequest(f"The requested deployment '{requested}' does not exist")
         return requested
+
+    async def restart_as_new(
+        self, invocation_id: str, *, from_index: int | None = None, deployment: str | None = None
+    ) -> str:
+        try:
+            iid = InvocationId.parse(invocation_id)
+        except ValueError as e:
+            raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {e}") from None
+        pinned: str | None = None  # only a copied prefix is pinned; "keep": the original's deployment
+        if from_index:
+            choice = deployment or "latest"  # Restate: a restarted prefix goes to the latest by default
+            if choice == "latest":
+                st = self._status(str(iid))
+                svc = self._services.get(st.target.service) if st is not None else None
+                pinned = svc.deployment_id if svc is not None else "keep"
+            elif choice == "keep" or choice in self._deployments:
+                pinned = choice
+            else:
+                raise BadRequest(
+                    "The given deployment was not found when trying to restart as new the invocation "
+                    f"'{invocation_id}'."
+                )
+        # Same partition key: the new invocation lives with the original, as Restate places it.
+        new_id = str(InvocationId.generate(iid.partition_key))
+        result = await self._request(
+            partition_of(str(iid), self.config.partitions),
+            lambda token: RestartAsNew(str(iid), new_id, from_index or 0, pinned, token),
+        )
+        if isinstance(result, Exception):
+            raise result
+        assert isinstance(result, Restarted)
+        return result.new_invocation_id
 
     async def set_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
         svc = self._services.get(service)

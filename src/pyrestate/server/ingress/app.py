@@ -16,7 +16,7 @@ from typing import Any
 
 from pyrestate.protocol import ids as protocol_ids
 from pyrestate.protocol.errors import ErrorCode
-from pyrestate.server import core_api, metrics
+from pyrestate.server import core_api, metrics, tracing
 from pyrestate.server.asgi import (
     BodyTooLarge,
     ClientDisconnected,
@@ -190,7 +190,7 @@ class IngressApp:
                 raise errors.method_not_allowed()
             body = await self._body(receive, headers)
             ingress_path = path + (f"?{query_string}" if query_string else "")
-            return await self._invoke(route, headers, body, query_string, ingress_path)
+            return await self._invoke(route, headers, body, query_string, ingress_path, scope.get("client"))
         if isinstance(route, AwakeableRoute):
             if method != "POST":
                 raise errors.method_not_allowed()
@@ -220,7 +220,13 @@ class IngressApp:
     # ------------------------------------------------------------------ calls and sends
 
     async def _invoke(
-        self, route: ServiceRoute, headers: Headers, body: bytes, query_string: str, ingress_path: str
+        self,
+        route: ServiceRoute,
+        headers: Headers,
+        body: bytes,
+        query_string: str,
+        ingress_path: str,
+        client: tuple[str, int] | None = None,
     ) -> tuple[int, Headers, bytes]:
         if route.key is not None and len(route.key.encode()) > self.max_key_bytes:
             raise errors.key_too_long(len(route.key.encode()), self.max_key_bytes)
@@ -243,6 +249,10 @@ class IngressApp:
         except InputValidationError as e:
             raise errors.input_validation(str(e)) from None
 
+        traced = None
+        if tracing.sink is not None:
+            traced = tracing.ingress_context(header(headers, "traceparent"))
+            started_ns = time.time_ns()
         forwarded = [("x-restate-ingress-path", ingress_path)]
         forwarded += [(n, v) for n, v in headers if n not in _NOT_FORWARDED]
         invocation = IngressInvocation(
@@ -252,12 +262,17 @@ class IngressApp:
             idempotency_key=idempotency_key,
             user_supplied_idempotency_key=idempotency_key is not None,
             delay_ms=delay_ms if route.send else None,
+            trace=None if traced is None else traced.trace,
         )
         if route.send:
             try:
                 receipt = await self.core.send(invocation)
             except Exception as e:
                 raise errors.from_core(e) from e
+            if traced is not None and tracing.sink is not None:
+                tracing.sink.ingress(
+                    traced, receipt.invocation_id, svc.name, handler.name, route.key, client, started_ns
+                )
             payload: dict[str, Any] = {"invocationId": receipt.invocation_id}
             if receipt.execution_time_ms is not None:
                 payload["executionTime"] = rfc3339_nanos(receipt.execution_time_ms)
@@ -267,6 +282,10 @@ class IngressApp:
             result = await self.core.call(invocation)
         except Exception as e:
             raise errors.from_core(e) from e
+        if traced is not None and tracing.sink is not None:
+            tracing.sink.ingress(
+                traced, result.invocation_id, svc.name, handler.name, route.key, client, started_ns
+            )
         return _result_response(result, handler)
 
     # ------------------------------------------------------------------ attach / output

@@ -27,7 +27,7 @@ from pyrestate.protocol.framing import (
 from pyrestate.protocol.ids import InvocationId
 from pyrestate.protocol.outcome import read_result
 from pyrestate.protocol.versions import DEFAULT_SERVER_MAX_VERSION, invocation_content_type, negotiate
-from pyrestate.server import metrics
+from pyrestate.server import metrics, tracing
 from pyrestate.server.core_api import DeploymentRecord, ServiceSchema, as_outcome
 from pyrestate.server.deployments import AddressPolicy, DeniedAddress
 from pyrestate.server.invoker.identity import RequestSigner
@@ -88,6 +88,8 @@ class InvokerConfig:
     # A longer object key (UTF-8 bytes) fails the invocation before it is sent: the key travels
     # percent-encoded in a request header, and deployment servers bound the size of headers.
     key_size_limit: int
+    # The highest service protocol offered to deployments (V7 only when switched on).
+    max_protocol_version: int = SERVER_MAX_PROTOCOL
 
 
 @dataclass
@@ -102,6 +104,7 @@ class _Attempt:
     opened: bool = False  # its stream is open: waiting for a free stream before that is not being quiet
     pin: PinDeployment | None = None  # reported with the attempt's first other effect
     service: str = ""  # the target service, for the metrics
+    span: tracing.AttemptSpan | None = None  # only while tracing is on and the invocation is traced
 
 
 class _AttemptFailure(Exception):
@@ -337,6 +340,10 @@ class Invoker:
         if st.target.key is not None:
             state = reader.get_all_state(st.target.service, st.target.key)
         att = _Attempt(invocation_id, epoch, len(journal), service=st.target.service)
+        if st.trace is not None and tracing.sink is not None:
+            if epoch == 1 and st.deployment_id is None:  # the first attempt: the invocation starts
+                tracing.sink.invocation_start(st)
+            att.span = tracing.sink.attempt(st, epoch)
         self._attempts[invocation_id] = att
         metrics.attempts.labels(att.service).inc()
         if st.retry_count:
@@ -356,6 +363,8 @@ class Invoker:
     def _emit(self, att: _Attempt, effect: Effect) -> None:
         if isinstance(effect, AttemptFailed):
             metrics.attempt_failures.labels(att.service, str(effect.code)).inc()
+        if att.span is not None:
+            _trace_effect(att.span, effect)
         if att.pin is not None:
             # Applied in the same batch as what the deployment answered first: one commit less per
             # invocation. Until then nothing depends on it (a lost pin is chosen again by the next attempt).
@@ -393,6 +402,8 @@ class Invoker:
         finally:
             if self._attempts.get(att.invocation_id) is att:
                 del self._attempts[att.invocation_id]
+            if att.span is not None:
+                att.span.end()
 
     def _client(self, dp: DeploymentRecord) -> DeploymentClient:
         client = self._clients.get(dp.id)
@@ -419,7 +430,9 @@ class Invoker:
             raise _AttemptFailure(ErrorCode.UNAVAILABLE, f"no deployment for service '{st.target.service}'")
         version = st.protocol_version
         if version is None:
-            negotiated = negotiate(dp.min_protocol_version, dp.max_protocol_version, SERVER_MAX_PROTOCOL)
+            negotiated = negotiate(
+                dp.min_protocol_version, dp.max_protocol_version, self._config.max_protocol_version
+            )
             if negotiated is None:
                 raise _AttemptFailure(
                     ErrorCode.INTERNAL,
@@ -483,6 +496,13 @@ class Invoker:
             start.duration_since_last_stored_entry = max(0, int(time.time() * 1000) - since)
         if version >= 6:
             start.random_seed = st.random_seed
+        if version >= 7:  # Restate 1.7 sends the key the ingress gave (its generated ULID included)
+            if st.idempotency_key is not None:
+                start.idempotency_key = st.idempotency_key
+            if st.target.scope is not None:
+                start.scope = st.target.scope
+            if st.target.limit_key is not None:
+                start.limit_key = st.target.limit_key
         payload = encode_message(start) + b"".join(encode_raw(ty, raw) for ty, raw in journal)
 
         ct = invocation_content_type(version)
@@ -493,6 +513,9 @@ class Invoker:
         ]
         if st.target.key is not None:
             headers.append(("x-restate-service-key", quote(st.target.key, safe="")))
+        if att.span is not None:
+            headers.append(("traceparent", att.span.traceparent))
+            att.span.deployment(dp.id, dp.uri, version)
         limit = self._limits.setdefault(dp.id, asyncio.Semaphore(self._config.concurrency_per_deployment))
         async with limit:
             try:  # checked again here: a name may resolve elsewhere than when it was registered
@@ -603,6 +626,8 @@ class Invoker:
     def _handle(self, att: _Attempt, ty: MessageType, message: object, raw: bytes) -> bool:
         """Turn one SDK message into an effect; True when it ends the attempt."""
         if ty.is_command:
+            if att.span is not None:
+                att.span.command(ty.name)
             self._emit(att, SdkCommand(int(ty), raw))
             return False
         match message:
@@ -612,23 +637,24 @@ class Invoker:
                 self._emit(att, ProposeRun(message.result_completion_id, result))
                 return False
             case pb.SuspensionMessage():
-                self._emit(
-                    att,
-                    Suspend(
-                        Waiting(
-                            tuple(message.waiting_completions),
-                            tuple(message.waiting_signals),
-                            tuple(message.waiting_named_signals),
-                        )
-                    ),
-                )
+                self._emit(att, Suspend(_waiting(message)))
                 return True
             case pb.ErrorMessage():
                 text = message.message
                 if message.stacktrace:
                     text = f"{text}\n{message.stacktrace}"
                 delay = message.next_retry_delay if message.HasField("next_retry_delay") else None
-                self._emit(att, AttemptFailed(message.code or ErrorCode.INTERNAL, text, delay))
+                behavior = message.behavior  # V7: the handler asks to pause, or to fail for good
+                self._emit(
+                    att,
+                    AttemptFailed(
+                        message.code or ErrorCode.INTERNAL,
+                        text,
+                        delay,
+                        terminal=behavior == pb.FAIL,
+                        pause=behavior == pb.PAUSE,
+                    ),
+                )
                 return True
             case pb.EndMessage():
                 self._emit(att, AttemptEnded())
@@ -637,6 +663,35 @@ class Invoker:
                 return False
             case _:
                 raise ProtocolError(f"unexpected message {ty.name} from the deployment")
+
+
+def _waiting(message: pb.SuspensionMessage) -> Waiting:
+    """What a suspension waits for: V5/V6 lists, or (V7) the leaves of the awaited future tree. Any
+    leaf resumes the invocation; the SDK suspends again if its combinator is not satisfied yet."""
+    completions = list(message.waiting_completions)
+    signals = list(message.waiting_signals)
+    names = list(message.waiting_named_signals)
+    if message.HasField("awaiting_on"):
+        pending = [message.awaiting_on]
+        while pending:
+            future = pending.pop()
+            completions.extend(future.waiting_completions)
+            signals.extend(future.waiting_signals)
+            names.extend(future.waiting_named_signals)
+            pending.extend(future.nested_futures)
+    return Waiting(tuple(completions), tuple(signals), tuple(names))
+
+
+def _trace_effect(span: tracing.AttemptSpan, effect: Effect) -> None:
+    match effect:
+        case AttemptEnded():
+            span.ended()
+        case Suspend():
+            span.suspended()
+        case AttemptFailed(code=code, message=message):
+            span.failed(code, message)
+        case _:
+            pass
 
 
 def _first(*values: int | bool | None) -> int:

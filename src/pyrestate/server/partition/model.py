@@ -13,6 +13,7 @@ from typing import Any
 
 from pyrestate.server.core_api import InvocationCommand, Outcome
 from pyrestate.server.storage.records import (
+    InvocationStatus,
     ResponseSink,
     Target,
     Timer,
@@ -38,6 +39,7 @@ class InvocationRequest:
     invoked_by: str = "ingress"
     invoked_by_id: str | None = None
     completion_retention_ms: int = 0
+    trace: str | None = None  # span context when traced (pyrestate.server.tracing)
 
 
 # ------------------------------------------------------------------------------------------------ effects
@@ -74,6 +76,8 @@ class AttemptFailed:
     next_retry_delay_ms: int | None = None
     # A limit was exceeded: another attempt would do the same, so the invocation fails now.
     terminal: bool = False
+    # The handler asked to be paused instead of retried (V7 ErrorMessage.behavior).
+    pause: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,24 @@ class ManageInvocation:
 
 
 @dataclass(frozen=True, slots=True)
+class RestartAsNew:
+    """A new invocation (`new_invocation_id`, on this partition) from a completed one's input, or from its
+    journal up to `from_index` included with the completions of the commands in that prefix."""
+
+    invocation_id: str
+    new_invocation_id: str
+    from_index: int = 0
+    # Pin of the copied prefix: "keep" the original's, else a deployment id (None: pinned on first attempt).
+    deployment_id: str | None = None
+    reply_token: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Restarted:
+    new_invocation_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class PatchState:
     service: str
     key: str
@@ -171,13 +193,6 @@ class Ingest:
     reply_token: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Duplicate:
-    """The reply to an `Ingest` whose record was ingested before."""
-
-    seq: int
-
-
 Command = (
     Invoke
     | Ingest
@@ -187,6 +202,7 @@ Command = (
     | GetResult
     | NotifySignal
     | ManageInvocation
+    | RestartAsNew
     | PatchState
     | Deliver
 )
@@ -227,6 +243,7 @@ class IngressResponse:
 
     invocation_id: str
     outcome: Outcome
+    traced: InvocationStatus | None = None  # the completed invocation, when traced: its end span
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +292,13 @@ class WorkflowAlreadyInvoked:
     invocation_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The reply to an `Ingest` whose record was ingested before."""
+
+    seq: int
+
+
 # ------------------------------------------------------------------------------------------------ codec
 
 # The commands one partition addresses to another through the durable outbox.
@@ -305,6 +329,8 @@ def command_to_json(cmd: Command) -> bytes:
                 "by_id": r.invoked_by_id,
                 "ret": r.completion_retention_ms,
             }
+            if r.trace is not None:
+                d["tr"] = r.trace
         case InvocationResponse(invocation_id=i, completion_id=c, outcome=o, notification_ty=ty):
             d = {"k": "response", "id": i, "cid": c, "outcome": outcome_to_json(o), "ty": ty}
         case NotifySignal(invocation_id=i, signal_id=s, signal_name=n, result=o):
@@ -335,6 +361,7 @@ def command_from_json(raw: bytes) -> Command:
                 invoked_by=d["by"],
                 invoked_by_id=d["by_id"],
                 completion_retention_ms=d["ret"],
+                trace=d.get("tr"),
             )
         )
     if kind == "response":

@@ -24,6 +24,7 @@ from pyrestate.server.partition.model import (
     ManageInvocation,
     NotifySignal,
     PatchState,
+    RestartAsNew,
 )
 from pyrestate.server.partition.state_machine import apply
 from pyrestate.server.storage.api import Storage
@@ -42,6 +43,7 @@ def _reply_token(cmd: Command) -> int | None:
             | NotifySignal(reply_token=t)
             | ManageInvocation(reply_token=t)
             | PatchState(reply_token=t)
+            | RestartAsNew(reply_token=t)
         ):
             return t
         case Deliver(inner=inner):

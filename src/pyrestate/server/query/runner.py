@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import struct
@@ -28,6 +29,8 @@ from pyrestate.server.core_api import QuerySnapshot
 from pyrestate.server.query.fastpath import match_status_count
 from pyrestate.server.query.schema import SYS_INVOCATION_VIEW, TABLE_SOURCES, table_names, table_schema
 from pyrestate.server.query.tables import build_tables
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +364,17 @@ class QueryRunner:
             w = _Worker()
             self._all.add(w)
             return w
+
+    def prewarm(self) -> None:
+        """Blocking: have one idle worker started (it loads DataFusion while nobody waits)."""
+        w = self._take()
+        try:
+            w.request("SELECT 1", self.limits, {})
+        except Exception:  # the first real query starts a new worker and reports what is wrong
+            log.warning("could not start a query worker ahead of time", exc_info=True)
+            self._discard(w)
+            return
+        self._give_back(w)
 
     def _give_back(self, w: _Worker) -> None:
         with self._lock:

@@ -45,20 +45,36 @@ def _failure_text(f: Failure) -> str:
     return f"[{f.code}] {f.message}"
 
 
+# Decoding stored statuses is most of a query's cost on a big invocation table, and between two queries
+# (the official CLI sends three for one `invocations list`) few of them change: the stored bytes are the
+# key, so a changed status simply misses. Statuses are never mutated (`with_` copies).
+_DECODED_STATUSES: dict[bytes, InvocationStatus] = {}
+_DECODED_STATUSES_MAX = 20_000
+_STATUS_ROWS: dict[bytes, Row] = {}  # rows of sys_invocation_status by stored bytes (never mutated)
+
+
 class _Loaded:
     """Decoded storage tables, each read once per query."""
 
     def __init__(self, snap: QuerySnapshot) -> None:
         self.snap = snap
         self._statuses: dict[str, InvocationStatus] | None = None
+        self.stored: dict[str, bytes] = {}  # invocation id -> its stored status bytes (the memo key)
         self._deployments: list[DeploymentRecord] | None = None
 
     def statuses(self) -> dict[str, InvocationStatus]:
         if self._statuses is None:
             self._statuses = {}
+            memo = _DECODED_STATUSES
+            if len(memo) > _DECODED_STATUSES_MAX:
+                memo.clear()
             for _, v in self.snap.scan("invocation_status"):
-                st = status_from_json(v)
+                raw = bytes(v)
+                st = memo.get(raw)
+                if st is None:
+                    st = memo[raw] = status_from_json(raw)
                 self._statuses[st.invocation_id] = st
+                self.stored[st.invocation_id] = raw
         return self._statuses
 
     def deployments(self) -> list[DeploymentRecord]:
@@ -94,6 +110,8 @@ def _status_row(st: InvocationStatus, statuses: dict[str, InvocationStatus]) -> 
         "target_service_key": t.key,
         "target_handler_name": t.handler,
         "target_service_ty": t.service_ty.value.lower(),  # virtual_object
+        "scope": t.scope,
+        "limit_key": t.limit_key,
         "idempotency_key": st.idempotency_key,
         "invoked_by": st.invoked_by,
         "created_at": st.created_at,
@@ -112,6 +130,8 @@ def _status_row(st: InvocationStatus, statuses: dict[str, InvocationStatus]) -> 
         if caller is not None:
             row["invoked_by_service_name"] = caller.target.service
             row["invoked_by_target"] = caller.target.display()
+    elif st.invoked_by == "restart_as_new":
+        row["restarted_from"] = st.invoked_by_id
     if st.execution_time is not None:
         row["scheduled_at"] = st.created_at  # delayed sends are scheduled when they are created
     if st.status is Status.INBOXED:
@@ -163,7 +183,18 @@ def _state_row(st: InvocationStatus, snap: QuerySnapshot, servers: dict[str, str
 
 def _sys_invocation_status(data: _Loaded) -> list[Row]:
     statuses = data.statuses()
-    return [_status_row(st, statuses) for st in statuses.values()]
+    memo = _STATUS_ROWS
+    if len(memo) > _DECODED_STATUSES_MAX:
+        memo.clear()
+    rows = []
+    for iid, st in statuses.items():
+        # A row depends on its status and, for a call, on the caller's target, which never changes.
+        raw = data.stored[iid]
+        row = memo.get(raw)
+        if row is None:
+            row = memo[raw] = _status_row(st, statuses)
+        rows.append(row)
+    return rows
 
 
 def _sys_invocation_state(data: _Loaded) -> list[Row]:

@@ -31,6 +31,9 @@ class Target:
     key: str | None
     service_ty: ServiceType
     handler_ty: HandlerType | None  # None for plain services
+    # V7 scoped calls: shown and sent to the deployment; no per-scope limit is enforced.
+    scope: str | None = None
+    limit_key: str | None = None
 
     @property
     def exclusive(self) -> bool:
@@ -44,17 +47,22 @@ class Target:
     def to_json(self) -> list[Any]:
         """[service, handler, key, service type, handler type], the types in their admin spelling."""
         hty = None if self.handler_ty is None else self.handler_ty.admin_name
-        return [self.service, self.handler, self.key, self.service_ty.admin_name, hty]
+        out = [self.service, self.handler, self.key, self.service_ty.admin_name, hty]
+        if self.scope is not None or self.limit_key is not None:  # most records: five elements
+            out += [self.scope, self.limit_key]
+        return out
 
     @classmethod
     def from_json(cls, d: list[Any]) -> Target:
-        service, handler, key, sty, hty = d
+        service, handler, key, sty, hty = d[:5]
         return cls(
             service,
             handler,
             key,
             ServiceType.from_admin_name(sty),
             None if hty is None else HandlerType.from_admin_name(hty),
+            d[5] if len(d) > 5 else None,
+            d[6] if len(d) > 6 else None,
         )
 
     def display(self) -> str:
@@ -94,7 +102,7 @@ class InvocationStatus:
     created_at: int
     modified_at: int
     idempotency_key: str | None = None
-    invoked_by: str = "ingress"  # ingress | service
+    invoked_by: str = "ingress"  # ingress | service | restart_as_new (invoked_by_id: the original)
     invoked_by_id: str | None = None
     sinks: tuple[ResponseSink, ...] = ()
     execution_time: int | None = None  # scheduled (delayed) invocations
@@ -117,6 +125,8 @@ class InvocationStatus:
     completion_retention_ms: int = 0
     expires_at: int | None = None
     running_at: int | None = None
+    # Span context (pyrestate.server.tracing), only when traced: its spans and its callees' join its trace.
+    trace: str | None = None
 
     def with_(self, **changes: Any) -> InvocationStatus:
         """A copy with `changes`. The state machine copies a status several times per command, and
@@ -207,6 +217,7 @@ _OMITTED: dict[str, Any] = {
     "completion_retention_ms": 0,
     "expires_at": None,
     "running_at": None,
+    "trace": None,
 }
 
 
@@ -244,6 +255,7 @@ def status_to_json(s: InvocationStatus) -> bytes:
         "completion_retention_ms": s.completion_retention_ms,
         "expires_at": s.expires_at,
         "running_at": s.running_at,
+        "trace": s.trace,
     }
     # Fields at their default are left out (the reader restores them): half the bytes, half the time.
     return _dumps({k: v for k, v in d.items() if _OMITTED.get(k, _KEEP) != v})
@@ -290,6 +302,7 @@ def status_from_json(raw: bytes) -> InvocationStatus:
         completion_retention_ms=d.get("completion_retention_ms", 0),
         expires_at=d.get("expires_at"),
         running_at=d.get("running_at"),
+        trace=d.get("trace"),
     )
 
 
@@ -303,22 +316,23 @@ class JournalEntry:
     appended_at: int | None = None
 
     def encode(self) -> bytes:
-        if self.appended_at is None:
-            return self.ty.to_bytes(2, "big") + self.raw
-        return _TIMED_ENTRY + self.ty.to_bytes(2, "big") + self.appended_at.to_bytes(8, "big") + self.raw
+        at = _NO_TIME if self.appended_at is None else self.appended_at
+        if self.appended_at is not None and not 0 <= at < _NO_TIME:
+            raise ValueError(f"appended_at {at} is outside 0..2**64-2 (epoch ms)")
+        return _TIMED_ENTRY + self.ty.to_bytes(2, "big") + at.to_bytes(8, "big") + self.raw
 
     @staticmethod
     def decode(data: bytes) -> JournalEntry:
         if data[:2] == _TIMED_ENTRY:
-            return JournalEntry(
-                int.from_bytes(data[2:4], "big"), bytes(data[12:]), int.from_bytes(data[4:12], "big")
-            )
+            ty, at = int.from_bytes(data[2:4], "big"), int.from_bytes(data[4:12], "big")
+            return JournalEntry(ty, bytes(data[12:]), None if at == _NO_TIME else at)
         return JournalEntry(int.from_bytes(data[:2], "big"), bytes(data[2:]))
 
 
-# Marks an entry stored with its append time. Entries written before carry their message type first;
-# 0xFFFF is no message type of the service protocol, so both layouts stay readable side by side.
+# Marks an entry stored with its append time (every entry written now). Entries written before carry their
+# message type first; 0xFFFF is no message type of the service protocol, so both layouts stay readable.
 _TIMED_ENTRY = b"\xff\xff"
+_NO_TIME = (1 << 64) - 1  # appended_at unknown
 
 
 class TimerKind(enum.Enum):
