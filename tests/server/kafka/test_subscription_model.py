@@ -1,4 +1,4 @@
-"""Pure parts: the config file, the partition's dedup of redelivered records."""
+"""Pure parts: the config file, the partition's dedup of redelivered records, cluster property redaction."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pyrestate.server.partition.model import Duplicate, Ingest, InvocationReques
 from pyrestate.server.partition.state_machine import apply
 from pyrestate.server.storage.memory import MemoryStorage
 from pyrestate.server.storage.records import Target
+from pyrestate.server.subscriptions.model import redact
 
 
 def test_config_file_reads_restate_names_and_clusters(tmp_path: Path) -> None:
@@ -56,3 +57,15 @@ def test_a_redelivered_record_is_dropped() -> None:
     assert ingest(ids[2], 3, 3) == Duplicate(3)
     assert isinstance(ingest(ids[3], 6, 4), Submitted)
     assert storage.reader().get_invocation_status(ids[1]) is None
+
+
+def test_cluster_properties_redacted_as_the_official_server_does() -> None:
+    # restate-server 1.7.12 answered "***" for exactly these of the properties it was given.
+    hidden = ["sasl.password", "ssl.key.password", "Password", "SECRET", "mypasswordx", "my.secret"]
+    hidden += ["sasl.username", "sasl.jaas.config", "sasl.oauthbearer.config", "ssl.key.pem"]
+    hidden += ["ssl.key.location", "ssl.keystore.location", "sasl.oauthbearer.client.secret"]
+    shown = ["bootstrap.servers", "api.key", "token", "ssl.ca.pem", "ssl.certificate.pem", "username"]
+    shown += ["sasl.kerberos.keytab", "ssl_key", "user", "credentials", "private.key", "ssl.keystore.pem"]
+    shown += ["sasl.oauthbearer.client.id", "x.key.pem", "oauthbearer.config", "client.id"]
+    assert all(redact(k, "v") == "***" for k in hidden)
+    assert all(redact(k, "v") == "v" for k in shown)

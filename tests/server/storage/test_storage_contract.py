@@ -197,20 +197,37 @@ async def test_subscriptions_and_dedup_sequence_numbers(storage: Storage) -> Non
     assert r.get_dedup_seq(3, "sub_1a-orders-0") == 42
 
 
+async def test_kafka_clusters(storage: Storage) -> None:
+    txn = storage.begin()
+    txn.put_kafka_cluster("west", b'{"w":1}')
+    txn.put_kafka_cluster("east", b'{"e":1}')
+    assert txn.all_kafka_clusters() == [("east", b'{"e":1}'), ("west", b'{"w":1}')]  # its own writes
+    await storage.commit(txn)
+    assert storage.reader().all_kafka_clusters() == [("east", b'{"e":1}'), ("west", b'{"w":1}')]
+    txn = storage.begin()
+    txn.delete_kafka_cluster("east")
+    txn.put_kafka_cluster("west", b'{"w":2}')
+    await storage.commit(txn)
+    assert storage.reader().all_kafka_clusters() == [("west", b'{"w":2}')]
+
+
 async def test_sqlite_migrates_a_database_of_the_previous_schema(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)
-    for i in range(SCHEMA_VERSION - 1):  # a data dir written before the Kafka tables existed
+    before_kafka = 2  # a data dir written before the Kafka tables existed
+    for i in range(before_kafka):
         for stmt in sqlite_backend.MIGRATIONS[i]:
             conn.execute(stmt)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.execute(f"PRAGMA user_version = {before_kafka}")
     conn.close()
     s = SqliteStorage(path)
     await s.open()
     txn = s.begin()
     txn.put_subscription("sub_1a", b"{}")
+    txn.put_kafka_cluster("c1", b"{}")
     await s.commit(txn)
     assert s.reader().all_subscriptions() == [("sub_1a", b"{}")]
+    assert s.reader().all_kafka_clusters() == [("c1", b"{}")]
     await s.close()
 
 

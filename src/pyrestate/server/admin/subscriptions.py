@@ -13,7 +13,12 @@ from pyrestate.server.admin.http import (
     check_path_id,
     method_not_allowed,
 )
-from pyrestate.server.subscriptions.model import BodyError, SubscriptionError, check_subscription_id
+from pyrestate.server.subscriptions.model import (
+    BodyError,
+    KafkaCluster,
+    SubscriptionError,
+    check_subscription_id,
+)
 from pyrestate.server.subscriptions.service import SubscriptionService
 
 if TYPE_CHECKING:
@@ -75,21 +80,41 @@ async def _subscriptions(service: SubscriptionService, req: Request) -> Response
             return Response(404)
 
 
+def _clusters_in_order(service: SubscriptionService) -> list[KafkaCluster]:
+    return sorted(service.clusters.values(), key=lambda c: c.name)
+
+
 async def _clusters(service: SubscriptionService, req: Request) -> Response:
     method = req.method
     match req.path:
         case []:
             if method == "GET":
-                return Response(200, {"clusters": [c.to_json() for c in service.clusters.values()]})
-            return method_not_allowed("GET")
+                return Response(200, {"clusters": [c.to_json() for c in _clusters_in_order(service)]})
+            if method == "POST":
+                cluster = await service.create_cluster(await req.body_json())
+                return Response(201, cluster.to_json(), [("location", f"kafka-clusters/{cluster.name}")])
+            return method_not_allowed("GET,POST")
         case [name]:
-            if method != "GET":
-                return method_not_allowed("GET")
-            cluster = service.clusters.get(name)
-            if cluster is None:
-                raise AdminError(404, f"The requested Kafka cluster '{name}' does not exist")
-            include = req.query.get("include_subscriptions", "").lower() == "true"
-            subs = [s for s in service.list() if s.cluster == name] if include else []
-            return Response(200, cluster.to_json(subs))
+            if method == "GET":
+                found = service.clusters.get(name)
+                if found is None:
+                    raise AdminError(404, f"The requested Kafka cluster '{name}' does not exist")
+                include = req.query.get("include_subscriptions", "").lower() == "true"
+                subs = [s for s in service.list() if s.cluster == name] if include else []
+                return Response(200, found.to_json(subs))
+            if method == "PATCH":
+                cluster = await service.update_cluster(name, await req.body_json())
+                return Response(200, cluster.to_json())
+            if method == "DELETE":
+                force = req.query.get("force", "false")
+                if force not in ("true", "false"):
+                    raise PlainError(
+                        400,
+                        "Failed to deserialize query string: force: provided string was not "
+                        "`true` or `false`",
+                    )
+                await service.delete_cluster(name, force == "true")
+                return Response(202)
+            return method_not_allowed("GET,HEAD,PATCH,DELETE")
         case _:
             return Response(404)

@@ -31,6 +31,8 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     # producer ("{group}-{topic}-{kafka partition}"): redelivered records at or below it are dropped.
     "subscriptions": (("id", "TEXT"),),
     "dedup": (("partition", "INTEGER"), ("producer", "TEXT")),
+    # Kafka clusters registered through the admin API (JSON documents), by name.
+    "kafka_clusters": (("name", "TEXT"),),
 }
 # The tables of the first schema version: later tables are created by migrations of their own.
 INITIAL_TABLES: tuple[str, ...] = (
@@ -191,6 +193,16 @@ class SubscriptionTable(Protocol):
     def all_subscriptions(self) -> list[tuple[str, bytes]]: ...
 
 
+class KafkaClusterTable(Protocol):
+    """Kafka clusters registered through the admin API, stored as opaque JSON documents."""
+
+    def put_kafka_cluster(self, name: str, doc: bytes) -> None: ...
+
+    def delete_kafka_cluster(self, name: str) -> None: ...
+
+    def all_kafka_clusters(self) -> list[tuple[str, bytes]]: ...
+
+
 class DedupTable(Protocol):
     """Per partition, the highest sequence number (Kafka offset) ingested from each producer."""
 
@@ -211,6 +223,7 @@ class Transaction(
     FsmTable,
     SchemaTable,
     SubscriptionTable,
+    KafkaClusterTable,
     DedupTable,
     Protocol,
 ):

@@ -68,6 +68,7 @@ MIGRATIONS: list[list[str]] = [
         " epoch bigint NOT NULL, expires_at timestamptz NOT NULL)",
     ],
     [_create_table_sql("subscriptions"), _create_table_sql("dedup")],
+    [_create_table_sql("kafka_clusters")],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -54,6 +54,7 @@ MIGRATIONS: list[list[str]] = [
         "INSERT INTO pyrestate_meta VALUES (0, 0, 0)",
     ],
     [_create_table_sql("subscriptions"), _create_table_sql("dedup")],
+    [_create_table_sql("kafka_clusters")],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

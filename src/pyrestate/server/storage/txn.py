@@ -367,6 +367,15 @@ class BufferedTransaction:
     def all_subscriptions(self) -> list[tuple[str, bytes]]:
         return [(str(k[0]), v) for k, v in self._scan("subscriptions", ())]
 
+    def put_kafka_cluster(self, name: str, doc: bytes) -> None:
+        self._put("kafka_clusters", (name,), doc)
+
+    def delete_kafka_cluster(self, name: str) -> None:
+        self._del("kafka_clusters", (name,))
+
+    def all_kafka_clusters(self) -> list[tuple[str, bytes]]:
+        return [(str(k[0]), v) for k, v in self._scan("kafka_clusters", ())]
+
     def get_dedup_seq(self, partition: int, producer: str) -> int | None:
         raw = self._get("dedup", (partition, producer))
         return None if raw is None else int(raw)

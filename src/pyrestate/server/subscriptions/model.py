@@ -38,12 +38,36 @@ class BodyError(ValueError):
     """The request body does not have the expected type (the official server's plain-text 422)."""
 
 
+# Properties whose values the official server answers as "***": any name with "password" or "secret" in it
+# (any case), and these.
+_SENSITIVE_PROPERTIES = frozenset(
+    {
+        "sasl.username",
+        "sasl.jaas.config",
+        "sasl.oauthbearer.config",
+        "ssl.key.pem",
+        "ssl.key.location",
+        "ssl.keystore.location",
+    }
+)
+REDACTED = "***"
+
+
+def redact(name: str, value: str) -> str:
+    lowered = name.lower()
+    sensitive = "password" in lowered or "secret" in lowered or lowered in _SENSITIVE_PROPERTIES
+    return REDACTED if sensitive else value
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaCluster:
-    """A cluster of `[[ingress.kafka-clusters]]`: its name and librdkafka properties."""
+    """A Kafka cluster subscriptions read from: its name and librdkafka properties. `created_at` (RFC 3339)
+    is None for a cluster of the config file's `[[ingress.kafka-clusters]]`, else it was registered through
+    the admin API."""
 
     name: str
     properties: tuple[tuple[str, str], ...]
+    created_at: str | None = None
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -60,16 +84,89 @@ class KafkaCluster:
                 out.append(item)
         return out
 
+    @property
+    def configured_in_file(self) -> bool:
+        return self.created_at is None
+
     def to_json(self, subscriptions: Sequence[Subscription] | None = None) -> dict[str, object]:
         d: dict[str, object] = {
             "name": self.name,
-            "properties": dict(self.properties),
-            "created_at": "1970-01-01T00:00:00Z",  # configured in the file, as the official server says
+            "properties": {k: redact(k, v) for k, v in self.properties},
+            # a cluster of the config file has no creation time: the official server says the epoch
+            "created_at": self.created_at or "1970-01-01T00:00:00Z",
         }
         if subscriptions is not None:
             d["subscriptions"] = [s.to_json() for s in subscriptions]
-        d["info"] = [{"message": STATIC_CLUSTER_INFO}]
+        if self.configured_in_file:
+            d["info"] = [{"message": STATIC_CLUSTER_INFO}]
         return d
+
+    def encode(self) -> bytes:
+        doc = {"name": self.name, "properties": dict(self.properties), "created_at": self.created_at}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_cluster(raw: bytes) -> KafkaCluster:
+    d = json.loads(raw)
+    return KafkaCluster(d["name"], tuple(d["properties"].items()), d["created_at"])
+
+
+_BODY = "Failed to deserialize the JSON body into the target type: "
+# What the official server takes as a cluster name: a URI authority (RFC 3986 characters, no "/?#").
+_AUTHORITY_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@[]"
+)
+
+
+def _cluster_properties(body: dict[str, object]) -> dict[str, str]:
+    if "properties" not in body:
+        raise BodyError(_BODY + "missing field `properties`")
+    props = body["properties"]
+    if not isinstance(props, dict):
+        raise BodyError(_BODY + "properties: invalid type: expected a map")
+    for k, v in props.items():
+        if not isinstance(v, str):
+            shown = "null" if v is None else type(v).__name__
+            raise BodyError(_BODY + f"properties.{k}: invalid type: {shown}, expected a string")
+    return dict(props)
+
+
+def _check_broker_properties(name: str, props: Mapping[str, str]) -> None:
+    if "bootstrap.servers" not in props and "metadata.broker.list" not in props:
+        raise SubscriptionError(
+            400,
+            f"kafka cluster '{name}' properties must contain either 'bootstrap.servers' or "
+            "'metadata.broker.list'",
+        )
+
+
+def parse_cluster_request(body: object, created_at: str) -> KafkaCluster:
+    """A `POST /kafka-clusters` body → the cluster to store, checked as the official server checks it."""
+    if not isinstance(body, dict):
+        raise BodyError(_BODY + "invalid type: expected struct CreateKafkaClusterRequest")
+    if "name" not in body:
+        raise BodyError(_BODY + "missing field `name`")
+    name = body["name"]
+    if not isinstance(name, str):
+        raise BodyError(_BODY + "name: invalid type: expected a string")
+    if not name:
+        raise BodyError(_BODY + "name: empty string")
+    if any(c not in _AUTHORITY_CHARS and c != "%" for c in name):
+        raise BodyError(_BODY + "name: invalid uri character")
+    if "%" in name:
+        raise BodyError(_BODY + "name: invalid authority")
+    props = _cluster_properties(body)
+    _check_broker_properties(name, props)
+    return KafkaCluster(name, tuple(props.items()), created_at)
+
+
+def parse_cluster_update(cluster: KafkaCluster, body: object) -> KafkaCluster:
+    """A `PATCH /kafka-clusters/{name}` body: the new properties replace all the old ones."""
+    if not isinstance(body, dict):
+        raise BodyError(_BODY + "invalid type: expected struct UpdateKafkaClusterRequest")
+    props = _cluster_properties(body)
+    _check_broker_properties(cluster.name, props)
+    return KafkaCluster(cluster.name, tuple(props.items()), cluster.created_at)
 
 
 def cluster_from_config(entry: Mapping[str, object]) -> KafkaCluster:

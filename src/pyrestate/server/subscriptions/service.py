@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,10 +32,13 @@ from pyrestate.server.subscriptions.model import (
     KafkaRecord,
     Subscription,
     SubscriptionError,
+    decode_cluster,
     decode_subscription,
     invocation_id_for,
     new_subscription_id,
     object_key,
+    parse_cluster_request,
+    parse_cluster_update,
     parse_request,
     producer_id,
     record_headers,
@@ -67,15 +71,37 @@ class IngestEngine(Protocol):
     ) -> asyncio.Future[Any]: ...
 
 
+def _now_rfc3339() -> str:
+    """The time as the official server writes `created_at`: UTC, milliseconds in nine digits."""
+    ms = time.time_ns() // 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}000000Z"
+
+
+def _refuse_file_cluster(cluster: KafkaCluster) -> None:
+    if cluster.configured_in_file:
+        raise SubscriptionError(
+            409,
+            f"kafka cluster '{cluster.name}' cannot be updated, because it was defined in the restate "
+            "configuration file. Update the configuration file directly, or remove the configuration file",
+        )
+
+
 class SubscriptionService:
     def __init__(self, engine: IngestEngine, clusters: Sequence[KafkaCluster]) -> None:
         self._engine = engine
+        # The config file's clusters, then those registered through the admin API (stored).
         self.clusters = {c.name: c for c in clusters}
         self._subs: dict[str, Subscription] = {}
         self._consumers: dict[str, SubscriptionConsumer] = {}
 
     async def start(self) -> None:
-        for _, doc in self._engine.storage.reader().all_subscriptions():
+        reader = self._engine.storage.reader()
+        for name, doc in reader.all_kafka_clusters():
+            if name in self.clusters:  # as the official server: the config file's cluster wins
+                log.warning("Kafka cluster %r is registered and in the config file: the file's is used", name)
+                continue
+            self.clusters[name] = decode_cluster(doc)
+        for _, doc in reader.all_subscriptions():
             sub = decode_subscription(doc)
             self._subs[sub.id] = sub
             self._run(sub)
@@ -95,6 +121,13 @@ class SubscriptionService:
         consumer = SubscriptionConsumer(self._engine, sub, cluster)
         self._consumers[sub.id] = consumer
         consumer.start()
+
+    async def _stop_consumers(self, subs: list[Subscription]) -> None:
+        consumers = [c for s in subs if (c := self._consumers.pop(s.id, None)) is not None]
+        await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
+
+    def _subscriptions_of(self, cluster: str) -> list[Subscription]:
+        return [s for s in self._subs.values() if s.cluster == cluster]
 
     # ------------------------------------------------------------------ admin
 
@@ -118,6 +151,62 @@ class SubscriptionService:
         self._subs[sub.id] = sub
         self._run(sub)
         return sub
+
+    async def create_cluster(self, body: object) -> KafkaCluster:
+        cluster = parse_cluster_request(body, _now_rfc3339())
+        existing = self.clusters.get(cluster.name)
+        if existing is not None and existing.configured_in_file:
+            raise SubscriptionError(
+                409,
+                f"kafka cluster '{cluster.name}' conflicts with static configuration. Cluster names in "
+                "schema registry cannot override statically configured clusters.",
+            )
+        if existing is not None:
+            raise SubscriptionError(409, f"kafka cluster '{cluster.name}' already exists in schema registry")
+        await self._store_cluster(cluster)
+        # Subscriptions left without their cluster (deleted with force) read again from the new one.
+        for sub in self._subscriptions_of(cluster.name):
+            if sub.id not in self._consumers:
+                self._run(sub)
+        return cluster
+
+    async def update_cluster(self, name: str, body: object) -> KafkaCluster:
+        current = self.clusters.get(name)
+        if current is None:
+            raise SubscriptionError(404, f"not found in the schema registry: kafka cluster '{name}'")
+        _refuse_file_cluster(current)
+        cluster = parse_cluster_update(current, body)
+        await self._store_cluster(cluster)
+        # Consumers restart with the new properties, from the committed offsets.
+        subs = self._subscriptions_of(name)
+        await self._stop_consumers(subs)
+        for sub in subs:
+            self._run(sub)
+        return cluster
+
+    async def delete_cluster(self, name: str, force: bool) -> None:
+        current = self.clusters.get(name)
+        if current is None:
+            raise SubscriptionError(404, f"not found in the schema registry: kafka cluster named '{name}'")
+        _refuse_file_cluster(current)
+        subs = sorted(self._subscriptions_of(name), key=lambda s: s.id)
+        if subs and not force:
+            raise SubscriptionError(
+                409,
+                f"Removing the kafka cluster '{name}' leads to subscription '{subs[0].id}' being orphan. "
+                "Remove the subscription first, or use the 'force' flag.",
+            )
+        txn = self._engine.storage.begin()
+        txn.delete_kafka_cluster(name)
+        await self._engine.storage.commit(txn)
+        del self.clusters[name]
+        await self._stop_consumers(subs)  # the subscriptions stay, idle until the cluster is back
+
+    async def _store_cluster(self, cluster: KafkaCluster) -> None:
+        txn = self._engine.storage.begin()
+        txn.put_kafka_cluster(cluster.name, cluster.encode())
+        await self._engine.storage.commit(txn)
+        self.clusters[cluster.name] = cluster
 
     async def delete(self, subscription_id: str) -> None:
         if subscription_id not in self._subs:
