@@ -81,3 +81,18 @@ def test_official_cli_subscriptions(broker: Broker, server: Server) -> None:
     deleted = restate("--yes", "sub", "delete", sub_id)
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
     assert server.admin("GET", "/subscriptions").json() == {"subscriptions": []}
+
+    # Clusters registered, changed and removed at runtime.
+    created = restate("--yes", "kafka-clusters", "create", "rt", f"bootstrap.servers={broker.bootstrap}")
+    assert created.returncode == 0, created.stdout + created.stderr
+    patched = restate("--yes", "kafka-clusters", "patch", "rt", "--set", "client.id=cli")
+    assert patched.returncode == 0, patched.stdout + patched.stderr
+    described = restate("kafka-clusters", "describe", "rt")
+    assert described.returncode == 0 and "cli" in described.stdout, described.stdout + described.stderr
+    assert server.admin("GET", "/kafka-clusters/rt").json()["properties"] == {
+        "bootstrap.servers": broker.bootstrap,
+        "client.id": "cli",
+    }
+    removed = restate("--yes", "kafka-clusters", "delete", "rt")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert server.admin("GET", "/kafka-clusters/rt").status_code == 404
