@@ -33,6 +33,7 @@ EXAMPLES = [
     "priority_queue",
     "sync_to_async",
     "database",
+    "kafka_posts",
 ]
 
 
