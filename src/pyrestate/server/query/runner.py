@@ -421,6 +421,13 @@ class QueryRunner:
             self._all.discard(w)
         w.kill()
 
+    def _prepare(self, snapshot: QuerySnapshot, sql: str) -> pa.Table | tuple[dict[str, pa.Table], _Worker]:
+        """Blocking, in one thread hop: the counted answer, or the query's tables and an idle worker."""
+        counted = status_count(snapshot, sql)
+        if counted is not None:
+            return counted
+        return load_tables(snapshot, sql), self._take()
+
     async def run(self, snapshot: QuerySnapshot, sql: str) -> pa.Table:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.limits.concurrency)
@@ -436,11 +443,10 @@ class QueryRunner:
             if remaining <= 0:
                 snapshot.close()
                 raise QueryError(500, _timeout_message(self.limits))
-            counted = await asyncio.to_thread(status_count, snapshot, sql)
-            if counted is not None:
-                return counted
-            tables = await asyncio.to_thread(load_tables, snapshot, sql)
-            worker = await asyncio.to_thread(self._take)
+            prepared = await asyncio.to_thread(self._prepare, snapshot, sql)
+            if isinstance(prepared, pa.Table):
+                return prepared
+            tables, worker = prepared
             limits = QueryLimits(
                 **{**asdict(self.limits), "timeout_s": max(deadline - time.monotonic(), 0.001)}
             )
