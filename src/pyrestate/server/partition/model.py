@@ -181,6 +181,11 @@ class Deliver:
     inner: Command
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewLimits:
+    """The rule book changed, or the server started: start the waiting invocations that fit now."""
+
+
 Command = (
     Invoke
     | InvokerEffect
@@ -192,6 +197,7 @@ Command = (
     | RestartAsNew
     | PatchState
     | Deliver
+    | ReviewLimits
 )
 
 

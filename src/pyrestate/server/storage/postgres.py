@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyrestate.server.storage.api import TABLES, Key, StorageUnavailable, Transaction, WriteOp
+from pyrestate.server.storage.api import LATER_TABLES, TABLES, Key, StorageUnavailable, Transaction, WriteOp
 from pyrestate.server.storage.sqlite import CommitStats
 from pyrestate.server.storage.txn import BufferedTransaction
 
@@ -50,7 +50,7 @@ _PG_TYPES = {"TEXT": 'text COLLATE "C"', "INTEGER": "bigint", "BLOB": "bytea"}
 _ARRAY_TYPES = {"TEXT": "text[]", "INTEGER": "bigint[]", "BLOB": "bytea[]"}
 _MIGRATION_LOCK = 0x7079_7265_7374  # advisory lock key: one migrating node at a time
 # Tables never cached: written by any node (admin), read rarely.
-_UNCACHED = frozenset({"deployments", "services"})
+_UNCACHED = frozenset({"deployments", "services", "limit_rules", "limit_slots", "limit_queue"})
 
 
 def _create_table_sql(name: str) -> str:
@@ -63,10 +63,11 @@ def _create_table_sql(name: str) -> str:
 # Migration i brings the schema from version i to i + 1. Append, never edit.
 MIGRATIONS: list[list[str]] = [
     [
-        *(_create_table_sql(name) for name in TABLES),
+        *(_create_table_sql(name) for name in TABLES if name not in LATER_TABLES),
         "CREATE TABLE partition_leases (partition integer PRIMARY KEY, owner text NOT NULL,"
         " epoch bigint NOT NULL, expires_at timestamptz NOT NULL)",
     ],
+    [_create_table_sql(name) for name in LATER_TABLES],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

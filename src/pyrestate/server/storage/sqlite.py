@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyrestate.server.storage.api import TABLES, Key, StorageUnavailable, Transaction, WriteOp
+from pyrestate.server.storage.api import LATER_TABLES, TABLES, Key, StorageUnavailable, Transaction, WriteOp
 from pyrestate.server.storage.datadir import (
     CommitMark,
     DataDirError,
@@ -46,13 +46,14 @@ def _create_table_sql(name: str) -> str:
 
 # Migration i brings the schema from user_version i to i + 1. Append, never edit.
 MIGRATIONS: list[list[str]] = [
-    [_create_table_sql(name) for name in TABLES],
+    [_create_table_sql(name) for name in TABLES if name not in LATER_TABLES],
     [
         # The number of the last group commit (and of the logical transactions so far): see `datadir`.
         "CREATE TABLE pyrestate_meta (id INTEGER PRIMARY KEY CHECK (id = 0),"
         " commits INTEGER NOT NULL, transactions INTEGER NOT NULL)",
         "INSERT INTO pyrestate_meta VALUES (0, 0, 0)",
     ],
+    [_create_table_sql(name) for name in LATER_TABLES],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
