@@ -88,7 +88,9 @@ def test_rule_book_versions_preconditions_and_validation(flow: tuple[Runtime, Ad
     }
     r = _delete(admin, [{"pattern": "rb3", "expected_version": 1}])
     assert r.status_code == 409
-    assert r.json()["message"] == "rule precondition Matches(v1) for pattern rb3 failed (actual version: None)"
+    assert (
+        r.json()["message"] == "rule precondition Matches(v1) for pattern rb3 failed (actual version: None)"
+    )
     # Validation answers 422 text/plain.
     for bad, why in [
         ({"pattern": "rb4", "limits": {"concurrency": 0}}, "[0].limits.concurrency: invalid value"),
@@ -130,7 +132,9 @@ def test_never_more_than_the_limit_and_all_complete(flow: tuple[Runtime, Admin])
     seen_pending = False
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        rows = admin.query("SELECT status, count(*) AS n FROM sys_invocation WHERE scope = 'load' GROUP BY status")
+        rows = admin.query(
+            "SELECT status, count(*) AS n FROM sys_invocation WHERE scope = 'load' GROUP BY status"
+        )
         counts = {r["status"]: r["n"] for r in rows}
         assert counts.get("running", 0) <= 3, counts
         seen_pending |= counts.get("pending", 0) > 0

@@ -45,7 +45,8 @@ def test_versions_follow_restate() -> None:
 
 def test_preconditions_are_atomic() -> None:
     book, _ = RuleBook().upsert([Upsert("a", 1)], now_ms=1)
-    with pytest.raises(PreconditionFailed, match=r"Matches\(v7\) for pattern a failed \(actual version: Some\(v1\)\)"):
+    failed = r"Matches\(v7\) for pattern a failed \(actual version: Some\(v1\)\)"
+    with pytest.raises(PreconditionFailed, match=failed):
         book.upsert([Upsert("new", 1), Upsert("a", 2, precondition=("matches", 7))], now_ms=2)
     with pytest.raises(PreconditionFailed, match=r"DoesNotExist for pattern a failed"):
         book.upsert([Upsert("a", 2, precondition=("does_not_exist", None))], now_ms=2)
@@ -112,7 +113,9 @@ def service() -> Iterator[ServiceApp]:
 
 
 def _counts(admin: Admin) -> dict[str, int]:
-    rows = admin.query("SELECT status, count(*) AS n FROM sys_invocation WHERE scope = 'crash' GROUP BY status")
+    rows = admin.query(
+        "SELECT status, count(*) AS n FROM sys_invocation WHERE scope = 'crash' GROUP BY status"
+    )
     return {r["status"]: int(r["n"]) for r in rows}
 
 
