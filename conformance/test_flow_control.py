@@ -200,3 +200,27 @@ def test_limit_key_levels_and_wildcards(flow: tuple[Runtime, Admin]) -> None:
         assert rows == []
 
     eventually(all_running, timeout=10)
+
+
+def test_suspended_invocations_do_not_hold_a_slot(
+    runtime_factory: Callable[..., Runtime], app: ServiceApp
+) -> None:
+    rt = runtime_factory(dataclasses.replace(FLOW, inactivity_timeout="0s"), "flow-suspending")
+    register_deployment(rt.admin_url, app.url)
+    with Admin(rt.admin_url) as admin:
+        assert _put(admin, [{"pattern": "naps", "limits": {"concurrency": 1}}]).status_code == 200
+        for _ in range(3):
+            r = httpx.post(f"{rt.ingress_url}/restate/scope/naps/send/Limited/nap", json=3000)
+            assert r.status_code == 202, r.text
+
+        def all_suspended() -> None:
+            rows = admin.query("SELECT status FROM sys_invocation WHERE scope = 'naps'")
+            assert [r["status"] for r in rows] == ["suspended"] * 3
+
+        eventually(all_suspended, timeout=10, interval=0.05)
+
+        def all_completed() -> None:
+            rows = admin.query("SELECT status FROM sys_invocation WHERE scope = 'naps'")
+            assert [r["status"] for r in rows] == ["completed"] * 3
+
+        eventually(all_completed, timeout=20)

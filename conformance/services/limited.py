@@ -1,8 +1,10 @@
 """Service of the flow-control scenarios: Limited.work sleeps (in the handler, so the invocation keeps
 running) and counts how many of its invocations run at once in this process; Limited.stats reads the count
-and the order in which invocations entered."""
+and the order in which invocations entered; Limited.nap sleeps durably (it suspends in the suspending
+profile)."""
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from conformance.services._sdk import restate
@@ -31,6 +33,12 @@ async def stats(ctx: restate.Context) -> dict[str, Any]:
 @limited.handler()
 async def reset(ctx: restate.Context) -> None:
     _state.update(current=0, max=0, entered=[])
+
+
+@limited.handler()
+async def nap(ctx: restate.Context, ms: int) -> int:
+    await ctx.sleep(timedelta(milliseconds=ms))
+    return ms
 
 
 SERVICES = [limited]
