@@ -110,8 +110,9 @@ def service_app_factory(log_dir: Path) -> Iterator[Callable[..., ServiceApp]]:
         env = {"PYRESTATE_SDK": SDK_KIND, **(extra_env or {})}
         if services:
             env["SERVICES"] = services
-        app = ServiceApp(APP_REF, env=env, log_dir=log_dir, name=f"sdk-{SDK_KIND}-{name}", pythonpath=[ROOT],
-                         cwd=ROOT)
+        app = ServiceApp(
+            APP_REF, env=env, log_dir=log_dir, name=f"sdk-{SDK_KIND}-{name}", pythonpath=[ROOT], cwd=ROOT
+        )
         created.append(app)
         _live.append(app)
         app.start()

@@ -26,10 +26,12 @@ def env_own_app(env_factory: Callable[..., Env]) -> Env:
 def test_sleep_and_restart_service_endpoint(env_own_app: Env, hard: bool) -> None:
     env, key = env_own_app, new_key()
     t0 = time.monotonic()
-    inv = env.ingress.send_json(VOCI, "interpretCommands",
-                                {"commands": [{"type": "awaitOne", "command": {"type": "sleep",
-                                                                               "timeoutMillis": SLEEP_MS}}]},
-                                key=key)["invocationId"]
+    inv = env.ingress.send_json(
+        VOCI,
+        "interpretCommands",
+        {"commands": [{"type": "awaitOne", "command": {"type": "sleep", "timeoutMillis": SLEEP_MS}}]},
+        key=key,
+    )["invocationId"]
     wait_journaled(env.admin, inv, "Command: Sleep")  # the endpoint dies mid-sleep, not before it
     env.app.restart(hard=hard)
     r = env.ingress.attach(inv)
@@ -70,10 +72,13 @@ def test_runtime_restart_mid_sleep(env_restartable: Env, hard: bool) -> None:
     """A durable timer registered before the crash still fires after the restart."""
     env, key = env_restartable, new_key()
     t0 = time.monotonic()
-    inv = env.ingress.send_json(VOCI, "interpretCommands",
-                                {"commands": [{"type": "awaitOne", "command": {"type": "sleep",
-                                                                               "timeoutMillis": SLEEP_MS}}]},
-                                key=key, retry_for=30)["invocationId"]
+    inv = env.ingress.send_json(
+        VOCI,
+        "interpretCommands",
+        {"commands": [{"type": "awaitOne", "command": {"type": "sleep", "timeoutMillis": SLEEP_MS}}]},
+        key=key,
+        retry_for=30,
+    )["invocationId"]
     wait_journaled(env.admin, inv, "Command: Sleep")  # the sleep and its timer are stored before the crash
     env.runtime.restart(hard=hard)
     _fresh_client(env)

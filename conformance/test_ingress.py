@@ -24,6 +24,7 @@ def _counter(env: Env, key: str) -> int:
 
 # --- idempotency -----------------------------------------------------------------------------------------
 
+
 def test_idempotent_invoke_object_until_retention_expires(env_h2: Env) -> None:
     env, key, idem = env_h2, new_key(), new_key()
     first = env.ingress.call("ShortRetentionCounter", "add", 1, key=key, idempotency_key=idem)
@@ -113,6 +114,7 @@ def test_send_then_attach_and_output_by_idempotency_key(env: Env) -> None:
 
 # --- routing and payloads --------------------------------------------------------------------------------
 
+
 def test_private_service(env_h2: Env) -> None:
     env = env_h2
     direct = env.ingress.call("PrivateService", "echo", "hi")
@@ -157,6 +159,7 @@ def test_raw_handler(env: Env) -> None:
 
 # --- AwakeableIngressEndpoint ----------------------------------------------------------------------------
 
+
 def _raw_awakeable(env: Env) -> tuple[str, str]:
     """Starts RawAwakeable/awaitRaw on a fresh key; returns (invocation id, awakeable id)."""
     key = new_key()
@@ -172,8 +175,9 @@ def _raw_awakeable(env: Env) -> tuple[str, str]:
 
 
 def _post(env: Env, awakeable_id: str, verb: str, content: bytes, content_type: str) -> httpx.Response:
-    return env.ingress.client.post(f"/restate/awakeables/{awakeable_id}/{verb}", content=content,
-                                   headers={"content-type": content_type})
+    return env.ingress.client.post(
+        f"/restate/awakeables/{awakeable_id}/{verb}", content=content, headers={"content-type": content_type}
+    )
 
 
 def test_awakeable_resolve_raw_through_ingress(env: Env) -> None:

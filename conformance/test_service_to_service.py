@@ -44,7 +44,9 @@ def test_one_way_call_with_idempotency_key(env_h2: Env) -> None:
 
     def done() -> None:
         assert json_of(env.ingress.attach_by_key("Counter", "add", idem, key=key, output=True)) == {
-            "oldValue": 0, "newValue": 1}
+            "oldValue": 0,
+            "newValue": 1,
+        }
 
     eventually(done)
     assert _counter(env, key) == 1

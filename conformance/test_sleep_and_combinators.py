@@ -18,8 +18,9 @@ VOCI = "VirtualObjectCommandInterpreter"
 
 
 def interpret(ingress: Ingress, key: str, *commands: dict[str, Any]) -> Any:
-    return ingress.call("VirtualObjectCommandInterpreter", "interpretCommands", {"commands": list(commands)},
-                        key=key)
+    return ingress.call(
+        "VirtualObjectCommandInterpreter", "interpretCommands", {"commands": list(commands)}, key=key
+    )
 
 
 def start(ingress: Ingress, key: str, *commands: dict[str, Any]) -> str:
@@ -58,6 +59,7 @@ def run_throws(reason: str) -> dict[str, Any]:
 
 # --- Sleep -----------------------------------------------------------------------------------------------
 
+
 def test_sleep(env: Env) -> None:
     t0 = time.monotonic()
     r = interpret(env.ingress, new_key(), {"type": "awaitOne", "command": sleep(10)})
@@ -71,13 +73,24 @@ def test_many_sleeps(env_h2: Env) -> None:
 
     async def go() -> list[Any]:
         async with AsyncIngress(env_h2.ingress_url) as ingress:
-            return await asyncio.gather(*[
-                ingress.call_json(VOCI, "interpretCommands", {"commands": [{
-                    "type": "awaitAllCompleted",
-                    "commands": [sleep(rng.randint(10, 50)) for _ in range(sleeps)],
-                }]}, key=new_key())
-                for _ in range(invocations)
-            ])
+            return await asyncio.gather(
+                *[
+                    ingress.call_json(
+                        VOCI,
+                        "interpretCommands",
+                        {
+                            "commands": [
+                                {
+                                    "type": "awaitAllCompleted",
+                                    "commands": [sleep(rng.randint(10, 50)) for _ in range(sleeps)],
+                                }
+                            ]
+                        },
+                        key=new_key(),
+                    )
+                    for _ in range(invocations)
+                ]
+            )
 
     t0 = time.monotonic()
     results = asyncio.run(go())
@@ -87,23 +100,37 @@ def test_many_sleeps(env_h2: Env) -> None:
 
 # --- Combinators -----------------------------------------------------------------------------------------
 
+
 def test_awakeable_or_timeout_using_await_any(env: Env) -> None:
     r = interpret(env.ingress, new_key(), {"type": "awaitAny", "commands": [awakeable("1"), sleep(100)]})
     assert json_of(r) == "sleep"
 
 
 def test_awakeable_or_timeout_using_awakeable_timeout_command(env: Env) -> None:
-    r = interpret(env.ingress, new_key(),
-                  {"type": "awaitAwakeableOrTimeout", "awakeableKey": "1", "timeoutMillis": 100})
+    r = interpret(
+        env.ingress, new_key(), {"type": "awaitAwakeableOrTimeout", "awakeableKey": "1", "timeoutMillis": 100}
+    )
     assert r.status_code == 408, r.text
     assert "await-timeout" in r.json()["message"]
 
 
 def test_first_successful_completed_awakeable(env: Env) -> None:
     key = new_key()
-    inv = start(env.ingress, key, {"type": "awaitAnySuccessful", "commands": [
-        awakeable("1"), awakeable("2"), awakeable("3"), run_throws("e1"), run_throws("e2"), run_throws("e3"),
-    ]})
+    inv = start(
+        env.ingress,
+        key,
+        {
+            "type": "awaitAnySuccessful",
+            "commands": [
+                awakeable("1"),
+                awakeable("2"),
+                awakeable("3"),
+                run_throws("e1"),
+                run_throws("e2"),
+                run_throws("e3"),
+            ],
+        },
+    )
     for k in ("1", "2", "3"):
         wait_awakeable(env.ingress, key, k)
     json_of(env.ingress.call(VOCI, "rejectAwakeable", {"awakeableKey": "2", "reason": "nope"}, key=key))
@@ -114,13 +141,19 @@ def test_first_successful_completed_awakeable(env: Env) -> None:
 
 
 def _resolve_signal(env: Env, inv: str, name: str, value: str) -> None:
-    json_of(env.ingress.call("TestUtilsService", "resolveSignal",
-                             {"invocationId": inv, "signalName": name, "value": value}))
+    json_of(
+        env.ingress.call(
+            "TestUtilsService", "resolveSignal", {"invocationId": inv, "signalName": name, "value": value}
+        )
+    )
 
 
 def _reject_signal(env: Env, inv: str, name: str, reason: str) -> None:
-    json_of(env.ingress.call("TestUtilsService", "rejectSignal",
-                             {"invocationId": inv, "signalName": name, "reason": reason}))
+    json_of(
+        env.ingress.call(
+            "TestUtilsService", "rejectSignal", {"invocationId": inv, "signalName": name, "reason": reason}
+        )
+    )
 
 
 def test_signal_first_successful_or_all_failed(env: Env) -> None:
@@ -132,8 +165,11 @@ def test_signal_first_successful_or_all_failed(env: Env) -> None:
 
 
 def test_signal_first_successful_or_all_failed_all_fail(env: Env) -> None:
-    inv = start(env.ingress, new_key(),
-                {"type": "awaitFirstSucceededOrAllFailed", "commands": [signal("a"), signal("b")]})
+    inv = start(
+        env.ingress,
+        new_key(),
+        {"type": "awaitFirstSucceededOrAllFailed", "commands": [signal("a"), signal("b")]},
+    )
     _reject_signal(env, inv, "a", "ra")
     _reject_signal(env, inv, "b", "rb")
     r = env.ingress.attach(inv)
@@ -142,22 +178,31 @@ def test_signal_first_successful_or_all_failed_all_fail(env: Env) -> None:
 
 
 def test_signal_all_successful_or_first_failed(env: Env) -> None:
-    inv = start(env.ingress, new_key(),
-                {"type": "awaitAllSucceededOrFirstFailed", "commands": [signal("a"), signal("b")]})
+    inv = start(
+        env.ingress,
+        new_key(),
+        {"type": "awaitAllSucceededOrFirstFailed", "commands": [signal("a"), signal("b")]},
+    )
     _resolve_signal(env, inv, "b", "vb")
     _resolve_signal(env, inv, "a", "va")
     assert json_of(env.ingress.attach(inv)) == "va|vb"
 
-    inv = start(env.ingress, new_key(),
-                {"type": "awaitAllSucceededOrFirstFailed", "commands": [signal("a"), signal("b")]})
+    inv = start(
+        env.ingress,
+        new_key(),
+        {"type": "awaitAllSucceededOrFirstFailed", "commands": [signal("a"), signal("b")]},
+    )
     _reject_signal(env, inv, "b", "rb")
     r = env.ingress.attach(inv)
     assert (r.status_code, r.json()["message"]) == (500, "rb")
 
 
 def test_signal_all_completed(env: Env) -> None:
-    inv = start(env.ingress, new_key(),
-                {"type": "awaitAllCompleted", "commands": [signal("a"), signal("b"), signal("c")]})
+    inv = start(
+        env.ingress,
+        new_key(),
+        {"type": "awaitAllCompleted", "commands": [signal("a"), signal("b"), signal("c")]},
+    )
     _resolve_signal(env, inv, "a", "va")
     _reject_signal(env, inv, "b", "rb")
     _resolve_signal(env, inv, "c", "vc")
@@ -172,33 +217,46 @@ def test_signal_first_completed(env: Env) -> None:
 
 
 def test_mixed_run_wins_race_against_signal(env: Env) -> None:
-    r = interpret(env.ingress, new_key(),
-                  {"type": "awaitFirstCompleted", "commands": [signal("never"), run_returns("from-run")]})
+    r = interpret(
+        env.ingress,
+        new_key(),
+        {"type": "awaitFirstCompleted", "commands": [signal("never"), run_returns("from-run")]},
+    )
     assert json_of(r) == "from-run"
 
 
 def test_mixed_signal_wins_after_run_fails(env: Env) -> None:
-    inv = start(env.ingress, new_key(),
-                {"type": "awaitFirstSucceededOrAllFailed", "commands": [run_throws("boom"), signal("s")]})
+    inv = start(
+        env.ingress,
+        new_key(),
+        {"type": "awaitFirstSucceededOrAllFailed", "commands": [run_throws("boom"), signal("s")]},
+    )
     _resolve_signal(env, inv, "s", "from-signal")
     assert json_of(env.ingress.attach(inv)) == "from-signal"
 
 
 def test_mixed_all_succeeded_run_and_signal(env: Env) -> None:
-    inv = start(env.ingress, new_key(),
-                {"type": "awaitAllSucceededOrFirstFailed", "commands": [run_returns("r"), signal("s")]})
+    inv = start(
+        env.ingress,
+        new_key(),
+        {"type": "awaitAllSucceededOrFirstFailed", "commands": [run_returns("r"), signal("s")]},
+    )
     _resolve_signal(env, inv, "s", "v")
     assert json_of(env.ingress.attach(inv)) == "r|v"
 
 
 def test_mixed_all_completed_run_signal_and_failed_run(env: Env) -> None:
-    inv = start(env.ingress, new_key(), {"type": "awaitAllCompleted", "commands": [
-        run_returns("r"), signal("s"), run_throws("boom")]})
+    inv = start(
+        env.ingress,
+        new_key(),
+        {"type": "awaitAllCompleted", "commands": [run_returns("r"), signal("s"), run_throws("boom")]},
+    )
     _resolve_signal(env, inv, "s", "v")
     assert json_of(env.ingress.attach(inv)) == "ok:r|ok:v|err:boom"
 
 
 # --- Signals ---------------------------------------------------------------------------------------------
+
 
 def test_signal_resolve(env: Env) -> None:
     inv = start(env.ingress, new_key(), {"type": "awaitOne", "command": signal("sig")})

@@ -29,8 +29,9 @@ def app_v2(service_app_factory: Callable[..., ServiceApp]) -> ServiceApp:
 
 @pytest.fixture(scope="module")
 def app_service_type(service_app_factory: Callable[..., ServiceApp]) -> ServiceApp:
-    return service_app_factory("schema-service-type", "SchemaEvolution",
-                               {"SCHEMA_EVOLUTION_VARIANT": "service_type"})
+    return service_app_factory(
+        "schema-service-type", "SchemaEvolution", {"SCHEMA_EVOLUTION_VARIANT": "service_type"}
+    )
 
 
 def _simple(ingress: Ingress) -> str:

@@ -8,6 +8,7 @@ from conformance.services import (
     failing,
     ingress_services,
     interpreter,
+    limited,
     metadata,
     proxy,
     restart,
@@ -27,6 +28,7 @@ ALL = [
     *metadata.SERVICES,
     *restart.SERVICES,
     *scopes.SERVICES,
+    *limited.SERVICES,
 ]
 
 

@@ -29,8 +29,9 @@ raw_awakeable = restate.VirtualObject("RawAwakeable")
 RAW_ID = "awakeable-id"
 
 
-@raw_awakeable.handler(name="awaitRaw", content_type="application/octet-stream",
-                       output_serde=serde.BytesSerde())
+@raw_awakeable.handler(
+    name="awaitRaw", content_type="application/octet-stream", output_serde=serde.BytesSerde()
+)
 async def await_raw(ctx: restate.ObjectContext) -> bytes:
     """Awaits an awakeable whose payload is raw bytes, returned unchanged."""
     awakeable_id, awakeable = ctx.awakeable(serde=serde.BytesSerde())

@@ -1,6 +1,5 @@
 """Proxy: generic (raw-bytes) calls and sends described by a JSON request, and TestUtilsService."""
 
-
 import asyncio
 from datetime import timedelta
 from typing import Any

@@ -51,7 +51,6 @@ async def wf_run(ctx: restate.WorkflowContext, value: Any) -> Any:
     return value
 
 
-
 # Fails its first attempt and backs off for an hour: only a "retry now" (resume) gets it done in time.
 retry_now = restate.Service(
     "RetryNow", invocation_retry_policy=restate.InvocationRetryPolicy(initial_interval=timedelta(hours=1))

@@ -1,6 +1,5 @@
 """Counter, MapObject, ListObject: per-key state."""
 
-
 from typing import Any
 
 from conformance.services._sdk import restate

@@ -84,7 +84,6 @@ class _CountingApp:
             if invoke:
                 self.open -= 1
 
-
     async def _lifespan(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The app's lifespan if it has one; the SDK's app rejects the scope, and hypercorn would warn
         "Lifespan error" at every start: then the protocol is answered here."""

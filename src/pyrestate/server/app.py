@@ -36,9 +36,7 @@ log = logging.getLogger("pyrestate.server")
 CoreFactory = Callable[[ServerConfig], ServerCore]
 
 
-def hypercorn_config(
-    bind: str, *, access_log: bool = False, idle_timeout: float = 3600.0
-) -> HypercornConfig:
+def hypercorn_config(bind: str, *, access_log: bool = False, idle_timeout: float = 3600.0) -> HypercornConfig:
     cfg = HypercornConfig()
     cfg.bind = [bind]
     cfg.include_server_header = False  # Restate sends no `server` header
@@ -136,7 +134,8 @@ async def run_server(
         max_key_bytes=config.key_size_limit,
         max_headers=config.max_request_headers,
         max_headers_bytes=config.max_request_headers_bytes,
-        cors_origins=config.ingress_cors_origins
+        cors_origins=config.ingress_cors_origins,
+        scoped_invocations=config.experimental_enable_vqueues,
     )
     admin = AdminApp(core, config)
     admin.prewarm_queries()

@@ -50,6 +50,9 @@ class ServerConfig:
     disable_eager_state: bool = False
     # Offer service protocol V7 to deployments (Restate 1.7 has it behind the same experimental switch).
     experimental_enable_protocol_v7: bool = False
+    # Flow control: concurrency limits per scope (`PUT /limits/rules`) are enforced, and the ingress takes
+    # scoped invocations (Restate 1.7 has it behind the same experimental switch).
+    experimental_enable_vqueues: bool = False
     max_request_body_bytes: int = 32 * 1024 * 1024
     # Origins whose pages may read ingress answers (CORS, with credentials); "*" reflects any origin, as
     # Restate does. None by default.
@@ -336,6 +339,14 @@ OPTIONS: tuple[Option, ...] = (
         "--experimental-enable-protocol-v7",
         _bool,
         "Offer service protocol V7 to deployments (a preview in Restate 1.7 too).",
+        is_flag=True,
+    ),
+    Option(
+        "experimental_enable_vqueues",
+        "--experimental-enable-vqueues",
+        _bool,
+        "Enforce the concurrency limits of the rule book per scope and take scoped ingress invocations "
+        "(a preview in Restate 1.7 too).",
         is_flag=True,
     ),
     Option(

@@ -16,6 +16,7 @@ from typing import Protocol, overload
 from pyrestate.protocol.manifest import HandlerType as HandlerType
 from pyrestate.protocol.manifest import ServiceType as ServiceType
 from pyrestate.protocol.outcome import Failure as Failure  # the one failure type: the protocol codec's
+from pyrestate.server.flow_limits import Delete, Rule, RuleBook, Upsert
 
 # ---------------------------------------------------------------- vocabulary
 
@@ -25,6 +26,8 @@ class InvocationTarget:
     service: str
     handler: str
     key: str | None = None  # None for plain services; "" is a valid object key
+    scope: str | None = None  # flow control: the scope and limit key of a scoped invocation
+    limit_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +325,17 @@ class ServerCore(Protocol):
 
     async def set_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
         """Replace the whole state of an object key."""
+        ...
+
+    # flow control: the rule book of concurrency limits
+    def rule_book(self) -> RuleBook: ...
+
+    async def upsert_rules(self, entries: Sequence[Upsert]) -> list[Rule]:
+        """Apply the batch atomically. Raises PreconditionFailed (nothing changed)."""
+        ...
+
+    async def delete_rules(self, entries: Sequence[Delete]) -> list[str]:
+        """Delete the batch atomically; returns the patterns removed. Raises PreconditionFailed."""
         ...
 
     async def start(self) -> None:

@@ -362,8 +362,11 @@ def admin_openapi(version: str) -> dict[str, Any]:
         ("purge-journal", "Purge the journal of a completed invocation", "200"),
         ("pause", "Pause a running invocation", "202"),
         ("resume", "Resume a paused invocation", "202"),
-        ("restart-as-new", "Restart a completed invocation as a new one, optionally from a journal prefix",
-         "200"),
+        (
+            "restart-as-new",
+            "Restart a completed invocation as a new one, optionally from a journal prefix",
+            "200",
+        ),
     ):
         query: tuple[tuple[str, object], ...] = (
             (("deployment", {"type": "string"}),) if verb == "resume" else ()
@@ -385,19 +388,44 @@ def admin_openapi(version: str) -> dict[str, Any]:
             "get": _op("openapi_spec", "This document", "openapi", ok_schema=_ref("OpenAPIDocument"))
         },
         "/deployments": {
-            "get": _op("list_deployments", "List deployments", "deployment",
-                       ok_schema=_ref("ListDeploymentsResponse")),
-            "post": _op("create_deployment", "Discover and register a deployment", "deployment", "201",
-                        _ref("RegisterDeploymentResponse"), _ref("RegisterDeploymentRequest")),
+            "get": _op(
+                "list_deployments",
+                "List deployments",
+                "deployment",
+                ok_schema=_ref("ListDeploymentsResponse"),
+            ),
+            "post": _op(
+                "create_deployment",
+                "Discover and register a deployment",
+                "deployment",
+                "201",
+                _ref("RegisterDeploymentResponse"),
+                _ref("RegisterDeploymentRequest"),
+            ),
         },
         "/deployments/{deployment}": {
-            "get": _op("get_deployment", "Get a deployment", "deployment",
-                       ok_schema=_ref("DeploymentResponse"), params=dep),
-            "delete": _op("delete_deployment", "Remove a deployment and its services (force=true)",
-                          "deployment", "202", params=dep, query=(("force", {"type": "boolean"}),)),
-            "patch": _op("update_deployment", "Change the address or headers (discovered again); the "
-                         "services only with overwrite", "deployment", ok_schema=_ref("DeploymentResponse"),
-                         params=dep),
+            "get": _op(
+                "get_deployment",
+                "Get a deployment",
+                "deployment",
+                ok_schema=_ref("DeploymentResponse"),
+                params=dep,
+            ),
+            "delete": _op(
+                "delete_deployment",
+                "Remove a deployment and its services (force=true)",
+                "deployment",
+                "202",
+                params=dep,
+                query=(("force", {"type": "boolean"}),),
+            ),
+            "patch": _op(
+                "update_deployment",
+                "Change the address or headers (discovered again); the services only with overwrite",
+                "deployment",
+                ok_schema=_ref("DeploymentResponse"),
+                params=dep,
+            ),
         },
         "/services": {
             "get": _op("list_services", "List services", "service", ok_schema=_ref("ListServicesResponse"))
@@ -406,35 +434,72 @@ def admin_openapi(version: str) -> dict[str, Any]:
             "get": _op(
                 "get_service", "Get a service", "service", ok_schema=_ref("ServiceMetadata"), params=svc
             ),
-            "patch": _op("modify_service", "Change public flag, retentions and timeouts", "service",
-                         ok_schema=_ref("ServiceMetadata"), body=_ref("ModifyServiceRequest"), params=svc),
+            "patch": _op(
+                "modify_service",
+                "Change public flag, retentions and timeouts",
+                "service",
+                ok_schema=_ref("ServiceMetadata"),
+                body=_ref("ModifyServiceRequest"),
+                params=svc,
+            ),
         },
         "/services/{service}/openapi": {
-            "get": _op("get_service_openapi", "OpenAPI 3.1 document of the service's ingress API",
-                       "service", ok_schema=_ref("OpenAPIDocument"), params=svc)
+            "get": _op(
+                "get_service_openapi",
+                "OpenAPI 3.1 document of the service's ingress API",
+                "service",
+                ok_schema=_ref("OpenAPIDocument"),
+                params=svc,
+            )
         },
         "/services/{service}/state": {
-            "post": _op("modify_service_state", "Replace the state of one object key", "service", "202",
-                        body=_ref("ModifyServiceStateRequest"), params=svc)
+            "post": _op(
+                "modify_service_state",
+                "Replace the state of one object key",
+                "service",
+                "202",
+                body=_ref("ModifyServiceStateRequest"),
+                params=svc,
+            )
         },
         "/services/{service}/handlers": {
-            "get": _op("list_service_handlers", "List a service's handlers", "service_handler",
-                       ok_schema=_ref("ListServiceHandlersResponse"), params=svc)
+            "get": _op(
+                "list_service_handlers",
+                "List a service's handlers",
+                "service_handler",
+                ok_schema=_ref("ListServiceHandlersResponse"),
+                params=svc,
+            )
         },
         "/services/{service}/handlers/{handler}": {
-            "get": _op("get_service_handler", "Get one handler", "service_handler",
-                       ok_schema=_ref("HandlerMetadata"), params=h)
+            "get": _op(
+                "get_service_handler",
+                "Get one handler",
+                "service_handler",
+                ok_schema=_ref("HandlerMetadata"),
+                params=h,
+            )
         },
         "/invocations/{invocation_id}": {
-            "delete": _op("delete_invocation", "Cancel, kill or purge an invocation (deprecated)",
-                          "invocation", "202", params=inv,
-                          query=(("mode", {"type": "string", "enum": ["Cancel", "Kill", "Purge"]}),))
+            "delete": _op(
+                "delete_invocation",
+                "Cancel, kill or purge an invocation (deprecated)",
+                "invocation",
+                "202",
+                params=inv,
+                query=(("mode", {"type": "string", "enum": ["Cancel", "Kill", "Purge"]}),),
+            )
         },
         **inv_ops,
         "/query": {
-            "post": _op("query", "SQL over the introspection tables (JSON with accept: application/json, "
-                        "else Arrow IPC stream)", "introspection", ok_schema=_ref("QueryResponse"),
-                        body=_ref("QueryRequest"))
+            "post": _op(
+                "query",
+                "SQL over the introspection tables (JSON with accept: application/json, "
+                "else Arrow IPC stream)",
+                "introspection",
+                ok_schema=_ref("QueryResponse"),
+                body=_ref("QueryRequest"),
+            )
         },
     }
     return {

@@ -376,8 +376,15 @@ class SpanSink:
         now = time.time_ns()
         span_id = _hash64(f"{st.invocation_id}/end")
         self.emit(
-            f"invocation-end {st.target.display()}", trace, span_id, trace[33:49], attrs, now, now,
-            ok=True, error=error,
+            f"invocation-end {st.target.display()}",
+            trace,
+            span_id,
+            trace[33:49],
+            attrs,
+            now,
+            now,
+            ok=True,
+            error=error,
         )
 
 

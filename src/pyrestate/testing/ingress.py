@@ -57,8 +57,9 @@ def _build(
 
 class IngressError(AssertionError):
     def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"{response.request.method} {response.request.url} -> {response.status_code}: "
-                         f"{response.text}")
+        super().__init__(
+            f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text}"
+        )
         self.response = response
 
 
@@ -93,8 +94,9 @@ class Ingress:
         deadline = time.monotonic() + retry_for
         while True:
             try:
-                r = self.client.request(req.method, req.path, content=req.content, headers=req.headers,
-                                        params=req.params)
+                r = self.client.request(
+                    req.method, req.path, content=req.content, headers=req.headers, params=req.params
+                )
                 # Right after a restart the ingress can answer before partitions are led.
                 if retry_for and r.status_code in (502, 503, 504) and time.monotonic() < deadline:
                     time.sleep(0.2)
@@ -143,8 +145,9 @@ class Ingress:
         if retry_for and idempotency_key is None:
             idempotency_key = str(uuid.uuid4())
         params = {"delay": delay} if delay is not None else None
-        req = _build(target_path(service, handler, key) + "/send", body, None, None, idempotency_key, headers,
-                     params)
+        req = _build(
+            target_path(service, handler, key) + "/send", body, None, None, idempotency_key, headers, params
+        )
         return self._send(req, retry_for)
 
     def send_json(self, service: str, handler: str, body: Any = _NO_BODY, **kw: Any) -> dict[str, Any]:
@@ -160,16 +163,18 @@ class Ingress:
     def output(self, invocation_id: str) -> httpx.Response:
         return self.client.get(f"/restate/invocation/{invocation_id}/output")
 
-    def attach_by_key(self, service: str, handler: str, idempotency_key: str, key: str | None = None,
-                      output: bool = False) -> httpx.Response:
+    def attach_by_key(
+        self, service: str, handler: str, idempotency_key: str, key: str | None = None, output: bool = False
+    ) -> httpx.Response:
         base = f"/restate/invocation/{service}"
         if key is not None:
             base += f"/{quote(key, safe='')}"
         return self.client.get(f"{base}/{handler}/{idempotency_key}/{'output' if output else 'attach'}")
 
     def workflow_attach(self, workflow: str, wf_id: str, output: bool = False) -> httpx.Response:
-        return self.client.get(f"/restate/workflow/{workflow}/{quote(wf_id, safe='')}/"
-                               f"{'output' if output else 'attach'}")
+        return self.client.get(
+            f"/restate/workflow/{workflow}/{quote(wf_id, safe='')}/{'output' if output else 'attach'}"
+        )
 
     def resolve_awakeable(self, awakeable_id: str, value: Any) -> httpx.Response:
         return self.client.post(
@@ -179,8 +184,11 @@ class Ingress:
         )
 
     def reject_awakeable(self, awakeable_id: str, reason: str) -> httpx.Response:
-        return self.client.post(f"/restate/awakeables/{awakeable_id}/reject", content=reason.encode(),
-                                headers={"content-type": "text/plain"})
+        return self.client.post(
+            f"/restate/awakeables/{awakeable_id}/reject",
+            content=reason.encode(),
+            headers={"content-type": "text/plain"},
+        )
 
 
 class AsyncIngress:
@@ -188,8 +196,9 @@ class AsyncIngress:
 
     def __init__(self, ingress_url: str, timeout: float = 60.0) -> None:
         self.url = ingress_url
-        self.client = httpx.AsyncClient(base_url=ingress_url, timeout=timeout,
-                                        limits=httpx.Limits(max_connections=200))
+        self.client = httpx.AsyncClient(
+            base_url=ingress_url, timeout=timeout, limits=httpx.Limits(max_connections=200)
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -77,8 +77,9 @@ class InProcessApp:
 
     def start(self, timeout: float = 30.0) -> None:
         started = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(started,), name=f"asgi-{self.port}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(started,), name=f"asgi-{self.port}", daemon=True
+        )
         self._thread.start()
         started.wait(timeout)
         wait_until_answers(f"{self.url}/health", timeout=timeout)
@@ -172,8 +173,13 @@ def local_restate(
         for i, spec in enumerate(apps):
             app: InProcessApp | AppProcess
             if isinstance(spec, str):
-                app = AppProcess(spec, env={"RESTATE_URL": rt.ingress_url, **(app_env or {})},
-                                 log_dir=log_dir, name=f"app-{i}", pythonpath=[Path.cwd(), *pythonpath])
+                app = AppProcess(
+                    spec,
+                    env={"RESTATE_URL": rt.ingress_url, **(app_env or {})},
+                    log_dir=log_dir,
+                    name=f"app-{i}",
+                    pythonpath=[Path.cwd(), *pythonpath],
+                )
                 stack.callback(app.close)
             else:
                 app = InProcessApp(spec)

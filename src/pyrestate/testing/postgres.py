@@ -82,14 +82,36 @@ class PostgresServer:
             os.chown(self.work, run_as["user"], run_as["group"])
         data = self.work / "data"
         subprocess.run(
-            [str(self.bindir / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "--no-sync",
-             "-E", "UTF8", "--locale=C"],
-            check=True, capture_output=True, **run_as,
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                USER,
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+            check=True,
+            capture_output=True,
+            **run_as,
         )
         args = [
-            str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.socket_dir),
-            "-c", "listen_addresses=127.0.0.1", "-c", f"fsync={'on' if self.fsync else 'off'}",
-            "-c", "max_connections=200",
+            str(self.bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.socket_dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"fsync={'on' if self.fsync else 'off'}",
+            "-c",
+            "max_connections=200",
         ]
         for s in self.settings:
             args += ["-c", s]

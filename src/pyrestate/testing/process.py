@@ -37,8 +37,9 @@ def wait_until_answers(
     with httpx.Client(timeout=2.0, http1=not http2, http2=http2) as client:
         while time.monotonic() < deadline:
             if alive is not None and not alive.is_running():
-                raise ProcessError(f"{alive.name} exited with {alive.returncode} before {url} answered\n"
-                                   + alive.log_tail())
+                raise ProcessError(
+                    f"{alive.name} exited with {alive.returncode} before {url} answered\n" + alive.log_tail()
+                )
             try:
                 client.get(url)
                 return

@@ -50,9 +50,7 @@ PARTIAL: dict[str, bytes] = {
 }
 
 
-def exchange(
-    port: int, data: bytes, *, half_close: bool = True, timeout: float = 5.0
-) -> tuple[bytes, bool]:
+def exchange(port: int, data: bytes, *, half_close: bool = True, timeout: float = 5.0) -> tuple[bytes, bool]:
     """Send `data` to 127.0.0.1:`port` (then EOF when `half_close`); read until the server closes or
     `timeout`. Returns what arrived and whether the server closed the connection in time."""
     deadline = time.monotonic() + timeout

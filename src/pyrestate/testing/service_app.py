@@ -55,8 +55,16 @@ class ServiceApp:
         full_env.update(env or {})
         self.process = ManagedProcess(
             name,
-            [python, "-m", "hypercorn", "--config", str(config_path),
-             "--bind", f"127.0.0.1:{self.port}", app_ref],
+            [
+                python,
+                "-m",
+                "hypercorn",
+                "--config",
+                str(config_path),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                app_ref,
+            ],
             log_dir / f"{name}.log",
             env=full_env,
             cwd=cwd,

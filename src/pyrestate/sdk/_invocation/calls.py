@@ -200,7 +200,14 @@ class ServerScopedContext(ScopedContext):
         h = handler_from_callable(tpe)
         param = h.handler_io.input_serde.serialize(arg)
         return self._context._call(
-            h.service_tag.name, h.name, param, key, ikey, headers, h.handler_io.output_serde, self._scope,
+            h.service_tag.name,
+            h.name,
+            param,
+            key,
+            ikey,
+            headers,
+            h.handler_io.output_serde,
+            self._scope,
             limit_key,
         )
 

@@ -367,7 +367,6 @@ def _awakeable_id(raw_id: bytes, index: int) -> str:
         return "sign_1" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-
 def _scoped(
     msg: pb.CallCommandMessage | pb.OneWayCallCommandMessage, scope: str | None, limit_key: str | None
 ) -> None:

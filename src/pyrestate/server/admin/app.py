@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, unquote
 
 import pyrestate
 from pyrestate.server import core_api, openapi
-from pyrestate.server.admin import deployments, invocations, services, subscriptions
+from pyrestate.server.admin import deployments, invocations, limits, services, subscriptions
 from pyrestate.server.admin.deployments import DiscoverFn
 from pyrestate.server.admin.http import MAX_ADMIN_BODY, AdminError, PlainError, Request, Response, only
 from pyrestate.server.asgi import (
@@ -232,7 +232,9 @@ class AdminApp:
             "max_admin_api_version": MAX_ADMIN_API_VERSION,
             "ingress_endpoint": self.config.ingress_endpoint,
             "features": {
-                f: f == "protocol_v7" and self.config.experimental_enable_protocol_v7 for f in _FEATURES
+                f: (f == "protocol_v7" and self.config.experimental_enable_protocol_v7)
+                or (f == "vqueues" and self.config.experimental_enable_vqueues)
+                for f in _FEATURES
             },
         }
 
@@ -243,6 +245,7 @@ _RESOURCES: dict[str, Callable[[AdminApp, Request], Awaitable[Response]]] = {
     "invocations": invocations.route,
     "subscriptions": subscriptions.route,
     "kafka-clusters": subscriptions.clusters_route,
+    "limits": limits.route,
 }
 
 

@@ -201,9 +201,7 @@ class ServiceHandlers(ConsoleBase):
         try:
             answer = await asyncio.wait_for(self.core.attach(ById(inv_id)), CALL_WAIT_S)
         except TimeoutError:
-            return await self.service(
-                name, result=invoke_result(inv_id, sent=False, pending=True), form=form
-            )
+            return await self.service(name, result=invoke_result(inv_id, sent=False, pending=True), form=form)
         except core_api.NotFound:
             return await self.service(name, error="The invocation is gone.", form=form, status=404)
         outcome = answer.outcome

@@ -45,9 +45,7 @@ class SqlHandlers(ConsoleBase):
 
     async def download(self, sql: str, fmt: str | None) -> ConsoleReply:
         if fmt not in ("csv", "json") or not sql.strip():
-            return html_reply(
-                400, message_page("Bad request", "Give a query and format=csv or format=json.")
-            )
+            return html_reply(400, message_page("Bad request", "Give a query and format=csv or format=json."))
         try:
             rows = (await self.query(sql))[:SQL_DOWNLOAD_LIMIT]
         except SqlFailed as e:

@@ -8,7 +8,7 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, assert_never
 
 from pyrestate.protocol.ids import (
@@ -47,6 +47,7 @@ from pyrestate.server.core_api import (
     Unavailable,
 )
 from pyrestate.server.deployments import address_policy, redact_uri
+from pyrestate.server.flow_limits import Delete, Rule, RuleBook, Upsert
 from pyrestate.server.invoker.identity import load_signer
 from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
 from pyrestate.server.partition.commands.invocation import WORKFLOW_ALREADY_INVOKED
@@ -69,6 +70,7 @@ from pyrestate.server.partition.model import (
     Reply,
     RestartAsNew,
     Restarted,
+    ReviewLimits,
     SendToPartition,
     StartAttempt,
     Submitted,
@@ -130,6 +132,7 @@ class EngineCore(Registry):
         self._token_ids = itertools.count(1)
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._schema_lock = asyncio.Lock()
+        self._rules = RuleBook()
         self._policies = Policies(
             retry=config.retry_policy,
             idempotency_retention_ms=config.idempotency_retention_ms,
@@ -172,6 +175,7 @@ class EngineCore(Registry):
         for _, doc in reader.all_services():
             svc = service_from_json(doc)
             self._services[svc.name] = svc
+        self._rules = RuleBook.from_bytes(reader.get_rule_book())
         # One command loop for all partitions: a batch spanning many partitions is one commit.
         shared = CommandLoop(
             self.storage, self._context, self._perform, self._fail_token, self._recover_after_commit_failure
@@ -209,6 +213,8 @@ class EngineCore(Registry):
             for seq, payload in reader.list_outbox(p.partition):
                 p.submit(Deliver(seq, command_from_json(payload)))
         self.timers.reload()
+        for p in self._partitions:
+            p.submit(ReviewLimits())  # waiting invocations that fit now (rules changed before a crash)
         now = self.clock.now_ms()
         started = 0
         for st in reader.all_invocation_statuses():
@@ -252,7 +258,10 @@ class EngineCore(Registry):
     # ================================================================== plumbing
 
     def _context(self, partition: int) -> ApplyContext:
-        return ApplyContext(partition, self.config.partitions, self.clock.now_ms(), self, self._policies)
+        limits = self._rules if self.config.experimental_enable_vqueues else None
+        return ApplyContext(
+            partition, self.config.partitions, self.clock.now_ms(), self, self._policies, limits
+        )
 
     def _submit(self, partition: int, command: Command) -> None:
         self._partitions[partition].submit(command)
@@ -349,7 +358,10 @@ class EngineCore(Registry):
         keyed = svc.ty is not ServiceType.SERVICE
         if keyed and t.key is None:
             raise BadRequest(f"service '{t.service}' needs a key")
-        return svc, Target(svc.name, handler.name, t.key if keyed else None, svc.ty, handler.ty)
+        limit_key = t.limit_key if t.scope is not None else None
+        return svc, Target(
+            svc.name, handler.name, t.key if keyed else None, svc.ty, handler.ty, t.scope, limit_key
+        )
 
     def _request_for(self, invocation: IngressInvocation, delay_ms: int | None) -> InvocationRequest:
         _, target = self._target(invocation)
@@ -360,6 +372,9 @@ class EngineCore(Registry):
         else:
             ikey = invocation.idempotency_key or new_ulid_text()
             iid = InvocationId.for_idempotent_request(target.service, target.handler, ikey, target.key)
+            if target.scope is not None and target.key is None:
+                # As Restate places a scoped service invocation: the scope is its partition key.
+                iid = InvocationId(partition_key_for_key(target.scope), iid.uuid)
         ctx = self._context(0)
         now = self.clock.now_ms()
         return InvocationRequest(
@@ -635,6 +650,36 @@ class EngineCore(Registry):
                 del self._services[name]
             self.invoker.forget_deployment(dp.id)
             logs.event(log, logging.INFO, "Deployment removed", deployment_id=dp.id, services=",".join(gone))
+
+    # ================================================================== flow control (rule book)
+
+    def rule_book(self) -> RuleBook:
+        return self._rules
+
+    async def upsert_rules(self, entries: Sequence[Upsert]) -> list[Rule]:
+        """Apply a batch of rule upserts atomically (PreconditionFailed: nothing changed), then let every
+        partition start what fits under the new limits."""
+        async with self._schema_lock:
+            book, answer = self._rules.upsert(entries, self.clock.now_ms())
+            await self._store_rules(book)
+            return answer
+
+    async def delete_rules(self, entries: Sequence[Delete]) -> list[str]:
+        async with self._schema_lock:
+            book, removed = self._rules.delete(entries)
+            await self._store_rules(book)
+            return removed
+
+    async def _store_rules(self, book: RuleBook) -> None:
+        if book is self._rules:
+            return
+        txn = self.storage.begin()
+        txn.put_rule_book(book.to_bytes())
+        await self.storage.commit(txn)
+        self._rules = book
+        if self._started:
+            for p in self._partitions:
+                p.submit(ReviewLimits())
 
     async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
         async with self._schema_lock:

@@ -49,6 +49,7 @@ from pyrestate.server.core_api import (
     Success,
 )
 from pyrestate.server.durations import rfc3339_millis, rfc3339_nanos
+from pyrestate.server.flow_limits import limit_key_error
 from pyrestate.server.ingress import errors
 from pyrestate.server.ingress.errors import IngressError
 from pyrestate.server.ingress.paths import (
@@ -98,8 +99,10 @@ class IngressApp:
         max_headers: int = DEFAULT_MAX_HEADERS,
         max_headers_bytes: int = DEFAULT_MAX_HEADERS_BYTES,
         cors_origins: Iterable[str] = (),
+        scoped_invocations: bool = False,
     ) -> None:
         self.core = core
+        self.scoped_invocations = scoped_invocations  # flow control on (vqueues)
         self.max_body_bytes = max_body_bytes
         self.max_key_bytes = max_key_bytes
         self.max_headers = max_headers
@@ -162,8 +165,11 @@ class IngressApp:
     async def _preflight(self, send: Send, headers: Headers, origin: str | None) -> None:
         if not self.cors_any and not self._cors_allowed(origin):
             status, out_headers, body = _ingress_error(
-                IngressError(403, f"cross-origin requests from {origin or 'no origin'} are not allowed "
-                             "(see --ingress-cors-origins)")
+                IngressError(
+                    403,
+                    f"cross-origin requests from {origin or 'no origin'} are not allowed "
+                    "(see --ingress-cors-origins)",
+                )
             )
             await send_response(send, status, [*out_headers, ("vary", VARY)], body)
             return
@@ -238,6 +244,13 @@ class IngressApp:
             raise errors.handler_not_found(route.service, route.handler)
         if not svc.public or not handler.public:
             raise errors.private_service()
+        limit_key: str | None = None
+        if route.scope is not None:
+            if not self.scoped_invocations:
+                raise errors.IngressError(400, "scoped invocations require vqueues to be enabled")
+            limit_key = header(headers, "x-restate-limit-key") or None
+            if limit_key is not None and (why := limit_key_error(limit_key)) is not None:
+                raise errors.IngressError(400, f"invalid limit-key: {why}")
         delay_ms = delay_from_query(query_string)
         if delay_ms is not None and not route.send:
             raise errors.delay_on_call()
@@ -256,7 +269,13 @@ class IngressApp:
         forwarded = [("x-restate-ingress-path", ingress_path)]
         forwarded += [(n, v) for n, v in headers if n not in _NOT_FORWARDED]
         invocation = IngressInvocation(
-            target=InvocationTarget(service=svc.name, handler=handler.name, key=route.key),
+            target=InvocationTarget(
+                service=svc.name,
+                handler=handler.name,
+                key=route.key,
+                scope=route.scope,
+                limit_key=limit_key,
+            ),
             body=body,
             headers=tuple(forwarded),
             idempotency_key=idempotency_key,

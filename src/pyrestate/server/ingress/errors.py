@@ -67,6 +67,15 @@ def bad_restate_api_path() -> IngressError:
     )
 
 
+def bad_scoped_path() -> IngressError:
+    return IngressError(
+        400,
+        "bad path, expected /restate/call/:service/:handler, /restate/send/:service/:handler, "
+        "/restate/scope/:scope/call/:service/:handler, /restate/attach/:invocation_id, "
+        "/restate/output/:invocation_id, or /restate/lookup",
+    )
+
+
 def bad_key_encoding(segment: str) -> IngressError:
     return IngressError(400, f"bad path, cannot decode key: {segment!r}")
 

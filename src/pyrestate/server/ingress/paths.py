@@ -7,6 +7,7 @@ Restate's status and message.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -20,6 +21,7 @@ from pyrestate.server.core_api import (
     ServiceType,
 )
 from pyrestate.server.durations import DurationError, parse_duration_ms
+from pyrestate.server.flow_limits import value_error
 from pyrestate.server.ingress import errors
 
 ServiceTypeLookup = Callable[[str], ServiceType | None]
@@ -36,6 +38,7 @@ class ServiceRoute:
     handler: str
     key: str | None  # None for plain services; "" is a valid key
     send: bool
+    scope: str | None = None  # `/restate/scope/{scope}/call|send/…` (flow control)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +167,27 @@ def _parse_restate(rest: list[str], service_type: ServiceTypeLookup) -> Route:
             raise errors.bad_restate_api_path()
         return TargetInBodyRoute(op="lookup")
     if verb == "scope":
-        raise errors.IngressError(400, "scoped invocations are not supported by this server")
+        if len(args) < 2 or args[1] not in ("call", "send"):
+            raise errors.bad_scoped_path()
+        scope = _decode_key(args[0])
+        why = value_error(scope)
+        if why is not None:
+            raise errors.IngressError(400, f"bad scope value: {why}")
+        route = (
+            _parse_service(
+                args[2] if len(args) > 2 else "",
+                args[3:],
+                service_type,
+                errors.bad_scoped_path,
+                allow_send_suffix=False,
+                send=args[1] == "send",
+            )
+            if len(args) > 2
+            else None
+        )
+        if route is None:
+            raise errors.bad_scoped_path()
+        return dataclasses.replace(route, scope=scope)
     raise errors.not_found()
 
 

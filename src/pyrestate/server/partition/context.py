@@ -12,6 +12,7 @@ from typing import Protocol
 
 from pyrestate.protocol.ids import InvocationId
 from pyrestate.server.core_api import HandlerSchema, ServiceSchema
+from pyrestate.server.flow_limits import RuleBook
 from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.server.storage.records import Target
 
@@ -48,6 +49,8 @@ class ApplyContext:
     now: int  # epoch ms
     schema: SchemaView
     policies: Policies = field(default_factory=Policies)
+    # Flow control: the rule book of concurrency limits; None when flow control is off (nothing waits).
+    limits: RuleBook | None = None
 
     def handler_schema(self, target: Target) -> tuple[ServiceSchema | None, HandlerSchema | None]:
         svc = self.schema.lookup_service(target.service)

@@ -12,6 +12,7 @@ from pyrestate.protocol.framing import MessageType
 from pyrestate.protocol.outcome import write_result
 from pyrestate.server import logs
 from pyrestate.server.core_api import Failure, Outcome, as_result
+from pyrestate.server.flow_limits import fits
 from pyrestate.server.partition.context import ApplyContext, partition_of
 from pyrestate.server.partition.model import (
     AbortAttempt,
@@ -83,7 +84,10 @@ class Apply:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, st: InvocationStatus, delay_ms: int = 0) -> InvocationStatus:
-        """Move to invoked with a new attempt epoch and ask the invoker for an attempt."""
+        """Move to invoked with a new attempt epoch and ask the invoker for an attempt; a scoped invocation
+        first takes a slot of its scope's concurrency limits, or waits for one (pending)."""
+        if not self.take_slot(st):
+            return self.wait_for_slot(st)
         if st.target.exclusive:
             assert st.target.key is not None
             self.txn.put_lock(st.target.service, st.target.key, st.invocation_id)
@@ -112,6 +116,68 @@ class Apply:
                 return self.put(st.with_(status=Status.INBOXED, inbox_seq=seq))
         return self.start(st)
 
+    # ------------------------------------------------------------------ flow control
+
+    def take_slot(self, st: InvocationStatus) -> bool:
+        """Whether `st` may run: flow control is off, it is not scoped, it holds a slot already, or every
+        limited level of its scope and limit key has room (then it takes a slot)."""
+        scope = st.target.scope
+        book = self.ctx.limits
+        if scope is None or book is None:
+            return True
+        if self.txn.has_limit_slot(scope, st.invocation_id):
+            return True
+        running = [lk for _, lk in self.txn.list_limit_slots(scope)]
+        if not fits(book, scope, st.target.limit_key, running):
+            return False
+        self.txn.put_limit_slot(scope, st.invocation_id, st.target.limit_key)
+        return True
+
+    def wait_for_slot(self, st: InvocationStatus) -> InvocationStatus:
+        scope = st.target.scope
+        assert scope is not None
+        seq = (self.txn.get_fsm(self.ctx.partition, "limit_seq") or 0) + 1
+        self.txn.put_fsm(self.ctx.partition, "limit_seq", seq)
+        self.txn.push_limit_queue(scope, seq, st.invocation_id)
+        return self.put(st.with_(status=Status.PENDING, inbox_seq=seq, waiting=None))
+
+    def release_slot(self, st: InvocationStatus) -> None:
+        """`st` stops running (ends, suspends, pauses): its slot goes to the invocations waiting for one."""
+        scope = st.target.scope
+        if scope is None:
+            return
+        if st.status is Status.PENDING and st.inbox_seq is not None:
+            self.txn.delete_limit_queue(scope, st.inbox_seq)
+        if self.txn.has_limit_slot(scope, st.invocation_id):
+            self.txn.delete_limit_slot(scope, st.invocation_id)
+            self.admit_waiting(scope)
+
+    def admit_waiting(self, scope: str) -> None:
+        """Start the waiting invocations of `scope` that fit, in arrival order; one that does not fit (its
+        limit key is full) does not hold back the others."""
+        for seq, iid in self.txn.list_limit_queue(scope):
+            book = self.ctx.limits
+            running = [lk for _, lk in self.txn.list_limit_slots(scope)]
+            if book is not None and not fits(book, scope, None, running):
+                return  # the scope itself is full: nobody else fits
+            st = self.txn.get_invocation_status(iid)
+            if st is None or st.status is not Status.PENDING or st.inbox_seq != seq:
+                self.txn.delete_limit_queue(scope, seq)
+                continue
+            if book is not None and not fits(book, scope, st.target.limit_key, running):
+                continue
+            self.txn.delete_limit_queue(scope, seq)
+            st = st.with_(inbox_seq=None)
+            if st.running_at is None:
+                self.enqueue_or_start(st)  # first run: an object's key lock may be held by another
+            else:
+                self.start(st)
+
+    def review_limits(self) -> None:
+        """The rule book changed (or the server started): start whatever fits now."""
+        for scope in self.txn.limit_queue_scopes():
+            self.admit_waiting(scope)
+
     def release_lock(self, st: InvocationStatus) -> None:
         t = st.target
         if not t.exclusive:
@@ -139,6 +205,7 @@ class Apply:
         if st.status is Status.INBOXED and st.inbox_seq is not None and st.target.key is not None:
             self.txn.delete_inbox(st.target.service, st.target.key, st.inbox_seq)
         self.release_lock(st)
+        self.release_slot(st)
         retention = st.completion_retention_ms
         if retention > 0:
             expires = self.ctx.now + retention
@@ -203,6 +270,7 @@ class Apply:
                 )
                 self.emit(AbortAttempt(st.invocation_id))
                 self.put(st.with_(status=Status.PAUSED, epoch=st.epoch + 1))
+                self.release_slot(st)
             return
         if delay_override is not None:
             delay = delay_override

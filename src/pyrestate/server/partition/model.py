@@ -193,6 +193,11 @@ class Ingest:
     reply_token: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewLimits:
+    """The rule book changed, or the server started: start the waiting invocations that fit now."""
+
+
 Command = (
     Invoke
     | Ingest
@@ -205,6 +210,7 @@ Command = (
     | RestartAsNew
     | PatchState
     | Deliver
+    | ReviewLimits
 )
 
 

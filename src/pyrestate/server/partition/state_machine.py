@@ -42,6 +42,7 @@ from pyrestate.server.partition.model import (
     PinDeployment,
     ProposeRun,
     RestartAsNew,
+    ReviewLimits,
     SdkCommand,
     Suspend,
     TimerFired,
@@ -78,6 +79,8 @@ def _dispatch(a: Apply, command: Command) -> None:
             admin.on_restart_as_new(a, command)
         case PatchState():
             state.on_patch_state(a, command)
+        case ReviewLimits():
+            a.review_limits()
         case Deliver(seq=seq, inner=inner):
             a.txn.delete_outbox(a.ctx.partition, seq)
             _dispatch(a, inner)
@@ -117,6 +120,7 @@ def _on_effect(a: Apply, cmd: InvokerEffect) -> None:
                     total_attempts=st.total_attempts + 1,
                 )
                 a.put(failed.with_(status=Status.PAUSED, epoch=st.epoch + 1))
+                a.release_slot(st)
             else:
                 a.fail_attempt(st, code, message, delay)
         case AttemptEnded():
@@ -142,6 +146,7 @@ def _on_suspend(a: Apply, st: InvocationStatus, waiting: Waiting) -> None:
                 a.start(st.with_(retry_count=0))
                 return
     a.put(st.with_(status=Status.SUSPENDED, waiting=waiting, epoch=st.epoch + 1))
+    a.release_slot(st)
 
 
 def _on_sdk_command(a: Apply, st: InvocationStatus, ty: int, raw: bytes) -> None:

@@ -157,6 +157,8 @@ SYS_INVOCATION_VIEW = """CREATE VIEW sys_invocation AS SELECT
     sis.last_awaiting_on_future_json,
     arrow_cast(CASE
         WHEN ss.status = 'inboxed' THEN 'pending'
+        WHEN ss.status = 'pending' AND ss.running_at IS NULL THEN 'pending'
+        WHEN ss.status = 'pending' THEN 'ready'
         WHEN ss.status = 'scheduled' THEN 'scheduled'
         WHEN ss.status = 'completed' THEN 'completed'
         WHEN ss.status = 'suspended' THEN 'suspended'

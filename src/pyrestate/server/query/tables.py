@@ -16,6 +16,7 @@ import pyrestate
 from pyrestate.protocol.ids import InvocationId, partition_key_for_key
 from pyrestate.server.core_api import DeploymentRecord, Failure, QuerySnapshot, ServiceSchema, Success
 from pyrestate.server.deployments import redact_uri
+from pyrestate.server.flow_limits import RuleBook
 from pyrestate.server.query.journal import journal_rows
 from pyrestate.server.query.schema import table_schema
 from pyrestate.server.storage.records import InvocationStatus, JournalEntry, Promise, Status, status_from_json
@@ -134,9 +135,10 @@ def _status_row(st: InvocationStatus, statuses: dict[str, InvocationStatus]) -> 
         row["restarted_from"] = st.invoked_by_id
     if st.execution_time is not None:
         row["scheduled_at"] = st.created_at  # delayed sends are scheduled when they are created
-    if st.status is Status.INBOXED:
+    if st.status is Status.INBOXED or (st.status is Status.PENDING and st.running_at is None):
         row["inboxed_at"] = st.modified_at  # nothing else touches an inboxed record
-    if st.status not in (Status.SCHEDULED, Status.INBOXED):
+    never_ran = st.status is Status.PENDING and st.running_at is None
+    if st.status not in (Status.SCHEDULED, Status.INBOXED) and not never_ran:
         row["pinned_deployment_id"] = st.deployment_id
         row["pinned_service_protocol_version"] = st.protocol_version
         row["journal_size"] = st.journal_length
@@ -376,7 +378,23 @@ def _sys_deployment(data: _Loaded) -> list[Row]:
     ]
 
 
+def _sys_rules(data: _Loaded) -> list[Row]:
+    book = RuleBook.from_bytes(next((v for _, v in data.snap.scan("limit_rules")), None))
+    return [
+        {
+            "pattern": r.pattern,
+            "concurrency": r.concurrency,
+            "description": r.description,
+            "disabled": r.disabled,
+            "version": r.version,
+            "last_modified": r.last_modified_ms,
+        }
+        for r in book.sorted_rules()
+    ]
+
+
 BUILDERS: dict[str, Callable[[_Loaded], list[Row]]] = {
+    "sys_rules": _sys_rules,
     "sys_invocation_status": _sys_invocation_status,
     "sys_invocation_state": _sys_invocation_state,
     "sys_idempotency": _sys_idempotency,

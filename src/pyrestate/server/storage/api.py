@@ -33,6 +33,11 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "dedup": (("partition", "INTEGER"), ("producer", "TEXT")),
     # Kafka clusters registered through the admin API (JSON documents), by name.
     "kafka_clusters": (("name", "TEXT"),),
+    # Flow control: the rule book (one row), the running invocations holding a slot of their scope, and
+    # the FIFO of invocations waiting for one.
+    "limit_rules": (("name", "TEXT"),),
+    "limit_slots": (("scope", "TEXT"), ("invocation_id", "TEXT")),
+    "limit_queue": (("scope", "TEXT"), ("seq", "INTEGER")),
 }
 # The tables of the first schema version: later tables are created by migrations of their own.
 INITIAL_TABLES: tuple[str, ...] = (
@@ -167,6 +172,34 @@ class FsmTable(Protocol):
     def put_fsm(self, partition: int, name: str, value: int) -> None: ...
 
 
+class LimitTable(Protocol):
+    """Flow control: the rule book, slots held by running scoped invocations, and waiting invocations."""
+
+    def get_rule_book(self) -> bytes | None: ...
+
+    def put_rule_book(self, doc: bytes) -> None: ...
+
+    def list_limit_slots(self, scope: str) -> list[tuple[str, str | None]]:
+        """(invocation id, limit key) of the invocations of `scope` holding a slot."""
+        ...
+
+    def has_limit_slot(self, scope: str, invocation_id: str) -> bool: ...
+
+    def put_limit_slot(self, scope: str, invocation_id: str, limit_key: str | None) -> None: ...
+
+    def delete_limit_slot(self, scope: str, invocation_id: str) -> None: ...
+
+    def push_limit_queue(self, scope: str, seq: int, invocation_id: str) -> None: ...
+
+    def list_limit_queue(self, scope: str) -> list[tuple[int, str]]: ...
+
+    def delete_limit_queue(self, scope: str, seq: int) -> None: ...
+
+    def limit_queue_scopes(self) -> list[str]:
+        """Scopes with waiting invocations."""
+        ...
+
+
 class SchemaTable(Protocol):
     """Deployments and service schemas, stored as opaque JSON documents."""
 
@@ -225,6 +258,7 @@ class Transaction(
     SubscriptionTable,
     KafkaClusterTable,
     DedupTable,
+    LimitTable,
     Protocol,
 ):
     """All table families over one consistent view: committed data plus this transaction's own writes."""

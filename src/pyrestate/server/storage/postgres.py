@@ -50,7 +50,7 @@ _PG_TYPES = {"TEXT": 'text COLLATE "C"', "INTEGER": "bigint", "BLOB": "bytea"}
 _ARRAY_TYPES = {"TEXT": "text[]", "INTEGER": "bigint[]", "BLOB": "bytea[]"}
 _MIGRATION_LOCK = 0x7079_7265_7374  # advisory lock key: one migrating node at a time
 # Tables never cached: written by any node (admin), read rarely.
-_UNCACHED = frozenset({"deployments", "services"})
+_UNCACHED = frozenset({"deployments", "services", "limit_rules", "limit_slots", "limit_queue"})
 
 
 def _create_table_sql(name: str) -> str:
@@ -69,6 +69,7 @@ MIGRATIONS: list[list[str]] = [
     ],
     [_create_table_sql("subscriptions"), _create_table_sql("dedup")],
     [_create_table_sql("kafka_clusters")],
+    [_create_table_sql(name) for name in ("limit_rules", "limit_slots", "limit_queue")],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -18,6 +18,8 @@ from pyrestate.server.core_api import Failure, HandlerType, Outcome, ServiceType
 class Status(enum.Enum):
     SCHEDULED = "scheduled"
     INBOXED = "inboxed"
+    # Waiting for a slot of its scope's concurrency limits (flow control); `inbox_seq` is its place.
+    PENDING = "pending"
     INVOKED = "invoked"
     SUSPENDED = "suspended"
     PAUSED = "paused"
@@ -31,7 +33,8 @@ class Target:
     key: str | None
     service_ty: ServiceType
     handler_ty: HandlerType | None  # None for plain services
-    # V7 scoped calls: shown and sent to the deployment; no per-scope limit is enforced.
+    # V7 scoped calls: shown and sent to the deployment; with flow control on, the scope's rules limit how
+    # many run at once (`partition/lifecycle.py`).
     scope: str | None = None
     limit_key: str | None = None
 

@@ -55,6 +55,7 @@ MIGRATIONS: list[list[str]] = [
     ],
     [_create_table_sql("subscriptions"), _create_table_sql("dedup")],
     [_create_table_sql("kafka_clusters")],
+    [_create_table_sql(name) for name in ("limit_rules", "limit_slots", "limit_queue")],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -382,3 +382,35 @@ class BufferedTransaction:
 
     def put_dedup_seq(self, partition: int, producer: str, seq: int) -> None:
         self._put("dedup", (partition, producer), str(seq).encode())
+
+    # ------------------------------------------------------------------ flow control
+
+    def get_rule_book(self) -> bytes | None:
+        return self._get("limit_rules", ("book",))
+
+    def put_rule_book(self, doc: bytes) -> None:
+        self._put("limit_rules", ("book",), doc)
+
+    def list_limit_slots(self, scope: str) -> list[tuple[str, str | None]]:
+        return [(str(k[1]), v.decode() or None) for k, v in self._scan("limit_slots", (scope,))]
+
+    def has_limit_slot(self, scope: str, invocation_id: str) -> bool:
+        return self._get("limit_slots", (scope, invocation_id)) is not None
+
+    def put_limit_slot(self, scope: str, invocation_id: str, limit_key: str | None) -> None:
+        self._put("limit_slots", (scope, invocation_id), (limit_key or "").encode())
+
+    def delete_limit_slot(self, scope: str, invocation_id: str) -> None:
+        self._del("limit_slots", (scope, invocation_id))
+
+    def push_limit_queue(self, scope: str, seq: int, invocation_id: str) -> None:
+        self._put("limit_queue", (scope, seq), invocation_id.encode())
+
+    def list_limit_queue(self, scope: str) -> list[tuple[int, str]]:
+        return [(int(k[1]), v.decode()) for k, v in self._scan("limit_queue", (scope,))]
+
+    def delete_limit_queue(self, scope: str, seq: int) -> None:
+        self._del("limit_queue", (scope, seq))
+
+    def limit_queue_scopes(self) -> list[str]:
+        return sorted({str(k[0]) for k, _ in self._scan("limit_queue", ())})

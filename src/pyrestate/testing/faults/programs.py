@@ -27,14 +27,52 @@ INCREMENTS = frozenset({"increment", "increment_indirect", "increment_delayed", 
 
 # Per-layer weights; the last layer cannot nest.
 _WEIGHTS: tuple[dict[str, int], ...] = (
-    {"increment": 10, "set": 6, "get": 4, "clear": 3, "run": 5, "run_flaky": 3, "sleep": 3, "echo": 3,
-     "increment_indirect": 4, "increment_delayed": 3, "awakeable": 2, "increment_awakeable": 2,
-     "call_next": 4, "send_next": 3},
-    {"increment": 10, "set": 5, "get": 3, "clear": 2, "run": 4, "run_flaky": 2, "sleep": 2, "echo": 2,
-     "increment_indirect": 3, "increment_delayed": 2, "awakeable": 2, "increment_awakeable": 2,
-     "call_next": 2, "send_next": 2},
-    {"increment": 10, "set": 4, "get": 3, "clear": 2, "run": 3, "run_flaky": 2, "sleep": 2, "echo": 2,
-     "increment_indirect": 2, "increment_delayed": 2, "awakeable": 1, "increment_awakeable": 1},
+    {
+        "increment": 10,
+        "set": 6,
+        "get": 4,
+        "clear": 3,
+        "run": 5,
+        "run_flaky": 3,
+        "sleep": 3,
+        "echo": 3,
+        "increment_indirect": 4,
+        "increment_delayed": 3,
+        "awakeable": 2,
+        "increment_awakeable": 2,
+        "call_next": 4,
+        "send_next": 3,
+    },
+    {
+        "increment": 10,
+        "set": 5,
+        "get": 3,
+        "clear": 2,
+        "run": 4,
+        "run_flaky": 2,
+        "sleep": 2,
+        "echo": 2,
+        "increment_indirect": 3,
+        "increment_delayed": 2,
+        "awakeable": 2,
+        "increment_awakeable": 2,
+        "call_next": 2,
+        "send_next": 2,
+    },
+    {
+        "increment": 10,
+        "set": 4,
+        "get": 3,
+        "clear": 2,
+        "run": 3,
+        "run_flaky": 2,
+        "sleep": 2,
+        "echo": 2,
+        "increment_indirect": 2,
+        "increment_delayed": 2,
+        "awakeable": 1,
+        "increment_awakeable": 1,
+    },
 )
 
 
@@ -86,8 +124,9 @@ def generate(rng: random.Random, layer: int, pid: str, cfg: GeneratorConfig) -> 
         elif kind == "run_flaky":
             cmd.update(failures=rng.randint(1, cfg.max_run_failures))
         elif kind in ("call_next", "send_next"):
-            cmd.update(key=key_name(rng.randrange(cfg.keys)),
-                       program=generate(rng, layer + 1, f"{pid}.{i}", cfg))
+            cmd.update(
+                key=key_name(rng.randrange(cfg.keys)), program=generate(rng, layer + 1, f"{pid}.{i}", cfg)
+            )
             if kind == "send_next" and rng.random() < 0.3:
                 cmd.update(ms=rng.randint(1, cfg.max_delay_ms))
         commands.append(cmd)

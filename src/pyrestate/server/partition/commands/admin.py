@@ -78,10 +78,19 @@ def _event(message: str, st: InvocationStatus) -> None:
     logs.event(log, logging.INFO, message, invocation_id=st.invocation_id, target=st.target.display())
 
 
+def _not_started(st: InvocationStatus) -> bool:
+    """Scheduled, inboxed behind a key, or waiting for a slot of its scope without having run."""
+    if st.status is Status.PENDING:
+        return st.running_at is None
+    return st.status in (Status.SCHEDULED, Status.INBOXED)
+
+
 def cancel(a: Apply, st: InvocationStatus) -> bool:
     """Deliver signal 1; an invocation that has not started yet completes at once (True). The SDK
     propagates the cancellation to the calls it is waiting for."""
-    if st.status in (Status.INBOXED, Status.SCHEDULED):
+    if st.status in (Status.INBOXED, Status.SCHEDULED) or (
+        st.status is Status.PENDING and st.running_at is None
+    ):
         # As Restate does: whoever waits gets 409 canceled, then nothing of the invocation is kept (no
         # status, no idempotency entry), so attach/output answer 404 and the same key may be used again.
         if st.status is Status.SCHEDULED and st.execution_time is not None:
@@ -128,6 +137,7 @@ def on_manage(a: Apply, cmd: ManageInvocation) -> None:
                 _event("Invocation paused", st)
                 a.emit(AbortAttempt(st.invocation_id))
                 a.put(st.with_(status=Status.PAUSED, epoch=st.epoch + 1))
+                a.release_slot(st)
                 a.reply(token, CommandOutcome.ACCEPTED)
             else:
                 a.reply(token, Conflict(f"The invocation '{st.invocation_id}' is not running."))
@@ -209,7 +219,9 @@ def on_restart_as_new(a: Apply, cmd: RestartAsNew) -> None:
             ),
         )
         return
-    if st.status in (Status.SCHEDULED, Status.INBOXED):
+    if st.status in (Status.SCHEDULED, Status.INBOXED) or (
+        st.status is Status.PENDING and st.running_at is None
+    ):
         a.reply(
             token, Refused(425, f"The invocation '{iid}' cannot be restarted because it's not running yet.")
         )
