@@ -134,6 +134,9 @@ def server(**values: Any) -> None:
 
     try:
         app.main(cfg, core_factory=factory)
+    except server_config.ConfigError as e:  # e.g. a data dir laid out for another number of workers
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)
     except Unavailable as e:  # e.g. a data dir that cannot be written
         err_console.print(f"[bold red]error:[/] {e}", highlight=False)
         sys.exit(1)

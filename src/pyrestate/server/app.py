@@ -165,6 +165,14 @@ def configure_logging(level: str) -> None:
 def main(config: ServerConfig, *, core_factory: CoreFactory | None = None) -> None:
     """Blocking entry point used by `pyrestate server` (uvloop when available)."""
     configure_logging(config.log_level)
+    if config.workers > 1:  # a parent supervising worker processes (pyrestate.server.cluster)
+        from pyrestate.server.cluster.supervisor import run_supervisor
+
+        raise SystemExit(run_supervisor(config))
+    if config.storage == "sqlite":
+        from pyrestate.server.cluster.layout import check_single_process
+
+        check_single_process(config.data_dir)
     factory = core_factory or load_core_factory()
     coro = run_server(config, core_factory=factory)
     try:

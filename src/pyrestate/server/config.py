@@ -50,6 +50,7 @@ class ServerConfig:
     # Storage backend: "sqlite" (in data_dir) or a postgresql:// URL (partitions owned through leases).
     storage: str = "sqlite"
     node_id: str | None = None  # this node's name in partition leases (PostgreSQL); default: host name
+    workers: int = 1  # processes sharing the partitions (pyrestate.server.cluster); 1: all in this one
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -216,6 +217,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("storage", "--storage", _storage, "sqlite, or a postgresql://… URL to run several nodes."),
     Option("node_id", "--node-id", str, "Name of this node in partition leases (default: host name)."),
+    Option("workers", "--workers", _positive_int, "Processes sharing the partitions (SQLite; see Scale out)."),
 )
 
 

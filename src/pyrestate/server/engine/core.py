@@ -8,7 +8,7 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pyrestate.protocol.ids import (
@@ -146,6 +146,11 @@ class EngineCore(Registry):
         )
         self.timers = TimerService(self.clock, self._fire_timer, self._load_timers)
         self._started = False
+        # Set by a worker of a multi-process server (pyrestate.server.cluster): outbox messages to
+        # partitions outside `local_partitions` go to `outbound`, and `on_committed` sees every batch.
+        self.local_partitions: range | None = None
+        self.outbound: Callable[[int, int, Command], None] | None = None
+        self.on_committed: Callable[[list[tuple[int, Command]]], None] | None = None
 
     # ================================================================== lifecycle
 
@@ -160,7 +165,12 @@ class EngineCore(Registry):
             self._services[svc.name] = svc
         # One command loop for all partitions: a batch spanning many partitions is one commit.
         shared = CommandLoop(
-            self.storage, self._context, self._perform, self._fail_token, self._recover_after_commit_failure
+            self.storage,
+            self._context,
+            self._perform,
+            self._fail_token,
+            self._recover_after_commit_failure,
+            on_committed=self.on_committed,
         )
         self._partitions = [
             PartitionProcessor(p, self.storage, self._context, self._perform, self._fail_token, shared)
@@ -179,7 +189,7 @@ class EngineCore(Registry):
         reader = self.storage.reader()
         for p in self._partitions:
             for seq, payload in reader.list_outbox(p.partition):
-                p.submit(Deliver(seq, command_from_json(payload)))
+                self._deliver(p.partition, seq, command_from_json(payload))
         self.timers.reload()
         now = self.clock.now_ms()
         for st in reader.all_invocation_statuses():
@@ -222,6 +232,14 @@ class EngineCore(Registry):
     def _submit(self, partition: int, command: Command) -> None:
         self._partitions[partition].submit(command)
 
+    def _deliver(self, partition: int, seq: int, command: Command) -> None:
+        """A committed outbox message: applied here, or handed to the owner process of its partition."""
+        local = self.local_partitions
+        if self.outbound is not None and local is not None and partition not in local:
+            self.outbound(partition, seq, command)
+            return
+        self._partitions[partition].submit(Deliver(seq, command))
+
     def _new_token(self) -> tuple[int, asyncio.Future[Any]]:
         token = next(self._token_ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -263,7 +281,7 @@ class EngineCore(Registry):
                 if token_fut is not None and not token_fut.done():
                     token_fut.set_result(v)
             case SendToPartition(partition=p, seq=s, command=c):
-                self._submit(p, Deliver(s, c))
+                self._deliver(p, s, c)
 
     def _load_timers(self, after_ms: int, until_ms: int, limit: int) -> list[Timer]:
         return self.storage.reader().timers_between(after_ms, until_ms, limit)
@@ -311,19 +329,30 @@ class EngineCore(Registry):
         hty = handler.ty.value if handler.ty is not None else None
         return svc, Target(svc.name, handler.name, t.key if keyed else None, svc.ty.value, hty)
 
+    def invocation_id_for(self, invocation: IngressInvocation) -> tuple[IngressInvocation, str]:
+        """The id an ingress invocation gets, and the invocation with its idempotency key filled in (a
+        generated one when absent), so that whichever process applies it derives the same id."""
+        return self._id_for(invocation, self._target(invocation)[1])
+
+    @staticmethod
+    def _id_for(invocation: IngressInvocation, target: Target) -> tuple[IngressInvocation, str]:
+        if target.workflow_run:
+            return invocation, str(InvocationId.for_workflow_run(target.service, target.key or ""))
+        ikey = invocation.idempotency_key
+        if not ikey:
+            ikey = new_ulid_text()
+            invocation = dataclasses.replace(invocation, idempotency_key=ikey)
+        iid = InvocationId.for_idempotent_request(target.service, target.handler, ikey, target.key)
+        return invocation, str(iid)
+
     def _request_for(self, invocation: IngressInvocation, delay_ms: int | None) -> InvocationRequest:
         _, target = self._target(invocation)
-        ikey: str | None
-        if target.workflow_run:
-            ikey = None
-            iid = InvocationId.for_workflow_run(target.service, target.key or "")
-        else:
-            ikey = invocation.idempotency_key or new_ulid_text()
-            iid = InvocationId.for_idempotent_request(target.service, target.handler, ikey, target.key)
+        invocation, iid = self._id_for(invocation, target)
+        ikey = None if target.workflow_run else invocation.idempotency_key
         ctx = self._context(0)
         now = self.clock.now_ms()
         return InvocationRequest(
-            invocation_id=str(iid),
+            invocation_id=iid,
             target=target,
             body=invocation.body,
             headers=invocation.headers,

@@ -56,8 +56,13 @@ class CommandLoop:
         perform: Callable[[Action], None],
         fail_reply: Callable[[int, BaseException], None],
         on_commit_failure: Callable[[], None] | None = None,
+        *,
+        on_committed: Callable[[list[tuple[int, Command]]], None] | None = None,
     ) -> None:
         self._storage = storage
+        # Told of every command of a committed batch that applied without error (acknowledges remote
+        # deliveries to their sender).
+        self._on_committed = on_committed
         self._context = context
         self._perform = perform
         self._fail_reply = fail_reply
@@ -105,6 +110,7 @@ class CommandLoop:
         txn = self._storage.begin()
         contexts: dict[int, ApplyContext] = {}
         actions: list[Action] = []
+        failed: list[Command] = []
         for partition, cmd in batch:
             ctx = contexts.get(partition)
             if ctx is None:
@@ -115,6 +121,7 @@ class CommandLoop:
             except Exception as e:
                 log.exception("partition %d: applying %s failed", partition, type(cmd).__name__)
                 txn.rollback_to(savepoint)  # type: ignore[attr-defined]
+                failed.append(cmd)
                 token = _reply_token(cmd)
                 if token is not None:
                     self._fail_reply(token, e)
@@ -138,6 +145,8 @@ class CommandLoop:
             return
         self.applied += len(batch)
         self.batches += 1
+        if self._on_committed is not None:
+            self._on_committed([pc for pc in batch if pc[1] not in failed] if failed else batch)
         for action in actions:
             try:
                 self._perform(action)

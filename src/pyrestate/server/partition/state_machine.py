@@ -341,11 +341,24 @@ def _dispatch(a: _Apply, command: Command) -> None:
             for k, v in state:
                 a.txn.put_state(svc, key, k, v)
             a.reply(token, None)
-        case Deliver(seq=seq, inner=inner):
+        case Deliver(seq=seq, inner=inner, remote=remote):
+            if remote and not _first_delivery(a, seq):
+                return
             a.txn.delete_outbox(a.ctx.partition, seq)
             _dispatch(a, inner)
         case _:
             assert_never(command)
+
+
+def _first_delivery(a: _Apply, seq: int) -> bool:
+    """A sender resends until acknowledged, in its commit order: anything at or below the high-water mark
+    of its source partition was applied before. The mark is written in the same commit as the message."""
+    name = f"in_hwm_{seq & 0xFFFF}"
+    counter = seq >> 16
+    if counter <= (a.txn.get_fsm(a.ctx.partition, name) or 0):
+        return False
+    a.txn.put_fsm(a.ctx.partition, name, counter)
+    return True
 
 
 # ------------------------------------------------------------------------------------------------ invoke
