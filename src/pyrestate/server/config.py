@@ -217,7 +217,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("storage", "--storage", _storage, "sqlite, or a postgresql://… URL to run several nodes."),
     Option("node_id", "--node-id", str, "Name of this node in partition leases (default: host name)."),
-    Option("workers", "--workers", _positive_int, "Processes sharing the partitions (SQLite; see Scale out)."),
+    Option("workers", "--workers", _positive_int, "Processes sharing the partitions (SQLite)."),
 )
 
 

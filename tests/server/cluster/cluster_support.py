@@ -72,7 +72,8 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def query(admin_url: str, sql: str) -> list[dict[str, Any]]:
-    r = httpx.post(f"{admin_url}/query", json={"query": sql}, headers={"accept": "application/json"}, timeout=30)
+    accept = {"accept": "application/json"}
+    r = httpx.post(f"{admin_url}/query", json={"query": sql}, headers=accept, timeout=30)
     r.raise_for_status()
     rows: list[dict[str, Any]] = json.loads(r.content)["rows"]
     return rows

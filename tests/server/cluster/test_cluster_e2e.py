@@ -21,7 +21,7 @@ def test_keys_of_both_workers_exist() -> None:
 def test_service_object_service_chain_across_workers(stack: Stack) -> None:
     for key in keys_on(0, 3, "chain") + keys_on(1, 3, "chain"):
         for n in (1, 2):
-            r = stack.ingress.post(f"/Front/chain_to", json=key)
+            r = stack.ingress.post("/Front/chain_to", json=key)
             assert r.status_code == 200, r.text
             assert r.json() == f"leaf:{key}:x:{n}"
 
@@ -87,7 +87,7 @@ def test_kill_of_a_call_tree_spanning_workers(stack: Stack) -> None:
         assert r.status_code == 202, r.text
         root = r.json()["invocationId"]
 
-        def tree_ids() -> list[str] | None:
+        def tree_ids(root: str = root) -> list[str] | None:
             rows = query(
                 stack.server.admin_url,
                 "SELECT id, target_service_name FROM sys_invocation WHERE status <> 'completed' "
@@ -115,7 +115,8 @@ def test_query_and_admin_see_both_workers(stack: Stack) -> None:
     listed = ", ".join(f"'{k}'" for k in keys)
     rows = query(
         stack.server.admin_url,
-        f"SELECT service_key FROM state WHERE service_name = 'Acc' AND key = 'total' AND service_key IN ({listed})",
+        "SELECT service_key FROM state WHERE service_name = 'Acc' AND key = 'total' "
+        f"AND service_key IN ({listed})",
     )
     assert sorted(r["service_key"] for r in rows) == sorted(keys)
     # Schema is the same through every worker (fresh connections land on either).
@@ -131,8 +132,11 @@ def test_other_number_of_workers_is_refused(tmp_path: Path) -> None:
     (data / "layout.json").write_text(json.dumps({"partitions": 4, "workers": 2, "ranges": [[0, 2], [2, 4]]}))
     for extra in (["--workers", "3"], []):
         out = subprocess.run(
-            [sys.executable, "-m", "pyrestate.cli.main", "server", "--data-dir", str(data), "--partitions", "4",
-             "--ingress-bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0", *extra],
+            [
+                *(sys.executable, "-m", "pyrestate.cli.main", "server", "--data-dir", str(data)),
+                *("--partitions", "4", "--ingress-bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0"),
+                *extra,
+            ],
             capture_output=True,
             text=True,
             timeout=60,
