@@ -78,8 +78,8 @@ class WorkerCore:
         self._deleting: asyncio.Task[None] | None = None
         e = engine
         self._methods: dict[str, Callable[..., Awaitable[Any]]] = {
-            "call": e.call,
-            "send": e.send,
+            "call": lambda inv, iid: e.call(inv, invocation_id=iid),
+            "send": lambda inv, iid: e.send(inv, invocation_id=iid),
             "attach": e.attach,
             "get_output": e.get_output,
             "complete_awakeable": e.complete_awakeable,
@@ -130,16 +130,16 @@ class WorkerCore:
         invocation, iid = self.engine.invocation_id_for(invocation)
         w = self._owner_of(iid)
         if w == self.me:
-            return await self.engine.call(invocation)
-        result: InvocationResult = await self.node.call(w, "call", invocation)
+            return await self.engine.call(invocation, invocation_id=iid)
+        result: InvocationResult = await self.node.call(w, "call", invocation, iid)
         return result
 
     async def send(self, invocation: IngressInvocation) -> SendReceipt:
         invocation, iid = self.engine.invocation_id_for(invocation)
         w = self._owner_of(iid)
         if w == self.me:
-            return await self.engine.send(invocation)
-        receipt: SendReceipt = await self.node.call(w, "send", invocation)
+            return await self.engine.send(invocation, invocation_id=iid)
+        receipt: SendReceipt = await self.node.call(w, "send", invocation, iid)
         return receipt
 
     async def attach(self, query: InvocationQuery) -> InvocationResult:

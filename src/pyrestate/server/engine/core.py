@@ -345,9 +345,12 @@ class EngineCore(Registry):
         iid = InvocationId.for_idempotent_request(target.service, target.handler, ikey, target.key)
         return invocation, str(iid)
 
-    def _request_for(self, invocation: IngressInvocation, delay_ms: int | None) -> InvocationRequest:
+    def _request_for(
+        self, invocation: IngressInvocation, delay_ms: int | None, iid: str | None = None
+    ) -> InvocationRequest:
         _, target = self._target(invocation)
-        invocation, iid = self._id_for(invocation, target)
+        if iid is None:  # else: routed here by a worker that derived it (`invocation_id_for`)
+            invocation, iid = self._id_for(invocation, target)
         ikey = None if target.workflow_run else invocation.idempotency_key
         ctx = self._context(0)
         now = self.clock.now_ms()
@@ -371,8 +374,10 @@ class EngineCore(Registry):
             return Success(outcome.value, None)
         return outcome
 
-    async def call(self, invocation: IngressInvocation) -> InvocationResult:
-        req = self._request_for(invocation, None)
+    async def call(
+        self, invocation: IngressInvocation, *, invocation_id: str | None = None
+    ) -> InvocationResult:
+        req = self._request_for(invocation, None, invocation_id)
         iid = req.invocation_id
         waiter = self._add_waiter(iid)
         try:
@@ -394,8 +399,8 @@ class EngineCore(Registry):
         finally:
             self._drop_waiter(iid, waiter)
 
-    async def send(self, invocation: IngressInvocation) -> SendReceipt:
-        req = self._request_for(invocation, invocation.delay_ms)
+    async def send(self, invocation: IngressInvocation, *, invocation_id: str | None = None) -> SendReceipt:
+        req = self._request_for(invocation, invocation.delay_ms, invocation_id)
         with self.invoker.ingress_accepting():
             reply = await self._request(
                 partition_of(req.invocation_id, self.config.partitions), lambda token: Invoke(req, token)
