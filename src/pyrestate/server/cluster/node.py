@@ -246,6 +246,13 @@ class Node:
         else:
             self._ensure_connecting(w)
 
+    def drop_incoming(self) -> None:
+        """Close every link other workers opened to this one: nothing more is read from them, and their
+        senders reconnect and send all they have not had acknowledged, in order."""
+        for link in list(self._incoming):
+            link.close()
+        self._incoming.clear()
+
     def owner_of(self, partition: int) -> int:
         return self.owners[partition]
 

@@ -64,6 +64,9 @@ class WorkerCore:
         engine.local_partitions = self.local
         engine.outbound = self._outbound
         engine.on_committed = self._on_committed
+        # Remote messages dropped with a failed commit are unacknowledged: have their senders send again
+        # from the oldest, before anything newer can move the high-water mark past them.
+        engine.on_commit_failure = self._on_commit_failure
         self.node = Node(
             me,
             layout,
@@ -211,6 +214,9 @@ class WorkerCore:
                 acks[self.owners[cmd.seq & SOURCE_MASK]].append((partition, cmd.seq))
         for w, keys in acks.items():
             self.node.ack(w, keys)
+
+    def _on_commit_failure(self) -> None:
+        self.node.drop_incoming()
 
     def _on_acked(self, keys: list[OutboxKey]) -> None:
         # The receiver committed them: their rows can go, in one commit per burst.

@@ -151,6 +151,7 @@ class EngineCore(Registry):
         self.local_partitions: range | None = None
         self.outbound: Callable[[int, int, Command], None] | None = None
         self.on_committed: Callable[[list[tuple[int, Command]]], None] | None = None
+        self.on_commit_failure: Callable[[], None] | None = None
 
     # ================================================================== lifecycle
 
@@ -202,6 +203,8 @@ class EngineCore(Registry):
         # Running attempts may have sent commands that were never stored: stop them all, then restart
         # from storage. Their replacements replay the committed journal, like after a crash.
         self.invoker.abort_all()
+        if self.on_commit_failure is not None:
+            self.on_commit_failure()
         try:
             self._recover_from_storage()
         except Exception:  # storage unreadable too: the next failing commit will try again
