@@ -143,3 +143,16 @@ def test_other_number_of_workers_is_refused(tmp_path: Path) -> None:
         )
         assert out.returncode == 2, out.stderr
         assert "created with --workers 2" in out.stderr
+
+
+def test_console_shows_both_workers(stack: Stack) -> None:
+    keys = keys_on(0, 1, "ui") + keys_on(1, 1, "ui")
+    for key in keys:
+        assert stack.ingress.post(f"/Acc/{key}/add", json=41).status_code == 200
+    for key in keys:
+        r = stack.admin.get(f"/ui/state/Acc/{key}")
+        assert r.status_code == 200, r.text
+        assert "41" in r.text
+    r = stack.admin.get("/ui/invocations")
+    assert r.status_code == 200
+    assert "Acc" in r.text
