@@ -335,26 +335,29 @@ class EngineCore(Registry):
     def invocation_id_for(self, invocation: IngressInvocation) -> tuple[IngressInvocation, str]:
         """The id an ingress invocation gets, and the invocation with its idempotency key filled in (a
         generated one when absent), so that whichever process applies it derives the same id."""
-        return self._id_for(invocation, self._target(invocation)[1])
+        ikey, iid = self._id_for(invocation, self._target(invocation)[1])
+        if ikey is not None and ikey != invocation.idempotency_key:
+            invocation = dataclasses.replace(invocation, idempotency_key=ikey)
+        return invocation, iid
 
     @staticmethod
-    def _id_for(invocation: IngressInvocation, target: Target) -> tuple[IngressInvocation, str]:
+    def _id_for(invocation: IngressInvocation, target: Target) -> tuple[str | None, str]:
+        """(idempotency key, invocation id); no key for a workflow run."""
         if target.workflow_run:
-            return invocation, str(InvocationId.for_workflow_run(target.service, target.key or ""))
-        ikey = invocation.idempotency_key
-        if not ikey:
-            ikey = new_ulid_text()
-            invocation = dataclasses.replace(invocation, idempotency_key=ikey)
+            return None, str(InvocationId.for_workflow_run(target.service, target.key or ""))
+        ikey = invocation.idempotency_key or new_ulid_text()
         iid = InvocationId.for_idempotent_request(target.service, target.handler, ikey, target.key)
-        return invocation, str(iid)
+        return ikey, str(iid)
 
     def _request_for(
         self, invocation: IngressInvocation, delay_ms: int | None, iid: str | None = None
     ) -> InvocationRequest:
         _, target = self._target(invocation)
-        if iid is None:  # else: routed here by a worker that derived it (`invocation_id_for`)
-            invocation, iid = self._id_for(invocation, target)
-        ikey = None if target.workflow_run else invocation.idempotency_key
+        ikey: str | None
+        if iid is None:
+            ikey, iid = self._id_for(invocation, target)
+        else:  # routed here by a worker that derived both (`invocation_id_for`)
+            ikey = None if target.workflow_run else invocation.idempotency_key
         ctx = self._context(0)
         now = self.clock.now_ms()
         return InvocationRequest(
