@@ -1,10 +1,14 @@
-"""`--workers 2` with workers killed by SIGKILL mid-flight: the parent restarts each from its file, every
-acknowledged invocation completes, every object counts each call once, no `ctx.run` result changes."""
+"""`--workers 2` with workers killed by SIGKILL mid-flight: four clients send invocations whose steps call
+objects on both workers while a random worker is killed every 0.4-1.2 s. The parent restarts each from its
+file; every acknowledged invocation completes, every object counts each call once (exactly-once delivery
+between workers), and no `ctx.run` step has two recorded results."""
 
 from __future__ import annotations
 
 import os
+import random
 import signal
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -51,20 +55,35 @@ def test_sigkill_of_workers_mid_flight(tmp_path: Path) -> None:
         pid = srv.process.pid
         assert pid is not None and len(worker_pids(pid)) == 2
         tags = keys_on(0, 3, "k") + keys_on(1, 3, "k")
-        n = 36
-        until = time.monotonic() + 120
+        n = 80
+        until = time.monotonic() + 150
+        ids: dict[str, str] = {}
+
+        def sender(part: int) -> None:
+            with httpx.Client(base_url=srv.ingress_url, timeout=30) as client:
+                for i in range(part, n, 4):
+                    ikey = f"steps-{i}"
+                    r = _post(
+                        client, "/Front/steps/send", tags[i % len(tags)], {"idempotency-key": ikey}, until
+                    )
+                    assert r.status_code in (200, 202), r.text
+                    ids[ikey] = r.json()["invocationId"]
+                    time.sleep(0.05)
+
+        senders = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
+        for t in senders:
+            t.start()
+        kills = 0
+        rng = random.Random(7)
+        while any(t.is_alive() for t in senders) or kills < 3:
+            time.sleep(rng.uniform(0.4, 1.2))
+            _kill_worker(pid, rng.randrange(2))  # with calls between the workers in flight
+            kills += 1
+        for t in senders:
+            t.join()
+        assert len(ids) == n
+        print(f"{n} invocations acknowledged, {kills} workers killed")
         with httpx.Client(base_url=srv.ingress_url, timeout=30) as client:
-            ids: dict[str, str] = {}
-            for i in range(n):
-                if i == n // 3:
-                    _kill_worker(pid, 1)
-                if i == 2 * n // 3:
-                    _kill_worker(pid, 0)
-                ikey = f"steps-{i}"
-                r = _post(client, "/Front/steps/send", tags[i % len(tags)], {"idempotency-key": ikey}, until)
-                assert r.status_code in (200, 202), r.text
-                ids[ikey] = r.json()["invocationId"]
-            _kill_worker(pid, 1)  # once more, with most of the work still running
             for ikey, iid in ids.items():
                 while True:
                     try:

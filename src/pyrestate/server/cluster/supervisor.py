@@ -32,7 +32,8 @@ log = logging.getLogger("pyrestate.server")
 
 SPEC_ENV = "PYRESTATE_CLUSTER_WORKER"
 STOP_TIMEOUT_S = 30.0
-RESTART_BACKOFF_S = (0.1, 5.0)
+RESTART_BACKOFF_S = (0.1, 2.0)
+SHORT_LIFE_S = 3.0  # a worker dying sooner (e.g. it cannot open its file) is restarted less and less often
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +138,7 @@ class Supervisor:
                         continue
                     if proc is None or proc.poll() is None:
                         continue
-                    # A worker that keeps dying right after starting is restarted less and less often.
-                    quick = now - self.started_at[i] < 5.0
+                    quick = now - self.started_at[i] < SHORT_LIFE_S
                     low, high = RESTART_BACKOFF_S
                     self.backoff[i] = min(self.backoff[i] * 2, high) if quick else low
                     delay = self.backoff[i] if quick else 0.0
