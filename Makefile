@@ -4,13 +4,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 RESTATE_NPM := .cache/restate
 
-.PHONY: run test lint typecheck unit official-restate proto bench bench-setup bench-quick
+.PHONY: run test lint typecheck unit official-restate proto bench bench-setup bench-quick docs
 
-$(BIN)/pyrestate: pyproject.toml
+# Two installs into one venv: `make run` needs only what the server and the examples import; everything else
+# (tests, lint, benchmarks) adds the development tools (pytest, mypy, ruff, the official SDK, fuzzers, …).
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
+
+$(RUNTIME): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(DEV): $(RUNTIME)
 	$(BIN)/pip install -q -e '.[dev]'
-	touch $(BIN)/pyrestate
+	touch $@
+
+# The name the other targets and scripts have always used for "the venv is ready for development".
+$(BIN)/pyrestate: $(DEV)
 
 # The official restate-server and CLI (npm packages ship linux-x64 binaries), the yardstick of the interop tests.
 official-restate: $(RESTATE_NPM)/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server
@@ -37,7 +49,7 @@ test: $(BIN)/pyrestate official-restate lint
 	PYRESTATE_EXAMPLES_RUNTIME=pyrestate $(BIN)/pytest -q examples
 
 # The server on embedded SQLite (./.pyrestate), every example served and registered; Ctrl-C stops it all.
-run: $(BIN)/pyrestate
+run: $(RUNTIME)
 	$(BIN)/pyrestate dev examples.all:app
 
 # Benchmark against the official restate-server (bench/README.md); writes bench/RESULTS.md.
@@ -55,3 +67,9 @@ bench-quick: $(BIN)/pyrestate official-restate
 .PHONY: chaos
 chaos: $(BIN)/pyrestate
 	$(BIN)/pytest -q -p no:cacheprovider tests/faults
+
+# The settings reference in docs/operations.md, generated from the server's option table.
+docs: $(BIN)/pyrestate
+	$(BIN)/python -c 'import re, pathlib; from pyrestate.server.config import options_reference as o; \
+	  p = pathlib.Path("docs/operations.md"); t = p.read_text(); \
+	  p.write_text(re.sub(r"(?s)(<!-- options:begin -->\n).*?(<!-- options:end -->)", lambda m: m[1] + o() + m[2], t))'

@@ -27,7 +27,7 @@ import httpx
 from bench.loadgen import run_load, run_loop
 from bench.procstat import dir_size_bytes, machine_description, tree_usage
 from bench.servers import BENCH_DIR, Server, Unavailable, register, start_server, start_service
-from pyrestate.server.ingress.durations import parse_duration_ms
+from pyrestate.server.durations import parse_duration_ms
 
 
 def sample(server: Server, sdk_pid: int, label: str, done: int, rps: float | None = None) -> dict[str, Any]:

@@ -51,6 +51,12 @@ NON_DETERMINISM = RuntimeConfig(
     retry_on_max_attempts="kill",
 )
 
+# PYRESTATE_CONFORMANCE_PROTOCOL_V7=1: every runtime offers service protocol V7 (experimental in Restate 1.7).
+if os.environ.get("PYRESTATE_CONFORMANCE_PROTOCOL_V7", "") not in ("", "0"):
+    DEFAULT, ALWAYS_SUSPENDING, NON_DETERMINISM = (
+        dataclasses.replace(c, enable_protocol_v7=True) for c in (DEFAULT, ALWAYS_SUSPENDING, NON_DETERMINISM)
+    )
+
 Runtime = OfficialRestateServer | PyrestateServer
 _live: list[Any] = []  # processes whose logs are attached to a failing test's report
 

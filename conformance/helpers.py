@@ -6,6 +6,8 @@ import json
 import uuid
 from typing import Any
 
+from pyrestate.testing import Admin, eventually
+
 
 def new_key() -> str:
     """A fresh object key per test: services keep process-global counters keyed by it."""
@@ -25,3 +27,16 @@ def proxy_request(
         req["virtualObjectKey"] = key
     req.update(extra)
     return req
+
+
+def wait_journaled(admin: Admin, invocation_id: str, entry_type: str, timeout: float = 20.0) -> None:
+    """Wait until the runtime has recorded an entry of `entry_type` (e.g. "Command: Sleep") in the
+    invocation's journal, as `sys_journal` shows it."""
+
+    def check() -> None:
+        rows = admin.query(
+            f"SELECT index FROM sys_journal WHERE id = '{invocation_id}' AND entry_type = '{entry_type}'"
+        )
+        assert rows, f"no '{entry_type}' in the journal of {invocation_id} yet"
+
+    eventually(check, timeout)

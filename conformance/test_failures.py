@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from conformance.conftest import Env
-from conformance.helpers import new_key
+from conformance.helpers import new_key, wait_journaled
 from pyrestate.testing import Ingress, eventually, json_of
 
 VOCI = "VirtualObjectCommandInterpreter"
@@ -30,13 +30,7 @@ def test_sleep_and_restart_service_endpoint(env_own_app: Env, hard: bool) -> Non
                                 {"commands": [{"type": "awaitOne", "command": {"type": "sleep",
                                                                                "timeoutMillis": SLEEP_MS}}]},
                                 key=key)["invocationId"]
-
-    def sleeping() -> None:
-        rows = env.admin.query(f"SELECT status FROM sys_invocation WHERE id = '{inv}'")
-        assert rows and rows[0]["status"] in ("running", "suspended"), rows
-
-    eventually(sleeping)
-    time.sleep(0.3)
+    wait_journaled(env.admin, inv, "Command: Sleep")  # the endpoint dies mid-sleep, not before it
     env.app.restart(hard=hard)
     r = env.ingress.attach(inv)
     assert json_of(r) == "sleep"
@@ -80,7 +74,7 @@ def test_runtime_restart_mid_sleep(env_restartable: Env, hard: bool) -> None:
                                 {"commands": [{"type": "awaitOne", "command": {"type": "sleep",
                                                                                "timeoutMillis": SLEEP_MS}}]},
                                 key=key, retry_for=30)["invocationId"]
-    time.sleep(0.5)
+    wait_journaled(env.admin, inv, "Command: Sleep")  # the sleep and its timer are stored before the crash
     env.runtime.restart(hard=hard)
     _fresh_client(env)
 

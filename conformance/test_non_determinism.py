@@ -25,6 +25,8 @@ def test_non_determinism_is_detected(env_non_determinism: Env, handler: str) -> 
     assert r.status_code == 570, r.text
     assert r.json()["code"] == 570
     assert "mismatch" in r.json()["message"].lower()
+    # Time passes for the send to arrive, had it been made (it would have been journaled before the
+    # failure that ended the invocation): it never is.
     time.sleep(0.3)
     assert env.ingress.call_json("Counter", "get", key=key) == 0
 

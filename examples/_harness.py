@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyrestate.testing import AppProcess, Ingress
+from pyrestate.testing import Admin, AppProcess, Ingress, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,19 @@ class Deployment:
     effects: Effects
     control_dir: Path
     ingress: Ingress
+    admin: Admin
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def wait_for_rows(self, sql: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Poll the runtime's `/query` until `sql` returns `count` rows: the recorded fact a crash or a
+        check must come after (a journaled Sleep command, a stored listener, ...)."""
+
+        def check() -> list[dict[str, Any]]:
+            rows = self.admin.query(sql)
+            assert len(rows) == count, rows
+            return rows
+
+        return eventually(check, timeout)
 
     def arm_crash(self, point: str) -> None:
         """The process exits (like a crash) the next time it reaches `maybe_crash(point)`."""

@@ -15,6 +15,7 @@ import pytest
 
 from examples._harness import ROOT, Deployment, Effects
 from pyrestate.testing import (
+    Admin,
     AppProcess,
     Ingress,
     RuntimeConfig,
@@ -55,8 +56,18 @@ def ingress(runtime: Runtime) -> Iterator[Ingress]:
 
 
 @pytest.fixture(scope="session")
+def admin(runtime: Runtime) -> Iterator[Admin]:
+    with Admin(runtime.admin_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
 def deploy(
-    runtime: Runtime, ingress: Ingress, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    runtime: Runtime,
+    ingress: Ingress,
+    admin: Admin,
+    log_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., Deployment]]:
     """Serve `examples.<example>.<module>:app` with hypercorn and register it (unless it is a plain web app
     in front of Restate); every process is stopped at session end."""
@@ -81,7 +92,7 @@ def deploy(
         app.start()
         if register:
             register_deployment(runtime.admin_url, app.url)
-        return Deployment(app, effects, control, ingress)
+        return Deployment(app, effects, control, ingress, admin)
 
     yield make
     for app in created:

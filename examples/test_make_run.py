@@ -97,7 +97,7 @@ def test_make_run_serves_registers_and_prints_working_curl_commands() -> None:
         dev.proc.send_signal(signal.SIGINT)
         code = dev.proc.wait(30)
     assert code == 0, "\n".join(dev.lines)
-    assert "Stopping…" in dev.lines
+    assert any(line.startswith("Stopping: ") for line in dev.lines), "\n".join(dev.lines)
     for port in ports.values():
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=2)

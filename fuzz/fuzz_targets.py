@@ -2,11 +2,14 @@
 
     python fuzz/fuzz_targets.py TARGET [libFuzzer flags]     e.g. -max_total_time=600 -artifact_prefix=/tmp/
 
-Targets: frame_decoder, ingress_path, duration, json_body, ingress_app, admin_app (see TARGETS). Each one
-accepts an input or refuses it with the parser's own error; any other exception is a finding: libFuzzer
-stops, writes the input as `crash-…` and exits non-zero. `ingress_app` / `admin_app` drive the real ASGI
-apps over a real engine (SQLite in a temporary directory) and, after every input, check that an object
-state written at start-up still reads back unchanged.
+Targets: frame_decoder, ingress_path, duration, json_body, ingress_app, admin_app, http_front (see
+TARGETS). Each one accepts an input or refuses it with the parser's own error; any other exception is a
+finding: libFuzzer stops, writes the input as `crash-…` and exits non-zero. `ingress_app` / `admin_app`
+drive the real ASGI apps over a real engine (SQLite in a temporary directory) and, after every input, check
+that an object state written at start-up still reads back unchanged. `http_front` sends the input, in
+pieces, over a loopback connection to the HTTP/1.1 front (`server/fasthttp.py`, the one both API ports use)
+and checks that the server closes the connection after the client's EOF, holds no connection afterwards,
+answers only with HTTP/1.1 status lines, and hands its app no request that h11 would frame differently.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -21,17 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import atheris
+import h11
 
 with atheris.instrument_imports(include=["pyrestate"]):
     from pyrestate.protocol.errors import ProtocolError
     from pyrestate.protocol.framing import FrameDecoder
     from pyrestate.server.admin.app import AdminApp
+    from pyrestate.server.app import hypercorn_config
+    from pyrestate.server.config import ServerConfig
     from pyrestate.server.core_api import ServiceType
-    from pyrestate.server.engine.config import EngineConfig
+    from pyrestate.server.durations import DurationError, parse_duration_ms
     from pyrestate.server.engine.core import EngineCore
+    from pyrestate.server.fasthttp import FastHTTPServer
     from pyrestate.server.ingress import errors
     from pyrestate.server.ingress.app import IngressApp, _query_from_body
-    from pyrestate.server.ingress.durations import DurationError, parse_duration_ms
     from pyrestate.server.ingress.paths import delay_from_query, parse_path
 
 _TYPES = {"Svc": ServiceType.SERVICE, "Obj": ServiceType.VIRTUAL_OBJECT, "Wf": ServiceType.WORKFLOW}
@@ -85,7 +92,7 @@ class _Apps:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.tmp = tempfile.mkdtemp(prefix="pyrestate-fuzz-")
-        self.core = EngineCore(EngineConfig(data_dir=Path(self.tmp), partitions=2))
+        self.core = EngineCore(ServerConfig(data_dir=Path(self.tmp), partitions=2))
         self.loop.run_until_complete(self.core.start())
         self.ingress = IngressApp(self.core, max_body_bytes=1 << 16)
         self.admin = AdminApp(self.core)
@@ -251,6 +258,110 @@ def _http_target(which: str) -> Callable[[bytes], None]:
     return target
 
 
+class _Front:
+    """The HTTP/1.1 front on a free loopback port, with an app that records what it is handed."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.seen: list[tuple[bytes, bytes]] = []
+        with contextlib.closing(socket.socket()) as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = FastHTTPServer(self.app, hypercorn_config(f"127.0.0.1:{self.port}"), header_timeout=2.0)
+        self.loop.run_until_complete(self.server.start())
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.seen.append((scope["method"].encode(), body))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def exchange(self, chunks: list[bytes]) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+                await writer.drain()
+            writer.write_eof()
+            try:
+                return await asyncio.wait_for(reader.read(), 3.0)
+            except TimeoutError:
+                raise AssertionError(f"connection left open after EOF: {chunks!r}") from None
+        except ConnectionResetError:
+            return b""
+        finally:
+            writer.close()
+
+    async def settled(self) -> None:
+        for _ in range(200):
+            if self.server.open == 0:
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"{self.server.open} connection(s) held after the client closed")
+
+
+_FRONT: _Front | None = None
+_PREFIXES = [
+    b"",
+    b"POST /Svc/h HTTP/1.1\r\nhost: a\r\n",
+    b"GET /restate/health HTTP/1.1\r\nhost: a\r\n\r\n",
+    b"POST /x HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc",
+]
+
+
+def _h11_requests(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The requests h11 frames from `data` before it stops; None if it refuses some of it."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(data)
+    conn.receive_data(b"")
+    found: list[tuple[bytes, bytes]] = []
+    method, body = b"", b""
+    try:
+        while True:
+            event = conn.next_event()
+            if isinstance(event, h11.Request):
+                method, body = event.method, b""
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                found.append((method, body))
+                conn.send(h11.Response(status_code=200, headers=[("content-length", "0")]))
+                conn.send(h11.EndOfMessage())
+                conn.start_next_cycle()
+            else:
+                return found
+    except h11.RemoteProtocolError:
+        return None
+    except h11.LocalProtocolError:
+        return found  # h11 would close here (HTTP/1.0, `connection: close`)
+
+
+def http_front(data: bytes) -> None:
+    global _FRONT
+    if _FRONT is None:
+        _FRONT = _Front()
+    front = _FRONT
+    fdp = atheris.FuzzedDataProvider(data)
+    payload = fdp.PickValueInList(_PREFIXES) + fdp.ConsumeBytes(fdp.remaining_bytes())
+    cuts = sorted({len(payload) * i // 4 for i in range(1, 4)} | {min(len(payload), 1)})
+    chunks = [payload[a:b] for a, b in zip([0, *cuts], [*cuts, len(payload)], strict=True) if b > a]
+    front.seen.clear()
+    answer = front.loop.run_until_complete(front.exchange(chunks))
+    front.loop.run_until_complete(front.settled())
+    if answer and not answer.startswith(b"HTTP/1.1 "):
+        raise AssertionError(f"not an HTTP/1.1 answer: {answer[:200]!r}")
+    reference = _h11_requests(payload)
+    if reference is not None and front.seen != reference[: len(front.seen)]:
+        raise AssertionError(f"framed differently from h11: {front.seen!r} vs {reference!r}")
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "frame_decoder": frame_decoder,
     "ingress_path": ingress_path,
@@ -258,6 +369,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "json_body": json_body,
     "ingress_app": _http_target("ingress"),
     "admin_app": _http_target("admin"),
+    "http_front": http_front,
 }
 
 

@@ -8,7 +8,10 @@ from conformance.services import (
     failing,
     ingress_services,
     interpreter,
+    metadata,
     proxy,
+    restart,
+    scopes,
     state_services,
 )
 from conformance.services._sdk import restate
@@ -21,6 +24,9 @@ ALL = [
     *interpreter.SERVICES,
     *evolution.SERVICES,
     *ingress_services.SERVICES,
+    *metadata.SERVICES,
+    *restart.SERVICES,
+    *scopes.SERVICES,
 ]
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
 import pytest
 
 from examples._harness import DeployFn, Deployment, start_client
-from pyrestate.testing import json_of
+from pyrestate.testing import eventually, json_of
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,16 @@ def test_first_resolution_wins_for_every_awaiter_across_processes_and_a_restart(
     env = {"RESTATE_URL": dep.ingress.url}
     assert call(dep, "peek", promiseName=name) is None
     awaiters = [start_client("durable_promises.client", "await", name, env=env) for _ in range(3)]
-    time.sleep(1.5)  # the awaiters subscribe and suspend
+    listeners = (
+        "SELECT value_utf8 FROM state WHERE service_name = 'durablePromiseObject' "
+        f"AND service_key = '{name}' AND key = 'listeners'"
+    )
+
+    def subscribed() -> None:  # the three awaiters' awakeables are stored with the promise
+        rows = dep.admin.query(listeners)
+        assert rows and len(json.loads(rows[0]["value_utf8"])) == 3, rows
+
+    eventually(subscribed)
     assert all(p.poll() is None for p in awaiters)
 
     dep.kill()  # the SDK process goes away while everyone waits

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -30,7 +29,12 @@ def test_killing_the_sdk_midway_still_runs_every_subtask_exactly_once(deploy: De
     dep = deploy("fan_out", env={"SUBTASK_SECONDS": "1.5"})
     sent = dep.ingress.send_json("worker", "run", TASK, idempotency_key=str(uuid.uuid4()))
     dep.effects.wait_for(lambda lines: sum(line.startswith("Started") for line in lines) == 4)
-    time.sleep(0.2)  # let the subtasks reach their timers
+    # The subtasks' sleeps (and their timers) are recorded: the crash comes while they sleep.
+    dep.wait_for_rows(
+        "SELECT j.id FROM sys_journal j JOIN sys_invocation i ON j.id = i.id "
+        f"WHERE i.invoked_by_id = '{sent['invocationId']}' AND j.entry_type = 'Command: Sleep'",
+        count=4,
+    )
     assert not dep.effects.matching("finished"), "the subtasks ended before the crash; nothing was tested"
     dep.kill()
     dep.start()

@@ -34,7 +34,7 @@ def test_three_reminders_then_escalation(dep: Deployment) -> None:
     assert time.monotonic() - started >= 3 * DELAY_S, "reminders came faster than the configured delay"
     json_of(dep.ingress.call("PaymentTracker", "onPaymentFailed", event, key=invoice,
                              idempotency_key=event["id"]))
-    time.sleep(DELAY_S)
+    time.sleep(DELAY_S)  # a reminder's worth of time passes, and the deduplicated redelivery sends none
     assert dep.effects.matching(invoice) == [
         f"Reminder 1 sent for invoice {invoice}",
         f"Reminder 2 sent for invoice {invoice}",
@@ -49,5 +49,5 @@ def test_a_payment_between_reminders_stops_them(dep: Deployment) -> None:
     assert dep.effects.matching(invoice) == [f"Reminder 1 sent for invoice {invoice}"]
     json_of(dep.ingress.call("PaymentTracker", "onPaymentSuccess",
                              {"type": "invoice.payment_succeeded", "invoice": invoice}, key=invoice))
-    time.sleep(3 * DELAY_S)
+    time.sleep(3 * DELAY_S)  # the time of the remaining reminders passes, and none is sent
     assert dep.effects.matching(invoice) == [f"Reminder 1 sent for invoice {invoice}"]

@@ -8,8 +8,8 @@ import pytest
 from cli_support import Stack
 from openapi_spec_validator import validate
 
-from pyrestate.server.admin.openapi import admin_openapi, service_openapi
 from pyrestate.server.core_api import HandlerSchema, HandlerType, ServiceSchema, ServiceType
+from pyrestate.server.openapi import admin_openapi, service_openapi
 from pyrestate.testing import eventually, register_deployment
 
 

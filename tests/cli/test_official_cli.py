@@ -134,3 +134,15 @@ def test_state_clear(restate_cli: Run, stack: Stack) -> None:
 
 def _assert_count(stack: Stack, key: str, expected: int) -> None:
     assert stack.ingress.post(f"/Counter/{key}/get").json() == expected
+
+
+def test_invocations_restart_as_new_by_target(restate_cli: Run, fresh_stack: Stack) -> None:
+    """The official CLI restarts every invocation matching a target, one PATCH each (its batch)."""
+    ok(restate_cli(fresh_stack, "deployments", "register", "-y", fresh_stack.app.url))
+    first, second = fresh_stack.send("Greeter/greet", "a"), fresh_stack.send("Greeter/greet", "b")
+    eventually(lambda: _assert_status(fresh_stack, first, "completed"), timeout=15)
+    eventually(lambda: _assert_status(fresh_stack, second, "completed"), timeout=15)
+    out = ok(restate_cli(fresh_stack, "-y", "invocations", "restart-as-new", "Greeter/greet"))
+    assert "Restarted 2 invocations" in out and first in out and second in out
+    rows = fresh_stack.query("SELECT restarted_from FROM sys_invocation WHERE invoked_by = 'restart_as_new'")
+    assert sorted(str(r["restarted_from"]) for r in rows) == sorted([first, second])

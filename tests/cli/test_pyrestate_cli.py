@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,10 +95,16 @@ def test_invocations_list_describe_cancel_purge(stack: Stack) -> None:
     assert inv_id in ok(cli(stack, "invocations", "list"))
     described = ok(cli(stack, "invocations", "describe", inv_id))
     assert "Waiter/ours1/wait" in described
-    for line in ("#0 Command: Input", "Command: SetState key awakeable", "Command: Run [noted]"):
+    # each entry with its append time and its value decoded (as the official CLI's "Invocation Progress")
+    assert re.search(r"#0 \[\d{4}-\d\d-\d\dT[\d:.]+Z\] Command: Input", described), described
+    expected = ('SetState key awakeable = "sign_1', "Command: Run [noted]", 'Notification: Run = "noted"')
+    for line in expected:
         assert line in described, described
     journal = as_json(stack, "invocations", "describe", inv_id)["journal"]
     assert [e["index"] for e in journal][:3] == [0, 1, 2]
+    assert all(e["appended_at"] for e in journal)
+    values = {e["entry_type"]: e.get("value") for e in journal}
+    assert values["Notification: Run"] == "noted" and str(values["Command: SetState"]).startswith("sign_1")
 
     out = ok(cli(stack, "invocations", "cancel", inv_id, "--wait"))
     assert "completed: [409] cancelled" in out
@@ -250,3 +257,21 @@ def test_dev_starts_serves_registers_and_stops(tmp_path: Path) -> None:
     for port in (ingress, admin, app):  # everything it started is gone
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+
+
+def test_invocations_restart_as_new(stack: Stack) -> None:
+    first = stack.send("Greeter/greet", "ada")
+
+    def completed() -> None:
+        rows = stack.query(f"SELECT status FROM sys_invocation WHERE id = '{first}'")
+        assert rows and rows[0]["status"] == "completed"
+
+    eventually(completed, timeout=15)
+    [result] = as_json(stack, "invocations", "restart-as-new", first, "--from", "0")
+    assert result["ok"] is True and result["new_invocation_id"].startswith("inv_1")
+    new_id = result["new_invocation_id"]
+    rows = stack.query(f"SELECT restarted_from, invoked_by FROM sys_invocation WHERE id = '{new_id}'")
+    assert rows == [{"restarted_from": first, "invoked_by": "restart_as_new"}]
+    assert f"Restarted {first} as inv_" in ok(cli(stack, "invocations", "restart-as-new", first))
+    beyond = cli(stack, "invocations", "restart-as-new", first, "--from", "99")
+    assert beyond.exit_code == 1 and "without respective Completions" in beyond.stderr

@@ -77,3 +77,42 @@ def faulty_app(slow_seconds: float) -> Any:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
     return app
+
+
+# Payloads over the server's limits (tests/faults_resources/test_limits.py).
+limits_obj = restate.VirtualObject("LimitsObj")
+
+
+@limits_obj.handler()
+async def set_value(ctx: restate.ObjectContext, size: int) -> int:
+    ctx.set("value", "x" * size)
+    return size
+
+
+@limits_obj.handler(kind="shared")
+async def value_size(ctx: restate.ObjectSharedContext) -> int:
+    return len(await ctx.get("value") or "")
+
+
+@limits_obj.handler(kind="shared")
+async def echo(ctx: restate.ObjectSharedContext, n: int) -> int:
+    return n
+
+
+limits_svc = restate.Service("LimitsSvc")
+
+
+@limits_svc.handler()
+async def output(ctx: restate.Context, size: int) -> str:
+    return "x" * size
+
+
+@limits_svc.handler()
+async def call_key(ctx: restate.Context, size: int) -> str:
+    try:
+        return str(await ctx.object_call(echo, key="k" * size, arg=size))
+    except restate.TerminalError as e:
+        return f"{e.status_code}: {e.message}"
+
+
+limits_app = restate.app([limits_obj, limits_svc])

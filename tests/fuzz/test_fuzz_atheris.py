@@ -21,7 +21,8 @@ SECONDS = max(1, int(float(os.environ.get("PYRESTATE_FUZZ_SCALE", "1"))))
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
-    "target", ["frame_decoder", "ingress_path", "duration", "json_body", "ingress_app", "admin_app"]
+    "target",
+    ["frame_decoder", "ingress_path", "duration", "json_body", "ingress_app", "admin_app", "http_front"],
 )
 def test_atheris_target_finds_nothing(target: str, tmp_path: Path) -> None:
     proc = subprocess.run(

@@ -22,24 +22,24 @@ from pyrestate.protocol.framing import (
     encode_message,
 )
 from pyrestate.server.core_api import HandlerSchema, ServiceType
-from pyrestate.server.ingress import errors
-from pyrestate.server.ingress.app import _query_from_body
-from pyrestate.server.ingress.durations import (
+from pyrestate.server.durations import (
     MAX_DURATION_NS,
     DurationError,
     parse_duration_ms,
     rfc3339_nanos,
 )
-from pyrestate.server.ingress.ids import (
+from pyrestate.server.ingress import errors
+from pyrestate.server.ingress.app import _query_from_body
+from pyrestate.server.ingress.paths import Route, delay_from_query, parse_path
+from pyrestate.server.query.handler import wants_json
+from pyrestate.server.query.runner import QueryError, check_read_only, referenced_tables
+from pyrestate.server.resource_ids import (
     IdDecodeError,
     check_awakeable_id,
     check_deployment_id,
     check_invocation_id,
 )
-from pyrestate.server.ingress.paths import Route, delay_from_query, parse_path
-from pyrestate.server.ingress.validation import InputValidationError, validate_input
-from pyrestate.server.query.handler import wants_json
-from pyrestate.server.query.runner import QueryError, check_read_only, referenced_tables
+from pyrestate.server.validation import InputValidationError, validate_input
 
 pytestmark = pytest.mark.timeout(120)
 

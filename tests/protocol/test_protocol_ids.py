@@ -14,6 +14,7 @@ from protocol_captures import CAPTURES
 
 from pyrestate.protocol import ids
 from pyrestate.protocol.ids import (
+    UNSCOPED_SERVICE_BUCKETS,
     DeploymentId,
     InvocationId,
     SubscriptionId,
@@ -275,3 +276,32 @@ def test_v5_seed_is_stable() -> None:
 
 def test_captures_dir_exists() -> None:
     assert isinstance(CAPTURES, Path) and CAPTURES.is_dir()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ids of calls made by handlers
+
+
+def test_a_call_id_is_a_function_of_the_caller_and_the_command_index() -> None:
+    caller = InvocationId.for_idempotent_request("Greeter", "greet", "a")
+    other = InvocationId.for_idempotent_request("Greeter", "greet", "b")
+
+    def call(c: InvocationId, index: int, at: int = 1_700_000_000_000) -> InvocationId:
+        return InvocationId.for_call(c, index, "Greeter", "greet", timestamp_ms=at)
+
+    assert call(caller, 3) == call(caller, 3)
+    assert len({call(caller, 3), call(caller, 4), call(other, 3), call(caller, 3, at=1)}) == 4
+    assert call(caller, 3).timestamp_ms == 1_700_000_000_000  # still a ULID: time-ordered
+    buckets = {unscoped_service_partition_key("Greeter", b) for b in range(UNSCOPED_SERVICE_BUCKETS)}
+    assert {call(caller, i).partition_key for i in range(50)} <= buckets
+    assert len({call(caller, i).partition_key for i in range(50)}) > 10  # spread like a random draw
+
+
+def test_a_keyed_idempotent_or_workflow_call_keeps_its_id_rules() -> None:
+    caller = InvocationId.for_workflow_run("Wf", "w")
+    keyed = InvocationId.for_call(caller, 1, "Counter", "add", timestamp_ms=5, key="k")
+    assert keyed.partition_key == partition_key_for_key("k")
+    idem = InvocationId.for_call(caller, 1, "Counter", "add", timestamp_ms=5, key="k", idempotency_key="i")
+    assert idem == InvocationId.for_idempotent_request("Counter", "add", "i", "k")
+    run = InvocationId.for_call(caller, 1, "Wf", "run", timestamp_ms=5, key="z", workflow_run=True)
+    assert run == InvocationId.for_workflow_run("Wf", "z")

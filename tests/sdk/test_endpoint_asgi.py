@@ -140,7 +140,7 @@ async def test_failure_metadata_needs_v6(content_type: str, expected: str) -> No
         assert frames[0].message.code == 573
 
 
-@pytest.mark.parametrize("content_type", ["application/vnd.restate.invocation.v7", "application/json", ""])
+@pytest.mark.parametrize("content_type", ["application/vnd.restate.invocation.v8", "application/json", ""])
 async def test_unsupported_invocation_versions_get_415(content_type: str) -> None:
     status, _, _ = await asgi(restate.app([svc]), "/invoke/Logs/chatty", {"content-type": content_type})
     assert status == 415

@@ -40,7 +40,7 @@ def test_discover_http11_is_request_response(url: str) -> None:
     assert r.headers["content-type"] == MANIFEST.format(4)
     body = r.json()
     assert body["protocolMode"] == "REQUEST_RESPONSE"
-    assert (body["minProtocolVersion"], body["maxProtocolVersion"]) == (5, 6)
+    assert (body["minProtocolVersion"], body["maxProtocolVersion"]) == (5, 7)
     names = {s["name"] for s in body["services"]}
     assert names == {"Greeter", "Counter", "Approval"}
 
@@ -66,7 +66,7 @@ def test_unknown_paths_are_404(url: str) -> None:
 
 def test_unsupported_protocol_version_is_415(url: str) -> None:
     r = httpx.post(
-        f"{url}/invoke/Greeter/greet", headers={"content-type": "application/vnd.restate.invocation.v7"}
+        f"{url}/invoke/Greeter/greet", headers={"content-type": "application/vnd.restate.invocation.v8"}
     )
     assert r.status_code == 415
 

@@ -16,7 +16,6 @@ import pyrestate.sdk as ours
 
 # In the official SDK, not in ours.
 MISSING_TOP_LEVEL = {
-    "ScopedContext",  # ctx.scope(): needs service protocol V7; this SDK speaks V5/V6
     "JournalValueCodec",  # journal value codecs: app()/create_client() refuse one
     "JournalValueCodecProvider",
     "connect",  # Restate Cloud tunnel (compiled, closed protocol)
@@ -55,7 +54,7 @@ SUBMODULES: dict[str, tuple[set[str], set[str]]] = {
         set(),
     ),
     "exceptions": (set(), set()),
-    "context": ({"ScopedContext"}, set()),
+    "context": (set(), set()),
     "client_types": (set(), set()),
     "client": (set(), {"ConnectError"}),
     "logging": (set(), {"is_replaying"}),

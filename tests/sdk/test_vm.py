@@ -536,7 +536,7 @@ def test_failure_metadata_on_v6() -> None:
     vm = VM(6)
     vm.feed(start() + input_cmd())
     vm.sys_input()
-    vm.sys_write_output(Failure(422, "bad", {"k": "v"}))
+    vm.sys_write_output(Failure(422, "bad", (("k", "v"),)))
     [(mtype, msg)] = out(vm)
     assert mtype is MessageType.OUTPUT
     assert [(m.key, m.value) for m in msg.failure.metadata] == [("k", "v")]
@@ -548,7 +548,7 @@ def test_failure_metadata_on_v5_is_an_unsupported_feature() -> None:
     vm.sys_input()
     vm.sys_write_output(Failure(422, "no metadata"))  # without metadata V5 is fine
     with pytest.raises(VMError) as err:
-        vm.sys_write_output(Failure(422, "bad", {"k": "v"}))
+        vm.sys_write_output(Failure(422, "bad", (("k", "v"),)))
     assert err.value.code == 573
     frames = out(vm)
     assert [t for t, _ in frames] == [MessageType.OUTPUT, MessageType.ERROR]
@@ -563,7 +563,7 @@ def test_run_failure_metadata_on_v5_is_an_unsupported_feature() -> None:
     vm.sys_input()
     handle, _ = vm.sys_run("step")
     with pytest.raises(VMError):
-        vm.propose_run_completion(handle, Failure(400, "x", {"a": "b"}))
+        vm.propose_run_completion(handle, Failure(400, "x", (("a", "b"),)))
     frames = out(vm)
     assert [t for t, _ in frames] == [MessageType.RUN, MessageType.ERROR]
     assert frames[1][1].code == 573

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 import pyrestate.sdk as restate
-from pyrestate.testing import AppProcess, InProcessApp, local_restate
+from pyrestate.testing import AppProcess, InProcessApp, eventually, local_restate
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,7 +37,13 @@ def test_in_process_and_subprocess_apps_are_served_registered_and_stopped() -> N
 
         # Crash the app process mid-invocation: after a restart the durable call finishes exactly once.
         sent = env.ingress.send_json("HarnessCounter", "addSlowly", 10, key="c1")
-        time.sleep(0.3)
+        iid = sent["invocationId"]
+        sql = f"SELECT index FROM sys_journal WHERE id = '{iid}' AND entry_type = 'Command: Sleep'"
+
+        def sleeping() -> None:  # the kill comes mid-sleep, once the timer is recorded
+            assert env.admin.query(sql), "the sleep is not journaled yet"
+
+        eventually(sleeping)
         process.kill()
         process.start()
         assert env.ingress.attach(sent["invocationId"]).json() == 15

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
+import errno
+import json
 import os
+import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,8 +20,10 @@ from typing import IO, Any
 
 import httpx
 
-from pyrestate.cli.admin_client import EXIT_API_ERROR, EXIT_USAGE, CliError
+from pyrestate.cli.admin_client import EXIT_API_ERROR, CliError
 from pyrestate.cli.render import console, err_console
+from pyrestate.cli.serve import load_app
+from pyrestate.server.storage.datadir import holder_of
 
 
 @dataclass
@@ -67,6 +72,23 @@ class _Child:
                 self.proc.wait()
 
 
+def check_ports(ports: list[tuple[str, int]]) -> None:
+    """Every port must be free before anything starts: a busy one would mean talking to someone else's
+    server (or app), and failing late with `Address already in use`."""
+    for name, port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # As the servers bind: a port left in TIME_WAIT by a previous run is free, a listener is not.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError as e:
+                why = "is already in use" if e.errno == errno.EADDRINUSE else f"cannot be used ({e.strerror})"
+                flag = f"--{name}-port"
+                raise CliError(
+                    f"port {port} ({name}) {why} on 127.0.0.1: stop what listens there or pass {flag}"
+                ) from None
+
+
 def _wait_answers(url: str, child: _Child, deadline: float, log_path: Path | None) -> None:
     with httpx.Client(timeout=1.0) as client:
         while time.monotonic() < deadline:
@@ -77,9 +99,11 @@ def _wait_answers(url: str, child: _Child, deadline: float, log_path: Path | Non
                 )
             try:
                 client.get(url)
-                return
             except httpx.TransportError:
                 time.sleep(0.1)
+                continue
+            if child.alive():  # the answer came from our child, not from a process that took the port
+                return
     raise CliError(f"{child.name} did not answer at {url} in time")
 
 
@@ -91,8 +115,10 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 def run_dev(opts: DevOptions) -> int:
-    if ":" not in opts.app_ref:
-        raise CliError("expected MODULE:APP, e.g. `pyrestate dev app:app`", EXIT_USAGE)
+    check_ports([("ingress", opts.ingress_port), ("admin", opts.admin_port), ("app", opts.app_port)])
+    # Imported here first: a bad module name or an app that fails to import is one line, before any start.
+    load_app(opts.app_ref)
+    curl_examples = _curl_examples(sys.modules[opts.app_ref.split(":", 1)[0]])
     tmp = None
     if opts.data_dir is None:
         tmp = Path(tempfile.mkdtemp(prefix="pyrestate-dev-"))
@@ -100,6 +126,10 @@ def run_dev(opts: DevOptions) -> int:
     else:
         data_dir = opts.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    # The server would refuse a locked data dir too; saying it here keeps the other server's log clean.
+    holder = holder_of(data_dir / "data")
+    if holder is not None:
+        raise CliError(f"the data dir {data_dir} is in use by another pyrestate server ({holder})")
     server_log_path = data_dir / "server.log"
     ingress = f"http://127.0.0.1:{opts.ingress_port}"
     admin = f"http://127.0.0.1:{opts.admin_port}"
@@ -148,6 +178,8 @@ def run_dev(opts: DevOptions) -> int:
                     opts.app_ref,
                     "--bind",
                     f"127.0.0.1:{opts.app_port}",
+                    "--log-level",
+                    "warning",  # its start and stop lines: `dev` prints its own
                 ],
                 signal.SIGINT,
                 None,
@@ -158,7 +190,7 @@ def run_dev(opts: DevOptions) -> int:
             _wait_answers(f"{app_url}/health", app, deadline, None)
         with console.status("Registering the deployment…"):
             services = _register(admin, app_url)
-        _welcome(ingress, admin, app_url, services, server_log_path, _curl_examples(opts.app_ref))
+        _welcome(ingress, admin, app_url, services, server_log_path, curl_examples)
         while not stop_requested:
             for child in children:
                 if not child.alive():
@@ -168,16 +200,37 @@ def run_dev(opts: DevOptions) -> int:
                     )
                     return EXIT_API_ERROR
             time.sleep(0.2)
-        console.print("Stopping…")
+        console.print(_stop_line(admin, ephemeral=tmp is not None), highlight=False)
         return 0
     finally:
-        for child in reversed(children):
+        # The server first: it stops sending work and counts what is in flight while the app still holds
+        # it; the app's open streams end with the server, and nothing reaches it any more.
+        for child in children:
             child.stop()
         server_log.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stop_line(admin: str, *, ephemeral: bool) -> str:
+    """The one line Ctrl-C prints: what was unfinished, and whether it comes back."""
+    try:
+        r = httpx.post(
+            f"{admin}/query",
+            json={"query": "SELECT count(*) AS n FROM sys_invocation WHERE status != 'completed'"},
+            headers={"accept": "application/json"},
+            timeout=2.0,
+        )
+        n = int(r.json()["rows"][0]["n"])
+    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+        return "Stopping."
+    if not n:
+        return "Stopping: no invocation in flight."
+    if ephemeral:
+        return f"Stopping: {n} unfinished invocation(s) are dropped with the temporary data directory."
+    return f"Stopping: {n} unfinished invocation(s) resume when `pyrestate dev` runs again on this data dir."
 
 
 def _register(admin: str, app_url: str) -> list[dict[str, Any]]:
@@ -190,21 +243,12 @@ def _register(admin: str, app_url: str) -> list[dict[str, Any]]:
     return services
 
 
-def _curl_examples(app_ref: str) -> list[tuple[str, str]]:
-    """The app module's optional CURL_EXAMPLES: (title, shell command) pairs with `{ingress}`/`{app}`.
-
-    Best effort: the app already runs in its own process, so a module that fails to import here only
-    costs the hints.
-    """
-    module_name = app_ref.split(":", 1)[0]
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+def _curl_examples(module: object) -> list[tuple[str, str]]:
+    """The app module's optional CURL_EXAMPLES: (title, shell command) pairs with `{ingress}`/`{app}`."""
+    examples = getattr(module, "CURL_EXAMPLES", None) or []
     try:
-        module = importlib.import_module(module_name)
-        examples = getattr(module, "CURL_EXAMPLES", [])
         return [(str(title), str(command)) for title, command in examples]
-    except Exception:
+    except (TypeError, ValueError):
         return []
 
 
@@ -232,12 +276,75 @@ def _welcome(
             console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
     else:
         for svc in services:
-            keyed = svc.get("ty") in ("VirtualObject", "Workflow")
             for h in svc.get("handlers", []):
-                path = f"{svc['name']}/<key>/{h['name']}" if keyed else f"{svc['name']}/{h['name']}"
-                data = "" if h.get("input_description") == "none" else " --json '…'"
-                console.print(f"  curl {ingress}/{path}{data}", highlight=False, soft_wrap=True)
+                line = curl_hint(ingress, svc, h)
+                console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
     console.print(
         f"Inspect with `pyrestate invocations list --admin-url {admin}`. Ctrl-C stops everything.",
         highlight=False,
     )
+
+
+EXAMPLE_KEY = "my-key"
+
+
+def curl_hint(ingress: str, service: dict[str, Any], handler: dict[str, Any]) -> str:
+    """A command that runs as printed: a concrete key for objects and workflows, a JSON body that fits
+    the handler's input schema (or `{}` when it declares none), quoted for POSIX shells."""
+    name = service["name"]
+    keyed = service.get("ty") in ("VirtualObject", "Workflow")
+    path = f"{name}/{EXAMPLE_KEY}/{handler['name']}" if keyed else f"{name}/{handler['name']}"
+    cmd = f"curl {shlex.quote(f'{ingress}/{path}')}"
+    if handler.get("input_description") == "none":
+        return cmd
+    body = json.dumps(example_value(handler.get("input_json_schema")), separators=(",", ":"))
+    return f"{cmd} --json {shlex.quote(body)}"
+
+
+def example_value(schema: object, depth: int = 0, root: object = None) -> object:
+    """A small value matching a JSON schema, for hints (defaults and examples win when given)."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or depth > 6:
+        return {}
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: object = root
+        for part in ref[2:].split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        return example_value(target, depth + 1, root)
+    for key in ("default", "const"):
+        if key in schema:
+            return schema[key]
+    if isinstance(schema.get("examples"), list) and schema["examples"]:
+        return schema["examples"][0]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            typed = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
+            return example_value((typed or options)[0], depth + 1, root)
+    ty = schema.get("type")
+    if isinstance(ty, list):
+        ty = next((t for t in ty if t != "null"), None)
+    match ty:
+        case "string":
+            return "hello"
+        case "integer":
+            return 1
+        case "number":
+            return 1.5
+        case "boolean":
+            return True
+        case "null":
+            return None
+        case "array":
+            return [example_value(schema.get("items"), depth + 1, root)] if schema.get("items") else []
+        case "object" | None:
+            props = schema.get("properties")
+            if not isinstance(props, dict):
+                return {}
+            required = schema.get("required")
+            names = required if isinstance(required, list) and required else list(props)
+            return {n: example_value(props.get(n), depth + 1, root) for n in names if n in props}
+    return {}

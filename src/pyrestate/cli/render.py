@@ -13,6 +13,13 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+# The decoders live in server.values (the console uses them too); the CLI's commands import them from here.
+from pyrestate.server.values import entry_state_key
+from pyrestate.server.values import entry_value as entry_value
+from pyrestate.server.values import entry_value_json as entry_value_json
+from pyrestate.server.values import payload_json as payload_json
+from pyrestate.server.values import payload_text as payload_text
+
 # Piped output keeps whole ids and targets instead of squeezing tables into 80 columns.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
 console = Console(width=_WIDTH)
@@ -74,35 +81,19 @@ def _entry_detail(e: Mapping[str, Any]) -> str:
         parts.append(f"until {e['sleep_wakeup_at']}")
     if e.get("promise_name"):
         parts.append(f"promise {e['promise_name']}")
-    key = _state_key(e.get("entry_json"))
+    key = entry_state_key(e.get("entry_json"))
     if key is not None:
         parts.append(f"key {key}")
     if e.get("completed") is False:
         parts.append("(waiting)")
+    value = entry_value(e.get("entry_json"))
+    if value is not None:
+        parts.append(f"= {_shorten(value)}")
     return " ".join(parts)
 
 
-def _state_key(entry_json: object) -> str | None:
-    if not isinstance(entry_json, str):
-        return None
-    try:
-        parsed = json.loads(entry_json)
-    except ValueError:
-        return None
-    found: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k == "key" and isinstance(v, str) and not found:
-                    found.append(v)
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(parsed)
-    return found[0] if found else None
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def timeline(inv: Mapping[str, Any], journal: Sequence[Mapping[str, Any]]) -> Tree:
@@ -113,7 +104,7 @@ def timeline(inv: Mapping[str, Any], journal: Sequence[Mapping[str, Any]]) -> Tr
         line = Text()
         line.append(f"#{e.get('index')} ", style="bold")
         if e.get("appended_at"):
-            line.append(f"{e['appended_at']} ", style="dim")
+            line.append(f"[{e['appended_at']}] ", style="dim")
         line.append(str(e.get("entry_type", "?")))
         detail = _entry_detail(e)
         if detail:

@@ -14,7 +14,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
 from pyrestate.protocol import service_protocol_pb2 as pb
-from pyrestate.protocol.errors import ProtocolError
+from pyrestate.protocol.errors import MessageTooLarge, ProtocolError
 
 HEADER_SIZE = 8
 REQUESTED_ACK_FLAG = 0x8000_0000_0000
@@ -215,7 +215,7 @@ class FrameDecoder:
                 if mtype not in _KNOWN_TYPES:
                     raise ProtocolError(f"unknown message type {mtype:#06x}")
                 if length > self._max:
-                    raise ProtocolError(f"message of {length} bytes exceeds the limit of {self._max} bytes")
+                    raise MessageTooLarge(MessageType(mtype).name, length, self._max)
                 end = pos + HEADER_SIZE + length
                 if len(buf) < end:
                     break

@@ -299,6 +299,46 @@ class InvocationId:
         pk = partition_key_for_key(key) if key is not None else random_service_partition_key(service_name)
         return cls.generate(pk)
 
+    @classmethod
+    def for_call(
+        cls,
+        caller: InvocationId,
+        command_index: int,
+        service_name: str,
+        handler_name: str,
+        *,
+        timestamp_ms: int,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        workflow_run: bool = False,
+    ) -> InvocationId:
+        """The id of the invocation a handler's call or one-way send creates, without any randomness.
+
+        Workflow runs and idempotent calls keep their deterministic ids. Any other callee's uuid is still a
+        ULID, its time `timestamp_ms` and its 80 "random" bits taken from SHA-256 over the caller's id and the
+        call's journal index, which no other call shares: applying the same call twice (a replica, a batch
+        applied again after a failed commit) names the same callee. The same hash picks a plain service's
+        partition key bucket, as a random draw would. A caller id can come back after its retention (same
+        workflow key, same idempotency key); its calls then differ in the ULID time.
+        """
+        if workflow_run or idempotency_key is not None:
+            return cls.for_target(
+                service_name,
+                handler_name,
+                key=key,
+                idempotency_key=idempotency_key,
+                workflow_run=workflow_run,
+            )
+        if not 0 <= command_index <= 0xFFFF_FFFF:
+            raise ValueError(f"command index out of u32 range: {command_index}")
+        digest = hashlib.sha256(b"call" + caller.to_bytes() + command_index.to_bytes(4, "big")).digest()
+        if key is not None:
+            pk = partition_key_for_key(key)
+        else:
+            bucket = int.from_bytes(digest[10:12], "big") % UNSCOPED_SERVICE_BUCKETS
+            pk = unscoped_service_partition_key(service_name, bucket)
+        return cls(pk, new_ulid(timestamp_ms, int.from_bytes(digest[:10], "big")))
+
     # -- derived values
 
     @property

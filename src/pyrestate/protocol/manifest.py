@@ -35,16 +35,42 @@ class ProtocolMode(enum.StrEnum):
     REQUEST_RESPONSE = "REQUEST_RESPONSE"
 
 
-class ServiceType(enum.StrEnum):
+class _Kind(enum.StrEnum):
+    """The value is the manifest's spelling (VIRTUAL_OBJECT); the admin API, the invocation records and the
+    stored schemas use Restate's camel-case spelling (VirtualObject)."""
+
+    @property
+    def admin_name(self) -> str:
+        return _ADMIN_NAME[self]
+
+    @classmethod
+    def from_admin_name(cls, name: str) -> Self:
+        member = _BY_ADMIN_NAME.get((cls, name))
+        if member is None:
+            raise ValueError(f"{name!r} is not a {cls.__name__}")
+        return member  # type: ignore[return-value]  # keyed by its own class
+
+
+class ServiceType(_Kind):
     SERVICE = "SERVICE"
     VIRTUAL_OBJECT = "VIRTUAL_OBJECT"
     WORKFLOW = "WORKFLOW"
 
 
-class HandlerType(enum.StrEnum):
+class HandlerType(_Kind):
     WORKFLOW = "WORKFLOW"
     EXCLUSIVE = "EXCLUSIVE"
     SHARED = "SHARED"
+
+
+# Looked up on every invocation record written or read: computed once. (ServiceType.WORKFLOW equals
+# HandlerType.WORKFLOW as a string, so they share their entry in _ADMIN_NAME; both are "Workflow".)
+_ADMIN_NAME: dict[_Kind, str] = {
+    m: "".join(w.capitalize() for w in m.value.split("_")) for c in (ServiceType, HandlerType) for m in c
+}
+_BY_ADMIN_NAME: dict[tuple[type[_Kind], str], _Kind] = {
+    (c, _ADMIN_NAME[m]): m for c in (ServiceType, HandlerType) for m in c
+}
 
 
 class RetryOnMaxAttempts(enum.StrEnum):

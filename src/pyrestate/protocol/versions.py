@@ -18,6 +18,8 @@ MIN_SERVICE_PROTOCOL_VERSION = ServiceProtocolVersion.V5
 MAX_SERVICE_PROTOCOL_VERSION = ServiceProtocolVersion.V7
 #: What a Restate 1.7 server negotiates by default (V7 is behind an experimental flag there).
 DEFAULT_SERVER_MAX_VERSION = ServiceProtocolVersion.V6
+#: What pyrestate's SDK state machine speaks (V7: future-tree suspension, scoped calls, Start's V7 fields).
+SDK_MAX_VERSION = ServiceProtocolVersion.V7
 
 
 class DiscoveryVersion(enum.IntEnum):

@@ -111,11 +111,93 @@ class KeyValueStore(abc.ABC):
     def clear_all(self, entry_name: str | None = None) -> None: ...
 
 
+class ScopedContext(abc.ABC):
+    """Calls and sends within one scope (`ctx.scope("s")`), each with an optional limit key.
+
+    Needs service protocol V7: on Restate 1.7 switched on with `RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7=true`
+    and `RESTATE_EXPERIMENTAL_ENABLE_VQUEUES=true`, on pyrestate with `--experimental-enable-protocol-v7`.
+    On an older protocol the call fails the attempt with a retryable error (573) until the server speaks V7.
+    A scope and each of the one or two `/`-separated levels of a limit key are 1 to 36 characters of
+    `[a-zA-Z0-9_.-]`. pyrestate records scope and limit key but enforces no per-scope limit.
+    """
+
+    @abc.abstractmethod
+    def service_call(
+        self,
+        tpe: HandlerType[I, O],
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]: ...
+
+    @abc.abstractmethod
+    def service_send(
+        self,
+        tpe: HandlerType[I, O],
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle: ...
+
+    @abc.abstractmethod
+    def object_call(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]: ...
+
+    @abc.abstractmethod
+    def object_send(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle: ...
+
+    @abc.abstractmethod
+    def workflow_call(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]: ...
+
+    @abc.abstractmethod
+    def workflow_send(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle: ...
+
+
 class Context(abc.ABC):
     """The context of a service handler."""
 
     @abc.abstractmethod
     def request(self) -> Request: ...
+
+    @abc.abstractmethod
+    def scope(self, scope: str) -> ScopedContext:
+        """Calls and sends made through the result carry `scope` (see `ScopedContext`)."""
 
     @abc.abstractmethod
     def random(self) -> Random: ...

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from pyrestate.protocol import manifest as m
-from pyrestate.sdk._vm.machine import MAX_VERSION, MIN_VERSION
+from pyrestate.sdk._vm.results import MAX_VERSION, MIN_VERSION
 from pyrestate.sdk.service import (
     AnyService,
     Handler,

@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from typing import Any, Literal
 
+from pyrestate.protocol.identity import IdentityVerificationError, IdentityVerifier
 from pyrestate.protocol.manifest import ManifestError
+from pyrestate.protocol.outcome import metadata_of
 from pyrestate.protocol.versions import (
     choose_discovery_version,
     discovery_content_type,
@@ -19,10 +21,9 @@ from pyrestate.protocol.versions import (
     parse_invocation_content_type,
 )
 from pyrestate.sdk._vm import VM, Failure, Value, VMError
-from pyrestate.sdk._vm.machine import MAX_VERSION, MIN_VERSION
+from pyrestate.sdk._vm.results import MAX_VERSION, MIN_VERSION
 from pyrestate.sdk.discovery import compute_manifest_json
 from pyrestate.sdk.exceptions import RetryableError, SdkInternalBaseException, TerminalError
-from pyrestate.sdk.identity import IdentityVerificationError, IdentityVerifier
 from pyrestate.sdk.logging import current_vm
 from pyrestate.sdk.server_context import InvocationContext
 from pyrestate.sdk.service import AnyService, Handler
@@ -295,7 +296,7 @@ async def _run_handler(ctx: InvocationContext, handler: Handler[Any, Any]) -> No
             vm.sys_write_output(Value(bytes(out)))
             vm.sys_end()
         except TerminalError as t:
-            vm.sys_write_output(Failure(t.status_code, t.message, t.metadata))
+            vm.sys_write_output(Failure(t.status_code, t.message, metadata_of(t.metadata)))
             vm.sys_end()
         except RetryableError as r:
             delay = None if r.retry_after is None else int(r.retry_after.total_seconds() * 1000)
@@ -309,7 +310,7 @@ async def _run_handler(ctx: InvocationContext, handler: Handler[Any, Any]) -> No
             while cause is not None and not isinstance(cause, TerminalError | SdkInternalBaseException):
                 cause = cause.__cause__
             if isinstance(cause, TerminalError):
-                vm.sys_write_output(Failure(cause.status_code, cause.message, cause.metadata))
+                vm.sys_write_output(Failure(cause.status_code, cause.message, metadata_of(cause.metadata)))
                 vm.sys_end()
             elif cause is None:
                 logger.warning("handler %s raised %r", handler.name, e)

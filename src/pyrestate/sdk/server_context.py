@@ -10,6 +10,7 @@ import contextvars
 import copy
 import functools
 import inspect
+import re
 import time
 import traceback
 import typing
@@ -19,6 +20,8 @@ from random import Random
 from typing import Any, Literal, TypeVar
 from uuid import UUID
 
+from pyrestate.protocol.errors import ErrorCode
+from pyrestate.protocol.outcome import metadata_dict, metadata_of
 from pyrestate.sdk._vm import (
     VM,
     AnyCompleted,
@@ -44,6 +47,7 @@ from pyrestate.sdk.context import (
     RestateDurableSleepFuture,
     RunAction,
     RunOptions,
+    ScopedContext,
     SendHandle,
     WorkflowContext,
     WorkflowSharedContext,
@@ -213,7 +217,7 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
             if isinstance(res, Value):
                 return typing.cast(T, serde.deserialize(res.content))
             if isinstance(res, Failure):
-                raise TerminalError(res.message, res.code, res.metadata)
+                raise TerminalError(res.message, res.code, metadata_dict(res.metadata))
             if isinstance(res, InvocationIdResult):
                 return typing.cast(T, res.invocation_id)
             if isinstance(res, StateKeysResult):
@@ -244,7 +248,7 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
                 continue
             if isinstance(progress, CancelSignalReceived):
                 await self._cancel_children()
-                raise TerminalError("cancelled", 409)
+                raise TerminalError("cancelled", ErrorCode.CONFLICT)
             raise SuspendedException()
 
     async def _cancel_children(self) -> None:
@@ -259,8 +263,8 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
         if isinstance(res, InvocationIdResult):
             return res.invocation_id
         if isinstance(res, Failure):
-            raise TerminalError(res.message, res.code, res.metadata)
-        raise TerminalError("no invocation id received for the call", 500)
+            raise TerminalError(res.message, res.code, metadata_dict(res.metadata))
+        raise TerminalError("no invocation id received for the call", ErrorCode.INTERNAL)
 
     def _start_run(self, handle: int) -> None:
         factory = self._run_closures.pop(handle, None)
@@ -284,7 +288,13 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
             attempt_headers=self.attempt_headers,
             body=self.invocation.input,
             attempt_finished_event=self.attempt_finished,
+            scope=self.invocation.scope,
+            limit_key=self.invocation.limit_key,
+            idempotency_key=self.invocation.idempotency_key,
         )
+
+    def scope(self, scope: str) -> ScopedContext:
+        return ServerScopedContext(self, scope)
 
     def key(self) -> str:
         return self.invocation.key
@@ -358,7 +368,9 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
                         result = await result
                 value = serde.serialize(result)
             except TerminalError as t:
-                self.vm.propose_run_completion(handle, Failure(t.status_code, t.message, t.metadata))
+                self.vm.propose_run_completion(
+                    handle, Failure(t.status_code, t.message, metadata_of(t.metadata))
+                )
             except RetryableError as r:
                 self.vm.propose_run_completion_transient(
                     handle,
@@ -373,7 +385,7 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
             except Exception as e:
                 self.vm.propose_run_completion_transient(
                     handle,
-                    Failure(500, repr(e)),
+                    Failure(ErrorCode.INTERNAL, repr(e)),
                     "".join(traceback.format_exception(e)),
                     int((time.monotonic() - started) * 1000),
                     config,
@@ -449,9 +461,19 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
         idempotency_key: str | None,
         headers: dict[str, str] | None,
         serde: Serde[T],
+        scope: str | None = None,
+        limit_key: str | None = None,
     ) -> ServerCallFuture[T]:
+        _check_scope(scope, limit_key)
         id_handle, handle = self.vm.sys_call(
-            service, handler, parameter, key, idempotency_key, list((headers or {}).items())
+            service,
+            handler,
+            parameter,
+            key,
+            idempotency_key,
+            list((headers or {}).items()),
+            scope=scope,
+            limit_key=limit_key,
         )
         self._call_id_handles.append(id_handle)
         return ServerCallFuture(self, handle, id_handle, self.mapper(serde))
@@ -465,12 +487,23 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
         send_delay: timedelta | None,
         idempotency_key: str | None,
         headers: dict[str, str] | None,
+        scope: str | None = None,
+        limit_key: str | None = None,
     ) -> SendHandle:
+        _check_scope(scope, limit_key)
         invoke_time = 0
         if send_delay is not None and send_delay.total_seconds() > 0:
             invoke_time = int(time.time() * 1000) + int(send_delay.total_seconds() * 1000)
         id_handle = self.vm.sys_send(
-            service, handler, parameter, key, invoke_time, idempotency_key, list((headers or {}).items())
+            service,
+            handler,
+            parameter,
+            key,
+            invoke_time,
+            idempotency_key,
+            list((headers or {}).items()),
+            scope=scope,
+            limit_key=limit_key,
         )
         return ServerSendHandle(self, id_handle)
 
@@ -544,8 +577,8 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
         scope: str | None = None,
         limit_key: str | None = None,
     ) -> RestateDurableCallFuture[bytes]:
-        _no_scope(scope, limit_key)
-        return self._call(service, handler, arg, key, idempotency_key, headers, BytesSerde())
+        serde = BytesSerde()
+        return self._call(service, handler, arg, key, idempotency_key, headers, serde, scope, limit_key)
 
     def generic_send(
         self,
@@ -559,8 +592,9 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
         scope: str | None = None,
         limit_key: str | None = None,
     ) -> SendHandle:
-        _no_scope(scope, limit_key)
-        return self._send_cmd(service, handler, arg, key, send_delay, idempotency_key, headers)
+        return self._send_cmd(
+            service, handler, arg, key, send_delay, idempotency_key, headers, scope, limit_key
+        )
 
     # -- awakeables, signals, invocations
 
@@ -616,10 +650,107 @@ class InvocationContext(WorkflowContext, WorkflowSharedContext):
         return ServerDurablePromise(self, name, serde)
 
 
-def _no_scope(scope: str | None, limit_key: str | None) -> None:
-    if scope is not None or limit_key is not None:
-        # Scopes need protocol V7, which this SDK does not negotiate.
-        raise TerminalError("scope/limit_key need service protocol V7, which this SDK does not speak", 500)
+_SCOPE_PART = re.compile(r"[a-zA-Z0-9_.-]{1,36}")
+
+
+def _check_scope(scope: str | None, limit_key: str | None) -> None:
+    """A scope, and each of the one or two `/`-separated levels of a limit key: 1-36 of [a-zA-Z0-9_.-]."""
+    if scope is None:
+        if limit_key is not None:
+            raise TerminalError("a limit key needs a scope", ErrorCode.BAD_REQUEST)
+        return
+    levels = [] if limit_key is None else limit_key.split("/")
+    if len(levels) > 2 or not all(_SCOPE_PART.fullmatch(p) for p in (scope, *levels)):
+        raise TerminalError(
+            f"invalid scope {scope!r} or limit key {limit_key!r}: 1 to 36 characters of [a-zA-Z0-9_.-], "
+            "a limit key with one or two levels separated by '/'",
+            ErrorCode.BAD_REQUEST,
+        )
+
+
+class ServerScopedContext(ScopedContext):
+    """What `ctx.scope(s)` returns: the context's calls and sends, with the scope filled in."""
+
+    def __init__(self, context: InvocationContext, scope: str) -> None:
+        self._context = context
+        self._scope = scope
+
+    def _call(
+        self, tpe: Any, key: str | None, arg: Any, limit_key: str | None, ikey: str | None, headers: Any
+    ) -> Any:
+        h = handler_from_callable(tpe)
+        param = h.handler_io.input_serde.serialize(arg)
+        return self._context._call(
+            h.service_tag.name, h.name, param, key, ikey, headers, h.handler_io.output_serde, self._scope,
+            limit_key,
+        )
+
+    def _send(
+        self,
+        tpe: Any,
+        key: str | None,
+        arg: Any,
+        delay: timedelta | None,
+        limit_key: str | None,
+        ikey: str | None,
+        headers: Any,
+    ) -> SendHandle:
+        h = handler_from_callable(tpe)
+        param = h.handler_io.input_serde.serialize(arg)
+        return self._context._send_cmd(
+            h.service_tag.name, h.name, param, key, delay, ikey, headers, self._scope, limit_key
+        )
+
+    def service_call(
+        self,
+        tpe: HandlerType[I, O],
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        return typing.cast(
+            RestateDurableCallFuture[O], self._call(tpe, None, arg, limit_key, idempotency_key, headers)
+        )
+
+    def service_send(
+        self,
+        tpe: HandlerType[I, O],
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        return self._send(tpe, None, arg, send_delay, limit_key, idempotency_key, headers)
+
+    def object_call(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RestateDurableCallFuture[O]:
+        return typing.cast(
+            RestateDurableCallFuture[O], self._call(tpe, key, arg, limit_key, idempotency_key, headers)
+        )
+
+    def object_send(
+        self,
+        tpe: HandlerType[I, O],
+        key: str,
+        arg: I,
+        send_delay: timedelta | None = None,
+        limit_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        return self._send(tpe, key, arg, send_delay, limit_key, idempotency_key, headers)
+
+    workflow_call = object_call
+    workflow_send = object_send
 
 
 def _return_hint(action: Any) -> Any:

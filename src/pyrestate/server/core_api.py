@@ -10,21 +10,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, overload
+
+# One vocabulary for SDK and server: the manifest's service and handler types, re-exported.
+from pyrestate.protocol.manifest import HandlerType as HandlerType
+from pyrestate.protocol.manifest import ServiceType as ServiceType
+from pyrestate.protocol.outcome import Failure as Failure  # the one failure type: the protocol codec's
 
 # ---------------------------------------------------------------- vocabulary
-
-
-class ServiceType(enum.Enum):
-    SERVICE = "Service"
-    VIRTUAL_OBJECT = "VirtualObject"
-    WORKFLOW = "Workflow"
-
-
-class HandlerType(enum.Enum):
-    EXCLUSIVE = "Exclusive"
-    SHARED = "Shared"
-    WORKFLOW = "Workflow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +33,21 @@ class Success:
     content_type: str | None = None  # the handler's declared output content type, if the body needs one
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
-    code: int
-    message: str
-    metadata: tuple[tuple[str, str], ...] = ()
-
-
 Outcome = Success | Failure
+
+
+@overload
+def as_outcome(result: bytes | Failure) -> Outcome: ...
+@overload
+def as_outcome(result: bytes | Failure | None) -> Outcome | None: ...
+def as_outcome(result: bytes | Failure | None) -> Outcome | None:
+    """A result read by `protocol.outcome.read_result` as the engine's outcome (None stays void)."""
+    return Success(result) if isinstance(result, bytes) else result
+
+
+def as_result(outcome: Outcome | None) -> bytes | Failure | None:
+    """The engine's outcome as `protocol.outcome.write_result` takes it."""
+    return outcome.value if isinstance(outcome, Success) else outcome
 
 
 # ---------------------------------------------------------------- ingress requests and answers
@@ -61,6 +61,7 @@ class IngressInvocation:
     idempotency_key: str | None = None  # None: the engine generates one (so /output works), as Restate does
     user_supplied_idempotency_key: bool = False
     delay_ms: int | None = None  # sends only
+    trace: str | None = None  # span context when traced (pyrestate.server.tracing)
 
 
 class SubmitStatus(enum.Enum):
@@ -124,6 +125,15 @@ class BadRequest(Exception):
 
 class Unavailable(Exception):
     """The engine cannot accept work right now, e.g. storage is full or read-only (503)."""
+
+
+class Refused(Exception):
+    """An operation refused with a status of its own (restart-as-new: 410 journal gone, 422 workflow,
+    425 not started yet)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # ---------------------------------------------------------------- schema (what registration stores)
@@ -285,6 +295,13 @@ class ServerCore(Protocol):
 
     async def delete_deployment(self, deployment_id: str) -> None: ...
 
+    async def update_deployment(
+        self, deployment_id: str, registration: DeploymentRegistration
+    ) -> DeploymentRecord:
+        """Move a deployment to the rediscovered address, transport and headers of `registration`; its
+        services are replaced only when `registration.force` (admin `overwrite`). Raises NotFound."""
+        ...
+
     def list_services(self) -> list[ServiceSchema]: ...
 
     async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema: ...
@@ -293,6 +310,14 @@ class ServerCore(Protocol):
         self, invocation_id: str, command: InvocationCommand, *, deployment_id: str | None = None
     ) -> CommandOutcome:
         """cancel/kill/purge/pause/resume. Raises NotFound, Conflict (e.g. already completed), BadRequest."""
+        ...
+
+    async def restart_as_new(
+        self, invocation_id: str, *, from_index: int | None = None, deployment: str | None = None
+    ) -> str:
+        """A new invocation from a completed one's input (and its journal up to `from_index`, included);
+        `deployment` is "keep", "latest" or a deployment id. Returns the new invocation id. Raises
+        NotFound, Conflict (still running), BadRequest, Refused."""
         ...
 
     async def set_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:

@@ -36,6 +36,8 @@ class RuntimeConfig:
     retry_on_max_attempts: Literal["pause", "kill"] | None = None
     retry_max_interval: str | None = None
     disable_eager_state: bool = False
+    # Offer service protocol V7 (Restate 1.7: experimental, on new clusters only).
+    enable_protocol_v7: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -207,6 +209,8 @@ class OfficialRestateServer(_ProcessRuntime):
             env["RESTATE_DEFAULT_RETRY_POLICY__MAX_INTERVAL"] = c.retry_max_interval
         if c.disable_eager_state:
             env["RESTATE_WORKER__INVOKER__DISABLE_EAGER_STATE"] = "true"
+        if c.enable_protocol_v7:
+            env["RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7"] = "true"
         env.update(c.extra_env)
         return env
 
@@ -262,6 +266,8 @@ class PyrestateServer(_ProcessRuntime):
             env["PYRESTATE_RETRY_MAX_INTERVAL"] = c.retry_max_interval
         if c.disable_eager_state:
             env["PYRESTATE_DISABLE_EAGER_STATE"] = "true"
+        if c.enable_protocol_v7:
+            env["PYRESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7"] = "true"
         env.update(c.extra_env)
         return env
 

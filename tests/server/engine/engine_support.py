@@ -9,80 +9,33 @@ from typing import Any
 
 import pytest
 
-from pyrestate.server.core_api import (
-    DeploymentRegistration,
-    HandlerSchema,
-    HandlerType,
-    ServiceSchema,
-    ServiceType,
-)
-from pyrestate.server.engine.config import EngineConfig
+from pyrestate.protocol.framing import MessageType
+from pyrestate.server.admin.manifest import parse_manifest
+from pyrestate.server.config import ServerConfig
+from pyrestate.server.core_api import DeploymentRegistration
 from pyrestate.server.engine.core import EngineCore
 from pyrestate.server.invoker.discovery_client import discover
-from pyrestate.server.invoker.retry import RetryPolicy
+from pyrestate.server.partition.retry import RetryPolicy
+from pyrestate.server.query.source import SqliteSnapshot
+from pyrestate.server.storage.records import JournalEntry
+from pyrestate.testing.ingress import eventually, eventually_async
 from pyrestate.testing.process import ManagedProcess, free_port
 
 HERE = Path(__file__).parent
 
-_SERVICE_TY = {
-    "SERVICE": ServiceType.SERVICE,
-    "VIRTUAL_OBJECT": ServiceType.VIRTUAL_OBJECT,
-    "WORKFLOW": ServiceType.WORKFLOW,
-}
-_HANDLER_TY = {
-    "EXCLUSIVE": HandlerType.EXCLUSIVE,
-    "SHARED": HandlerType.SHARED,
-    "WORKFLOW": HandlerType.WORKFLOW,
-}
-
-
-def schema_from_manifest(manifest: dict[str, Any]) -> list[ServiceSchema]:
-    services = []
-    for s in manifest["services"]:
-        sty = _SERVICE_TY[s["ty"]]
-        handlers = {}
-        for h in s["handlers"]:
-            hty = h.get("ty")
-            ty = (
-                _HANDLER_TY[hty]
-                if hty
-                else (
-                    HandlerType.EXCLUSIVE
-                    if sty is ServiceType.VIRTUAL_OBJECT
-                    else HandlerType.WORKFLOW
-                    if sty is ServiceType.WORKFLOW
-                    else None
-                )
-            )
-            inp = h.get("input", {"contentType": "*/*"})
-            out = h.get("output", {})
-            handlers[h["name"]] = HandlerSchema(
-                name=h["name"],
-                ty=ty,
-                input_required=inp.get("required", False),
-                input_content_type=inp.get("contentType"),
-                output_content_type=out.get("contentType", "application/json"),
-                output_set_content_type_if_empty=out.get("setContentTypeIfEmpty", False),
-            )
-        services.append(
-            ServiceSchema(name=s["name"], ty=sty, handlers=handlers, deployment_id="", revision=0)
-        )
-    return services
-
-
 async def register(core: EngineCore, url: str, *, use_http_11: bool = False) -> str:
     resp = await discover(url, use_http_11=use_http_11)
-    m = resp.manifest
+    parsed = parse_manifest(resp.manifest, version=resp.manifest_version)
     result = await core.register_deployment(
         DeploymentRegistration(
             uri=url,
             use_http_11=use_http_11,
             additional_headers={},
-            protocol_mode=m.get("protocolMode", "BIDI_STREAM"),
-            min_protocol_version=m["minProtocolVersion"],
-            max_protocol_version=m["maxProtocolVersion"],
+            protocol_mode=parsed.protocol_mode,
+            min_protocol_version=parsed.min_protocol_version,
+            max_protocol_version=parsed.max_protocol_version,
             sdk_version=None,
-            services=schema_from_manifest(m),
+            services=parsed.services,
         )
     )
     return result.deployment.id
@@ -124,14 +77,21 @@ def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkDeployment]:
         deployment.process.stop()
 
 
-def fast_config(data_dir: Path, **overrides: Any) -> EngineConfig:
+def fast_config(data_dir: Path, *, retry_policy: RetryPolicy | None = None, **overrides: Any) -> ServerConfig:
+    """Four partitions and quick retries; `retry_policy` sets the config's retry fields."""
+    policy = retry_policy or RetryPolicy(initial_interval_ms=50, max_interval_ms=200)
+    assert policy.max_attempts is not None
     base: dict[str, Any] = dict(
         data_dir=data_dir,
         partitions=4,
-        retry_policy=RetryPolicy(initial_interval_ms=50, max_interval_ms=200),
+        retry_initial_interval_ms=policy.initial_interval_ms,
+        retry_exponentiation_factor=policy.exponentiation_factor,
+        retry_max_interval_ms=policy.max_interval_ms,
+        retry_max_attempts=policy.max_attempts,
+        retry_on_max_attempts=policy.on_max_attempts.upper(),
     )
     base.update(overrides)
-    return EngineConfig(**base)
+    return ServerConfig(**base)
 
 
 @pytest.fixture
@@ -143,3 +103,29 @@ async def core(tmp_path: Path, sdk: SdkDeployment) -> AsyncIterator[EngineCore]:
         yield c
     finally:
         await c.stop()
+
+
+async def journaled(core: EngineCore, invocation_id: str, ty: MessageType, timeout: float = 10.0) -> None:
+    """Wait until the invocation's journal holds an entry of type `ty` (e.g. its Sleep command: the
+    timer is stored in the same commit)."""
+
+    async def check() -> None:
+        types = [e.ty for e in core.storage.reader().get_journal(invocation_id)]
+        assert ty in types, types
+
+    await eventually_async(check, timeout, interval=0.02)
+
+
+def journaled_on_disk(data_dir: Path, invocation_id: str, ty: MessageType, timeout: float = 10.0) -> None:
+    """`journaled` for an engine running in another process: read its committed SQLite file."""
+
+    def check() -> None:
+        snapshot = SqliteSnapshot(fast_config(data_dir).database_path)
+        try:
+            rows = snapshot.scan("journal")
+        finally:
+            snapshot.close()
+        types = [JournalEntry.decode(v).ty for (iid, _), v in rows if iid == invocation_id]
+        assert ty in types, types
+
+    eventually(check, timeout, interval=0.05)

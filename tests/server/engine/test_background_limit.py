@@ -13,6 +13,7 @@ from engine_support import SdkDeployment, fast_config, register
 
 from pyrestate.server.core_api import ById, IngressInvocation, InvocationTarget, Success
 from pyrestate.server.engine.core import EngineCore
+from pyrestate.testing.ingress import eventually_async
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,8 +57,11 @@ async def test_sent_invocations_queue_behind_a_busy_ingress_and_all_complete(
         assert max(seen) == 2  # queued, not all at once, and the queue is served
         # A call is not held back by the full background slots.
         blocker = [(await core.send(_invocation("sleepy", 1500))).invocation_id for _ in range(2)]
-        await asyncio.sleep(0.3)
-        assert core.invoker.running == 2
+
+        async def both_running() -> None:
+            assert core.invoker.running == 2
+
+        await eventually_async(both_running, 10, interval=0.02)
         t0 = asyncio.get_running_loop().time()
         result = await core.call(_invocation("square", 7))
         assert result.outcome == Success(b"49", "application/json")

@@ -10,8 +10,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from engine_support import SdkDeployment, fast_config, register, start_sdk
+from engine_support import SdkDeployment, fast_config, journaled, journaled_on_disk, register, start_sdk
 
+from pyrestate.protocol.framing import MessageType
 from pyrestate.server.core_api import (
     BadRequest,
     ById,
@@ -27,7 +28,8 @@ from pyrestate.server.core_api import (
     Success,
 )
 from pyrestate.server.engine.core import EngineCore
-from pyrestate.server.invoker.retry import RetryPolicy
+from pyrestate.server.partition.retry import RetryPolicy
+from pyrestate.testing.ingress import eventually_async
 
 
 def _inv(service: str, handler: str, body: object, key: str | None = None, **kw: object) -> IngressInvocation:
@@ -161,7 +163,7 @@ async def test_restart_mid_sleep_completes(tmp_path: Path, sdk: SdkDeployment) -
     await c.start()
     await register(c, sdk.url)
     receipt = await c.send(_inv("Greeter", "sleepy", 1000))
-    await asyncio.sleep(0.3)
+    await journaled(c, receipt.invocation_id, MessageType.SLEEP)  # the stop comes mid-sleep
     await c.stop()
     c2 = EngineCore(fast_config(data))
     await c2.start()
@@ -219,7 +221,8 @@ async def test_kill_9_then_restart_completes_everything(tmp_path: Path, sdk: Sdk
         assert proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
         ids = json.loads(line)
-        await asyncio.sleep(0.2)  # the sleeper is mid-sleep, the adds run one after the other
+        # The kill comes mid-sleep (1.5 s); the adds are wherever they got to, queued or done.
+        await asyncio.to_thread(journaled_on_disk, data, ids[0], MessageType.SLEEP)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -277,11 +280,18 @@ async def test_retention_expiry_reclaims_the_invocation(tmp_path: Path, sdk: Sdk
         await asyncio.wait_for(c.attach(ByWorkflow("Wf", key)), 10)
         assert (await c.get_output(ById(plain.invocation_id))).outcome == plain.outcome
         assert c.storage.reader().get_journal(receipt.invocation_id) != []
-        await asyncio.sleep(1.0)
-        for iid in (plain.invocation_id, receipt.invocation_id):
-            with pytest.raises(NotFound):
-                await c.get_output(ById(iid))
-            assert c.storage.reader().get_journal(iid) == []
+
+        async def reclaimed() -> None:
+            for iid in (plain.invocation_id, receipt.invocation_id):
+                try:
+                    await c.get_output(ById(iid))
+                except NotFound:
+                    pass
+                else:
+                    raise AssertionError(f"{iid} is still retained")
+                assert c.storage.reader().get_journal(iid) == []
+
+        await eventually_async(reclaimed, 10, interval=0.05)
         # The workflow's promises and state went with it: the key can run again.
         again = await c.send(_inv("Wf", "run", "order", key))
         assert again.status is SubmitStatus.ACCEPTED
@@ -301,13 +311,18 @@ async def test_pending_retry_backoff_survives_a_restart(tmp_path: Path, sdk: Sdk
     while sdk.counter(f"flaky-{tag}") < 1:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
-    await asyncio.sleep(0.2)  # the failure is applied, the next attempt is 1.5 s away
+
+    async def backing_off() -> None:  # the failure is applied: the next attempt is 1.5 s away
+        st = c.invocation_status(receipt.invocation_id)
+        assert st is not None and st.next_retry_at is not None, st
+
+    await eventually_async(backing_off, 10, interval=0.02)
     await c.stop()
     c2 = EngineCore(fast_config(data, retry_policy=policy))
     await c2.start()
     try:
-        await asyncio.sleep(0.6)
-        assert sdk.counter(f"flaky-{tag}") == 1  # still backing off
+        await asyncio.sleep(0.6)  # time passes, and no attempt is made before the backoff is over
+        assert sdk.counter(f"flaky-{tag}") == 1
         result = await asyncio.wait_for(c2.attach(ById(receipt.invocation_id)), 10)
         assert result.outcome == Success(b'"succeeded on attempt 3"', "application/json")
     finally:

@@ -8,7 +8,7 @@ import pytest
 
 from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.framing import MessageType
-from pyrestate.protocol.ids import InvocationId
+from pyrestate.protocol.ids import InvocationId, awakeable_id, partition_key_for_key
 from pyrestate.server.core_api import (
     CommandOutcome,
     Failure,
@@ -19,8 +19,7 @@ from pyrestate.server.core_api import (
     ServiceType,
     Success,
 )
-from pyrestate.server.invoker.retry import RetryPolicy
-from pyrestate.server.partition.context import DAY_MS, ApplyContext, Policies
+from pyrestate.server.partition.context import DAY_MS, ApplyContext, Policies, partition_of, partition_of_key
 from pyrestate.server.partition.model import (
     AbortAttempt,
     AlreadyCompleted,
@@ -45,8 +44,8 @@ from pyrestate.server.partition.model import (
     TimerFired,
     WorkflowAlreadyInvoked,
     command_from_json,
-    command_to_json,
 )
+from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.server.partition.state_machine import apply
 from pyrestate.server.storage.memory import MemoryStorage
 from pyrestate.server.storage.records import Status, Target, Timer, TimerKind, Waiting
@@ -67,18 +66,24 @@ class _Schema:
         return {"Counter": COUNTER, "Wf": WF}.get(name)
 
 
+RETRY = RetryPolicy(max_attempts=2)
+
+
 def _ctx(now: int = NOW, retry: RetryPolicy | None = None) -> ApplyContext:
-    return ApplyContext(0, 1, now, _Schema(), Policies(retry=retry or RetryPolicy(max_attempts=2)))
+    return ApplyContext(0, 1, now, _Schema(), Policies(retry=retry or RETRY))
 
 
-ADD = Target("Counter", "add", "k", "VirtualObject", "Exclusive")
-RUN = Target("Wf", "run", "w", "Workflow", "Workflow")
+ADD = Target("Counter", "add", "k", ServiceType.VIRTUAL_OBJECT, HandlerType.EXCLUSIVE)
+RUN = Target("Wf", "run", "w", ServiceType.WORKFLOW, HandlerType.WORKFLOW)
 A = str(InvocationId.for_idempotent_request("Counter", "add", "a", "k"))
 B = str(InvocationId.for_idempotent_request("Counter", "add", "b", "k"))
 W = str(InvocationId.for_workflow_run("Wf", "w"))
 
 
-def invoke(iid: str, target: Target = ADD, token: int = 1, retention: int = 1000) -> Invoke:
+RETENTION = 1000  # completion retention of the invocations `invoke` submits (ms)
+
+
+def invoke(iid: str, target: Target = ADD, token: int = 1, retention: int = RETENTION) -> Invoke:
     return Invoke(
         InvocationRequest(iid, target, b"1", idempotency_key="a", completion_retention_ms=retention), token
     )
@@ -102,8 +107,9 @@ class Case:
     name: str
     setup: list[Command]
     command: Command
-    expect: list[type]  # action types, in order
-    check: dict[str, object] = field(default_factory=dict)  # invocation id -> expected status
+    expect: list[object]  # the actions, in order
+    # invocation id -> its status afterwards (None: no status stored)
+    check: dict[str, Status | None] = field(default_factory=dict)
 
 
 def _run(storage: MemoryStorage, cmd: Command, now: int = NOW) -> list[object]:
@@ -113,26 +119,31 @@ def _run(storage: MemoryStorage, cmd: Command, now: int = NOW) -> list[object]:
     return list(actions)
 
 
+def cleanup(iid: str) -> RegisterTimer:
+    """The timer that drops a completed invocation of `invoke` once its retention is over."""
+    return RegisterTimer(Timer(NOW + RETENTION, TimerKind.CLEANUP, iid))
+
+
 CASES = [
     Case(
         "new exclusive invocation starts and takes the lock",
         [],
         invoke(A),
-        [StartAttempt, Reply],
+        [StartAttempt(A, 1), Reply(1, Submitted(A, False))],
         {A: Status.INVOKED},
     ),
     Case(
         "second exclusive on a locked key is inboxed",
         [invoke(A)],
         invoke(B, token=2),
-        [Reply],
+        [Reply(2, Submitted(B, False))],
         {B: Status.INBOXED},
     ),
     Case(
         "end completes, answers waiters and starts the inbox head",
         [invoke(A), invoke(B, token=2), InvokerEffect(A, 1, output(b"5"))],
         InvokerEffect(A, 1, AttemptEnded()),
-        [IngressResponse, StartAttempt, RegisterTimer],
+        [IngressResponse(A, Success(b"5")), StartAttempt(B, 1), cleanup(A)],
         {A: Status.COMPLETED, B: Status.INVOKED},
     ),
     Case("stale epoch is dropped", [invoke(A)], InvokerEffect(A, 7, AttemptEnded()), [], {A: Status.INVOKED}),
@@ -140,20 +151,28 @@ CASES = [
         "sleep registers a durable timer",
         [invoke(A)],
         InvokerEffect(A, 1, sleep_cmd(NOW + 50)),
-        [RegisterTimer],
+        [RegisterTimer(Timer(NOW + 50, TimerKind.SLEEP, A, 1))],
+        {A: Status.INVOKED},
     ),
     Case(
         "failure is retried with back-off",
         [invoke(A)],
         InvokerEffect(A, 1, AttemptFailed(500, "boom")),
-        [AbortAttempt, StartAttempt],
+        [AbortAttempt(A), StartAttempt(A, 2, RETRY.delay_ms(1))],
         {A: Status.INVOKED},
+    ),
+    Case(
+        "a terminal attempt failure (a limit exceeded) completes at once, whatever the retry policy",
+        [invoke(A)],
+        InvokerEffect(A, 1, AttemptFailed(500, "message size limit exceeded", terminal=True)),
+        [AbortAttempt(A), IngressResponse(A, Failure(500, "message size limit exceeded")), cleanup(A)],
+        {A: Status.COMPLETED},
     ),
     Case(
         "exhausted retries pause",
         [invoke(A), InvokerEffect(A, 1, AttemptFailed(500, "boom"))],
         InvokerEffect(A, 2, AttemptFailed(500, "boom")),
-        [AbortAttempt],
+        [AbortAttempt(A)],
         {A: Status.PAUSED},
     ),
     Case(
@@ -164,17 +183,22 @@ CASES = [
         {A: Status.SUSPENDED},
     ),
     Case(
-        "cancel of an inboxed invocation completes it",
+        "cancel of an inboxed invocation answers its waiters and drops it",
         [invoke(A), invoke(B, token=2)],
         ManageInvocation(B, InvocationCommand.CANCEL, 3),
-        [IngressResponse, RegisterTimer, Reply],
-        {B: Status.COMPLETED, A: Status.INVOKED},
+        [IngressResponse(B, Failure(409, "canceled")), Reply(3, CommandOutcome.DONE)],
+        {A: Status.INVOKED, B: None},
     ),
     Case(
         "kill aborts and completes",
         [invoke(A)],
         ManageInvocation(A, InvocationCommand.KILL, 3),
-        [AbortAttempt, IngressResponse, RegisterTimer, Reply],
+        [
+            AbortAttempt(A),
+            IngressResponse(A, Failure(409, "killed")),
+            cleanup(A),
+            Reply(3, CommandOutcome.DONE),
+        ],
         {A: Status.COMPLETED},
     ),
 ]
@@ -186,11 +210,11 @@ def test_command_to_actions(case: Case) -> None:
     for cmd in case.setup:
         _run(storage, cmd)
     actions = _run(storage, case.command)
-    assert [type(a) for a in actions] == case.expect
+    assert actions == case.expect
     r = storage.reader()
     for iid, status in case.check.items():
         st = r.get_invocation_status(iid)
-        assert st is not None and st.status is status, (iid, st)
+        assert (st.status if st is not None else None) is status, (iid, st)
 
 
 def test_timer_fire_resumes_suspended_invocation_once() -> None:
@@ -247,6 +271,29 @@ def test_admin_commands_on_completed_invocations() -> None:
     assert type(reply.value).__name__ == "Conflict"  # type: ignore[union-attr]
     assert _run(storage, ManageInvocation(A, InvocationCommand.PURGE, 3)) == [Reply(3, CommandOutcome.DONE)]
     assert storage.reader().get_invocation_status(A) is None
+
+
+@pytest.mark.parametrize("delayed", [False, True], ids=["inboxed", "scheduled"])
+def test_cancel_before_start_keeps_nothing(delayed: bool) -> None:
+    """As Restate: the canceled invocation answers 409 to whoever waits, then no status, inbox entry or
+    timer of it is left, so the same idempotency key starts a new invocation."""
+    storage = MemoryStorage()
+    _run(storage, invoke(A))
+    at = NOW + 500 if delayed else None
+    req = InvocationRequest(
+        B, ADD, b"1", idempotency_key="b", completion_retention_ms=1000, execution_time=at
+    )
+    _run(storage, Invoke(req, 2))
+    st = storage.reader().get_invocation_status(B)
+    assert st is not None and st.status is (Status.SCHEDULED if delayed else Status.INBOXED)
+    actions = _run(storage, ManageInvocation(B, InvocationCommand.CANCEL, 3))
+    assert actions == [IngressResponse(B, Failure(409, "canceled")), Reply(3, CommandOutcome.DONE)]
+    r = storage.reader()
+    assert r.get_invocation_status(B) is None
+    assert r.peek_inbox("Counter", "k") is None
+    assert not r.has_timer(Timer(NOW + 500, TimerKind.INVOKE, B, 0, 0))
+    again = _run(storage, Invoke(req, 4))  # the key is free again: a new submission, not a duplicate
+    assert again[-1] == Reply(4, Submitted(B, False, req.execution_time))
 
 
 def test_retry_policy_schedule() -> None:
@@ -314,8 +361,46 @@ def test_kill_takes_down_the_call_tree_and_unlocks_keys() -> None:
 
 
 def test_kill_reaches_children_on_other_partitions_through_the_outbox() -> None:
-    cmd = ManageInvocation(A, InvocationCommand.KILL)
-    assert command_from_json(command_to_json(cmd)) == cmd
+    """Four partitions, one store (as in one server process): the parent's kill reaches a child on another
+    partition only as an outbox row, which is delivered there and kills the child."""
+    parts = 4
+    storage = MemoryStorage()
+
+    def run(partition: int, cmd: Command) -> list[object]:
+        txn = storage.begin()
+        actions = apply(txn, cmd, ApplyContext(partition, parts, NOW, _Schema(), Policies()))
+        storage.commit_now(txn)
+        return list(actions)
+
+    def deliver(actions: list[object]) -> list[object]:
+        out: list[object] = []
+        for x in actions:
+            if isinstance(x, SendToPartition):
+                [(seq, raw)] = [r for r in storage.reader().list_outbox(x.partition) if r[0] == x.seq]
+                assert command_from_json(raw) == x.command  # what is stored is what was sent
+                out += run(x.partition, Deliver(seq, command_from_json(raw)))
+        return out
+
+    home = partition_of(A, parts)
+    keys = (f"k{i}" for i in range(100))
+    child_key = next(k for k in keys if partition_of_key(partition_key_for_key(k), parts) != home)
+    deliver(run(home, invoke(A)))
+    deliver(run(home, InvokerEffect(A, 1, call_cmd(child_key, 2, 1))))
+    child = _callee(storage, A)
+    there = partition_of(child, parts)
+    assert there != home
+    assert storage.reader().get_invocation_status(child).status is Status.INVOKED  # type: ignore[union-attr]
+
+    actions = run(home, ManageInvocation(A, InvocationCommand.KILL, 9))
+    kills = [x for x in actions if isinstance(x, SendToPartition)]
+    assert [(k.partition, k.command) for k in kills] == [
+        (there, ManageInvocation(child, InvocationCommand.KILL))
+    ]
+    assert storage.reader().get_invocation_status(child).status is Status.INVOKED  # type: ignore[union-attr]
+    deliver(actions)
+    st = storage.reader().get_invocation_status(child)
+    assert st is not None and st.status is Status.COMPLETED and st.output == Failure(409, "killed")
+    assert storage.reader().list_outbox(there) == []  # delivered rows are gone
 
 
 def test_cancel_of_a_paused_invocation_resumes_it_with_the_signal() -> None:
@@ -438,3 +523,55 @@ def test_kill_reaches_a_child_whose_creation_is_still_in_the_outbox() -> None:
     st = storage.reader().get_invocation_status(child)
     assert st is not None and st.output == Failure(409, "killed")
     assert storage.reader().get_lock("Counter", "k2") is None
+
+
+# ------------------------------------------------------------------------------------------------ failures
+
+MD = (("reason", "out of stock"), ("sku", "42"))
+
+
+def _failure(code: int = 422) -> pb.Failure:
+    f = pb.Failure(code=code, message="rejected")
+    for k, v in MD:
+        f.metadata.add(key=k, value=v)
+    return f
+
+
+def test_complete_promise_keeps_the_failure_metadata() -> None:
+    storage = MemoryStorage()
+    _deliver_all(storage, invoke(W, RUN))
+    get = pb.GetPromiseCommandMessage(key="p", result_completion_id=1)
+    _deliver_all(storage, InvokerEffect(W, 1, SdkCommand(MessageType.GET_PROMISE, get.SerializeToString())))
+    done = pb.CompletePromiseCommandMessage(key="p", result_completion_id=2, completion_failure=_failure())
+    _deliver_all(
+        storage, InvokerEffect(W, 1, SdkCommand(MessageType.COMPLETE_PROMISE, done.SerializeToString()))
+    )
+    promise = storage.reader().get_promise("Wf", "w", "p")
+    assert promise is not None and promise.result == Failure(422, "rejected", MD)
+    [got] = _notifications(storage, W, MessageType.GET_PROMISE_COMPLETION)
+    assert got.completion_id == 1 and got.failure == _failure()
+
+
+def test_complete_awakeable_and_send_signal_keep_the_failure_metadata() -> None:
+    storage = MemoryStorage()
+    _deliver_all(storage, invoke(A))
+    awk = pb.CompleteAwakeableCommandMessage(awakeable_id=awakeable_id(InvocationId.parse(A), 17))
+    awk.failure.CopyFrom(_failure(500))
+    sig = pb.SendSignalCommandMessage(target_invocation_id=A, name="go", failure=_failure(409))
+    for ty, m in ((MessageType.COMPLETE_AWAKEABLE, awk), (MessageType.SEND_SIGNAL, sig)):
+        _deliver_all(storage, InvokerEffect(A, 1, SdkCommand(ty, m.SerializeToString())))
+    by_awakeable, by_name = _notifications(storage, A, MessageType.SIGNAL)
+    assert by_awakeable.signal_id == 17 and by_awakeable.failure == _failure(500)
+    assert by_name.signal_name == "go" and by_name.failure == _failure(409)
+
+
+def test_an_empty_value_completes_an_awakeable_with_a_value() -> None:
+    storage = MemoryStorage()
+    _deliver_all(storage, invoke(A))
+    awk = pb.CompleteAwakeableCommandMessage(awakeable_id=awakeable_id(InvocationId.parse(A), 17))
+    awk.value.SetInParent()
+    _deliver_all(
+        storage, InvokerEffect(A, 1, SdkCommand(MessageType.COMPLETE_AWAKEABLE, awk.SerializeToString()))
+    )
+    [n] = _notifications(storage, A, MessageType.SIGNAL)
+    assert n.WhichOneof("result") == "value" and n.value.content == b""

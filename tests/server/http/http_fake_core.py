@@ -1,6 +1,8 @@
 """A deliberately tiny ServerCore to test the HTTP layers in isolation (the engine is tested on its own).
 
-It records what the HTTP layer handed over and answers with canned outcomes chosen by target name.
+It records what the HTTP layer handed over and answers with canned outcomes chosen by target name and
+canned invocation ids. Where it answers, it answers as the engine does: test_core_contract.py runs the same
+checks against FakeCore and the real EngineCore.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import fields, replace
 
+from pyrestate.protocol.ids import InvocationId, parse_awakeable_id
 from pyrestate.server.core_api import (
     BadRequest,
     ById,
@@ -103,7 +106,9 @@ def sample_services() -> list[ServiceSchema]:
 
 class FakeCore:
     def __init__(self, services: list[ServiceSchema] | None = None) -> None:
-        self.services: dict[str, ServiceSchema] = {s.name: s for s in (services or sample_services())}
+        self.services: dict[str, ServiceSchema] = {
+            s.name: s for s in (sample_services() if services is None else services)
+        }
         self.invocations: list[IngressInvocation] = []
         self.awakeables: list[tuple[str, Outcome]] = []
         self.commands: list[tuple[str, InvocationCommand, str | None]] = []
@@ -112,6 +117,8 @@ class FakeCore:
         self.deployments: dict[str, DeploymentRecord] = {}
         self.seen_keys: set[tuple[str, str, str]] = set()
         self.started_workflows: set[tuple[str, str]] = set()
+        self.first_outcomes: dict[tuple[str, str, str], Outcome] = {}  # idempotent calls: the stored result
+        self.purged: set[str] = set()
 
     # ---------------------------------------------------------------- ingress
 
@@ -132,31 +139,71 @@ class FakeCore:
         self.seen_keys.add(key3)
         return seen
 
+    def _check_target(self, inv: IngressInvocation) -> ServiceSchema:
+        t = inv.target
+        svc = self.services.get(t.service)
+        if svc is None:
+            raise NotFound(f"service '{t.service}' not found")
+        if t.handler not in svc.handlers:
+            raise NotFound(f"handler '{t.service}/{t.handler}' not found")
+        if svc.ty is not ServiceType.SERVICE and t.key is None:
+            raise BadRequest(f"service '{t.service}' needs a key")
+        return svc
+
+    def _typed(self, svc: ServiceSchema, handler: str, outcome: Outcome) -> Outcome:
+        """The handler's output content type on a non-empty success, as the engine answers."""
+        h = svc.handlers[handler]
+        if isinstance(outcome, Success) and (outcome.value or h.output_set_content_type_if_empty):
+            return Success(outcome.value, h.output_content_type)
+        return outcome
+
+    def _canned(self, inv: IngressInvocation) -> Outcome:
+        t = inv.target
+        if t.service == "Fail":
+            return Failure(422, "terminal failure: bad input")
+        if t.service == "Echo" and t.handler == "headers":
+            return Success(json.dumps(dict(inv.headers)).encode())
+        if t.handler in ("reset",):
+            return Success(b"")
+        return Success(inv.body or b"null")
+
     async def call(self, inv: IngressInvocation) -> InvocationResult:
+        svc = self._check_target(inv)
         self.invocations.append(inv)
         again = self._dedup(inv)
         t = inv.target
-        if t.service == "Wf" and t.handler == "run" and again:
-            return InvocationResult(WF_RUN_ID, Failure(409, "the workflow method was already invoked"))
-        if t.service == "Fail":
-            return InvocationResult(CALL_ID, Failure(422, "terminal failure: bad input"))
-        if t.service == "Echo" and t.handler == "headers":
-            return InvocationResult(CALL_ID, Success(json.dumps(dict(inv.headers)).encode()))
-        if t.handler in ("reset",):
-            return InvocationResult(CALL_ID, Success(b""))
-        return InvocationResult(
-            CALL_ID, Success(inv.body or b"null"), expires_at_ms=EXPIRES_MS if again else None
-        )
+        if t.service == "Wf" and t.handler == "run":
+            if again:
+                return InvocationResult(WF_RUN_ID, Failure(409, "the workflow method was already invoked"))
+            return InvocationResult(WF_RUN_ID, self._typed(svc, t.handler, self._canned(inv)))
+        outcome = self._typed(svc, t.handler, self._canned(inv))
+        if inv.idempotency_key is None:
+            return InvocationResult(CALL_ID, outcome)
+        # A repeated key attaches to the first invocation: its outcome, with the retention's expiry.
+        key3 = (t.service, t.handler, inv.idempotency_key)
+        first = self.first_outcomes.setdefault(key3, outcome)
+        return InvocationResult(CALL_ID, first, expires_at_ms=EXPIRES_MS if again else None)
 
     async def send(self, inv: IngressInvocation) -> SendReceipt:
+        self._check_target(inv)
         self.invocations.append(inv)
         again = self._dedup(inv)
         status = SubmitStatus.PREVIOUSLY_ACCEPTED if again else SubmitStatus.ACCEPTED
-        when = NOW_MS + inv.delay_ms if inv.delay_ms is not None else None
+        when = NOW_MS + inv.delay_ms if inv.delay_ms else None  # no delay, or 0: not scheduled
         return SendReceipt(WF_RUN_ID if inv.target.service == "Wf" else PENDING_ID, status, when)
+
+    @staticmethod
+    def _parse(invocation_id: str) -> None:
+        try:
+            InvocationId.parse(invocation_id)
+        except ValueError as e:
+            raise BadRequest(f"bad invocation id '{invocation_id}': {e}") from None
 
     async def _find(self, query: InvocationQuery, wait: bool) -> InvocationResult:
         if isinstance(query, ById):
+            self._parse(query.invocation_id)
+            if query.invocation_id in self.purged:
+                raise NotFound()
             if query.invocation_id == DONE_ID:
                 return InvocationResult(DONE_ID, Success(b'{"result": "done"}'), EXPIRES_MS)
             if query.invocation_id == KILLED_ID:
@@ -180,6 +227,10 @@ class FakeCore:
         return await self._find(query, wait=False)
 
     async def complete_awakeable(self, awakeable_id: str, outcome: Outcome) -> None:
+        try:
+            parse_awakeable_id(awakeable_id)
+        except ValueError as e:
+            raise BadRequest(f"bad awakeable id '{awakeable_id}': {e}") from None
         self.awakeables.append((awakeable_id, outcome))
 
     # ---------------------------------------------------------------- admin
@@ -189,8 +240,13 @@ class FakeCore:
         existing = next((d for d in self.deployments.values() if d.uri == reg.uri), None)
         if existing is not None and not reg.force:
             return RegistrationResult(existing, created=False)
-        dep_id = DP_ID if not self.deployments else f"dp_1{len(self.deployments):022d}"
-        services = tuple(replace(s, deployment_id=dep_id, revision=1) for s in reg.services)
+        if existing is not None:  # forced: the deployment is overwritten in place, as a new revision
+            dep_id = existing.id
+        else:
+            dep_id = DP_ID if not self.deployments else f"dp_1{len(self.deployments):022d}"
+        services = tuple(
+            replace(s, deployment_id=dep_id, revision=self._revision(s.name) + 1) for s in reg.services
+        )
         record = DeploymentRecord(
             id=dep_id,
             uri=reg.uri,
@@ -200,14 +256,19 @@ class FakeCore:
             max_protocol_version=reg.max_protocol_version,
             sdk_version=reg.sdk_version,
             additional_headers=reg.additional_headers,
-            created_at_ms=NOW_MS,
+            created_at_ms=existing.created_at_ms if existing is not None else NOW_MS,
             services=services,
         )
         if not reg.dry_run:
             self.deployments[dep_id] = record
             for s in services:
                 self.services[s.name] = s
-        return RegistrationResult(record, created=True)
+        return RegistrationResult(record, created=existing is None)
+
+    def _revision(self, name: str) -> int:
+        """The current revision of a service registered through this core (0: none yet)."""
+        svc = self.services.get(name)
+        return svc.revision if svc is not None and svc.deployment_id in self.deployments else 0
 
     async def list_deployments(self) -> list[DeploymentRecord]:
         return list(self.deployments.values())
@@ -218,12 +279,17 @@ class FakeCore:
         return self.deployments[deployment_id]
 
     async def delete_deployment(self, deployment_id: str) -> None:
+        await self.get_deployment(deployment_id)
         del self.deployments[deployment_id]
+        for name in [n for n, s in self.services.items() if s.deployment_id == deployment_id]:
+            del self.services[name]
 
     def list_services(self) -> list[ServiceSchema]:
         return list(self.services.values())
 
     async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
+        if name not in self.services:
+            raise NotFound(name)
         s = self.services[name]
         changes = {
             f.name: getattr(patch, f.name) for f in fields(patch) if getattr(patch, f.name) is not None
@@ -235,18 +301,27 @@ class FakeCore:
     async def invocation_command(
         self, invocation_id: str, command: InvocationCommand, *, deployment_id: str | None = None
     ) -> CommandOutcome:
+        self._parse(invocation_id)
         self.commands.append((invocation_id, command, deployment_id))
-        if invocation_id == UNKNOWN_ID:
+        if invocation_id == UNKNOWN_ID or invocation_id in self.purged:
             raise NotFound()
-        if invocation_id == DONE_ID and command is not InvocationCommand.PURGE:
+        completed = invocation_id in (DONE_ID, KILLED_ID)
+        if completed and command in (InvocationCommand.CANCEL, InvocationCommand.KILL):
             raise Conflict()
-        if invocation_id == RUNNING_ID and command is InvocationCommand.PURGE:
+        if not completed and command in (InvocationCommand.PURGE, InvocationCommand.PURGE_JOURNAL):
             raise Conflict()
         if invocation_id == KILLED_ID and command is InvocationCommand.PAUSE:
             raise BadRequest("cannot pause")
+        if command is InvocationCommand.PURGE:
+            self.purged.add(invocation_id)
         return CommandOutcome.ACCEPTED if command is InvocationCommand.CANCEL else CommandOutcome.DONE
 
     async def set_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
+        svc = self.services.get(service)
+        if svc is None:
+            raise NotFound(service)
+        if svc.ty is ServiceType.SERVICE:
+            raise BadRequest(f"the service '{service}' has no state")
         self.states.append((service, key, dict(new_state)))
 
     async def start(self) -> None:

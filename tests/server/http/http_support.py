@@ -71,7 +71,9 @@ def core() -> FakeCore:
 
 @pytest.fixture
 def ingress(core: FakeCore) -> Iterator[httpx.Client]:
-    with served(IngressApp(core, max_body_bytes=1024)) as url, httpx.Client(base_url=url, timeout=10) as c:
+    # Restate's own CORS (any origin reflected): the behaviour sheet these tests check byte for byte.
+    app = IngressApp(core, max_body_bytes=1024, cors_origins=("*",))
+    with served(app) as url, httpx.Client(base_url=url, timeout=10) as c:
         yield c
 
 

@@ -107,7 +107,6 @@ def test_invocation_commands(admin: httpx.Client, core: FakeCore) -> None:
     r = admin.patch(f"/invocations/{PENDING_ID}/cancel")
     assert r.status_code == 202 and r.content == b""
     assert admin.patch(f"/v4/invocations/{PENDING_ID}/kill").status_code == 200
-    assert admin.patch(f"/invocations/{DONE_ID}/purge").status_code == 200
     assert admin.patch(f"/invocations/{PENDING_ID}/resume?deployment=latest").status_code == 200
     assert core.commands[-1] == (PENDING_ID, InvocationCommand.RESUME, "latest")
     r = admin.patch(f"/invocations/{DONE_ID}/kill")
@@ -135,8 +134,10 @@ def test_invocation_commands(admin: httpx.Client, core: FakeCore) -> None:
     r = admin.patch("/invocations/inv_1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/cancel")
     assert r.json()["message"].endswith("Reason: base62 decode error")
     assert admin.patch(f"/invocations/{KILLED_ID}/pause").status_code == 400
-    r = admin.delete(f"/invocations/{DONE_ID}?mode=Purge")
-    assert r.status_code == 202 and core.commands[-1][1] is InvocationCommand.PURGE
+    assert admin.patch(f"/invocations/{DONE_ID}/purge").status_code == 200
+    assert admin.patch(f"/invocations/{DONE_ID}/purge").status_code == 404  # gone
+    r = admin.delete(f"/invocations/{KILLED_ID}?mode=Purge")
+    assert r.status_code == 202 and core.commands[-1] == (KILLED_ID, InvocationCommand.PURGE, None)
     r = admin.get(f"/invocations/{DONE_ID}")
     assert r.status_code == 405 and r.headers["allow"] == "DELETE" and r.content == b""
 

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from http_fake_core import CALL_ID, DONE_ID, KILLED_ID, PENDING_ID, WF_RUN_ID, FakeCore
 
+from pyrestate.protocol.ids import InvocationId
 from pyrestate.server.core_api import Failure, Success
 
 VARY = "origin, access-control-request-method, access-control-request-headers"
@@ -305,6 +306,12 @@ def test_output_and_attach(ingress: httpx.Client) -> None:
 
 def test_output_errors(ingress: httpx.Client) -> None:
     assert_ingress_error(ingress.get("/restate/workflow/Wf/w0/output"), 404, "invocation not found")
+    # attach to an unknown invocation: the invocation's own 404, with the id it derived (as restate-server)
+    r = ingress.get("/restate/workflow/Wf/w0/attach")
+    assert r.status_code == 404
+    assert names(r)[:3] == ["x-restate-id", "x-restate-error-source", "content-type"]
+    assert r.headers["x-restate-id"] == str(InvocationId.for_workflow_run("Wf", "w0"))
+    assert r.content == b'{"code":404,"message":"not found","source":"invocation"}'
     assert_ingress_error(
         ingress.get("/restate/workflow/Wf/w1/output"), 470, "the invocation exists but has not completed yet"
     )
@@ -404,3 +411,38 @@ def test_http2_prior_knowledge(core: FakeCore) -> None:
         r = c.post("/taskWorker/runTask", headers=JSON_CT, content=b"7")
         assert r.http_version == "HTTP/2"
         assert r.status_code == 200 and r.content == b"7"
+
+
+def test_cors_by_default_lets_no_foreign_page_read_answers(core: FakeCore) -> None:
+    from http_support import served
+
+    from pyrestate.server.ingress import IngressApp
+
+    evil = {"origin": "https://evil.example"}
+    with served(IngressApp(core)) as url, httpx.Client(base_url=url) as c:
+        r = c.post("/taskWorker/runTask", headers={**JSON_CT, **evil}, content=b"7")
+        assert r.status_code == 200 and r.content == b"7"
+        assert not [k for k in r.headers if k.startswith("access-control-")]
+        pre = c.options("/taskWorker/runTask", headers={**evil, "access-control-request-method": "POST"})
+        assert pre.status_code == 403
+        assert not [k for k in pre.headers if k.startswith("access-control-")]
+        assert pre.json()["message"].startswith("cross-origin requests from https://evil.example are not")
+
+
+def test_cors_listed_origins_only(core: FakeCore) -> None:
+    from http_support import served
+
+    from pyrestate.server.ingress import IngressApp
+
+    app = IngressApp(core, cors_origins=("https://app.example",))
+    with served(app) as url, httpx.Client(base_url=url) as c:
+        ok = c.get("/restate/health", headers={"origin": "https://app.example"})
+        assert ok.headers["access-control-allow-origin"] == "https://app.example"
+        assert ok.headers["access-control-allow-credentials"] == "true"
+        other = c.get("/restate/health", headers={"origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+        pre = c.options(
+            "/taskWorker/runTask",
+            headers={"origin": "https://app.example", "access-control-request-method": "POST"},
+        )
+        assert pre.status_code == 200 and pre.headers["access-control-allow-methods"] == "POST"

@@ -15,20 +15,14 @@ from pyrestate.server.core_api import (
     HandlerType,
     ServiceType,
 )
-from pyrestate.server.ingress import errors
-from pyrestate.server.ingress.durations import (
+from pyrestate.server.durations import (
     DurationError,
     format_friendly_ms,
     parse_duration_ms,
     rfc3339_millis,
     rfc3339_nanos,
 )
-from pyrestate.server.ingress.ids import (
-    IdDecodeError,
-    check_awakeable_id,
-    check_deployment_id,
-    check_invocation_id,
-)
+from pyrestate.server.ingress import errors
 from pyrestate.server.ingress.paths import (
     AwakeableRoute,
     HealthRoute,
@@ -38,7 +32,13 @@ from pyrestate.server.ingress.paths import (
     delay_from_query,
     parse_path,
 )
-from pyrestate.server.ingress.validation import (
+from pyrestate.server.resource_ids import (
+    IdDecodeError,
+    check_awakeable_id,
+    check_deployment_id,
+    check_invocation_id,
+)
+from pyrestate.server.validation import (
     ContentTypePattern,
     InputValidationError,
     input_description,
@@ -306,6 +306,32 @@ def test_unexpected_errors_are_500_and_failure_codes() -> None:
 # ---------------------------------------------------------------- config and manifest
 
 
+def test_limits_config() -> None:
+    default = cfg.ServerConfig()
+    assert (
+        default.message_size_limit,
+        default.key_size_limit,
+        default.max_request_headers,
+        default.max_request_headers_bytes,
+    ) == (32 * 1024 * 1024, 16 * 1024, 100, 512 * 1024)
+    c = cfg.from_env(
+        {
+            "PYRESTATE_MESSAGE_SIZE_LIMIT": "8MiB",
+            "PYRESTATE_KEY_SIZE_LIMIT": "1KiB",
+            "PYRESTATE_MAX_REQUEST_HEADERS": "50",
+            "PYRESTATE_MAX_REQUEST_HEADERS_SIZE": "64KiB",
+        }
+    )
+    assert (c.message_size_limit, c.key_size_limit, c.max_request_headers, c.max_request_headers_bytes) == (
+        8 * 1024 * 1024,
+        1024,
+        50,
+        64 * 1024,
+    )
+    with pytest.raises(cfg.ConfigError, match="--key-size-limit"):
+        cfg.from_values({"key_size_limit": "0"})
+
+
 def test_config_from_env_and_values() -> None:
     c = cfg.from_env(
         {
@@ -351,7 +377,7 @@ def _manifest(**over: object) -> dict[str, object]:
 
 
 def test_manifest_defaults() -> None:
-    parsed = parse_manifest(_manifest(), use_http_11=False)
+    parsed = parse_manifest(_manifest())
     obj, wf = parsed.services
     a, b = obj.handlers["a"], obj.handlers["b"]
     assert (
@@ -362,7 +388,7 @@ def test_manifest_defaults() -> None:
     assert b.ty is HandlerType.SHARED and b.input_content_type is None and b.output_content_type is None
     assert obj.inactivity_timeout_ms == 2000
     assert wf.handlers["run"].ty is HandlerType.WORKFLOW and not wf.handlers["run"].public
-    assert parse_manifest(_manifest(protocolMode=None), use_http_11=True).protocol_mode == "REQUEST_RESPONSE"
+    assert parse_manifest(_manifest(protocolMode="REQUEST_RESPONSE")).protocol_mode == "REQUEST_RESPONSE"
 
 
 @pytest.mark.parametrize(
@@ -370,12 +396,25 @@ def test_manifest_defaults() -> None:
     [
         ({"minProtocolVersion": 1, "maxProtocolVersion": 4}, "META0012"),
         ({"minProtocolVersion": 6, "maxProtocolVersion": 5}, "greater than"),
+        ({"protocolMode": None}, "missing required field 'protocolMode'"),
+        (
+            {"services": [{"name": "W", "ty": "WORKFLOW", "handlers": [{"name": "a"}, {"name": "b"}]}]},
+            "exactly one workflow handler",
+        ),
+        (
+            {
+                "services": [
+                    {"name": "S", "ty": "SERVICE", "handlers": [{"name": "h", "input": {"contentType": "x"}}]}
+                ]
+            },
+            "must contain one /",
+        ),
         ({"services": [{"name": "1bad", "ty": "SERVICE", "handlers": []}]}, "invalid service name"),
         (
             {"services": [{"name": "S", "ty": "SERVICE", "handlers": [{"name": "h", "ty": "SHARED"}]}]},
-            "must not declare",
+            "must not set a type",
         ),
-        ({"services": [{"name": "S", "ty": "THING", "handlers": []}]}, "unknown service type"),
+        ({"services": [{"name": "S", "ty": "THING", "handlers": []}]}, "is not one of"),
         (
             {"services": [{"name": "S", "ty": "SERVICE", "handlers": [{"name": "h"}, {"name": "h"}]}]},
             "duplicate handler",
@@ -386,10 +425,17 @@ def test_manifest_defaults() -> None:
                     {"name": "S", "ty": "SERVICE", "handlers": [{"name": "h", "inactivityTimeout": -1}]}
                 ]
             },
-            "non-negative",
+            "must be >= 0",
         ),
     ],
 )
 def test_manifest_rejects(over: dict[str, object], fragment: str) -> None:
     with pytest.raises(ManifestInvalid, match=fragment):
-        parse_manifest(_manifest(**over), use_http_11=False)
+        parse_manifest(_manifest(**over))
+
+
+def test_one_config_with_the_official_defaults() -> None:
+    defaults = cfg.ServerConfig()
+    assert defaults.partitions == 24  # the official server's default
+    policy = defaults.retry_policy
+    assert (policy.initial_interval_ms, policy.max_attempts, policy.on_max_attempts) == (500, 70, "pause")

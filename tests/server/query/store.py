@@ -20,7 +20,6 @@ from pyrestate.server.core_api import (
     ServiceType,
     Success,
 )
-from pyrestate.server.engine.schema_codec import deployment_to_json, service_to_json
 from pyrestate.server.storage.records import (
     InvocationStatus,
     JournalEntry,
@@ -29,6 +28,7 @@ from pyrestate.server.storage.records import (
     Target,
     Waiting,
 )
+from pyrestate.server.storage.schema_codec import deployment_to_json, service_to_json
 from pyrestate.server.storage.sqlite import SqliteStorage
 
 NOW = 1_795_545_269_081  # 2026-11-24T18:34:29.081Z
@@ -46,12 +46,12 @@ class Fixture:
     ids: dict[str, str] = field(default_factory=dict)
 
 
-def _vo(service: str, handler: str, key: str, hty: str = "Exclusive") -> Target:
-    return Target(service, handler, key, "VirtualObject", hty)
+def _vo(service: str, handler: str, key: str, hty: HandlerType = HandlerType.EXCLUSIVE) -> Target:
+    return Target(service, handler, key, ServiceType.VIRTUAL_OBJECT, hty)
 
 
 def _svc(service: str, handler: str) -> Target:
-    return Target(service, handler, None, "Service", None)
+    return Target(service, handler, None, ServiceType.SERVICE, None)
 
 
 def _entries(*msgs: tuple[MessageType, object]) -> list[JournalEntry]:

@@ -144,6 +144,11 @@ def test_query_a_live_server(server: tuple[str, str]) -> None:
     types = [j["entry_type"] for j in journal]
     assert types[0] == "Command: Input" and "Command: Run" in types and "Command: SetState" in types
     assert {"entry_type": "Command: Run", "name": "noted"} in journal
+    # every entry carries the time the partition appended it, in journal order (as restate-server fills it)
+    times = _json(admin, f"SELECT appended_at FROM sys_journal WHERE id = '{waiting_id}' ORDER BY index")
+    stamps = [t["appended_at"] for t in times]
+    assert all(isinstance(t, str) and t.endswith("Z") for t in stamps), stamps
+    assert stamps == sorted(stamps)
     lock = _json(admin, "SELECT invocation_id FROM sys_keyed_service_status WHERE service_name = 'Waiter'")
     assert lock == [{"invocation_id": waiting_id}]
     r = httpx.post(

@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 
-from pyrestate.testing import Admin, Ingress, ServiceApp, json_of
+from pyrestate.testing import Admin, Ingress, ServiceApp, eventually, json_of
 from pyrestate.testing.postgres import PostgresServer
 from pyrestate.testing.process import ManagedProcess, free_port, wait_until_answers
 
@@ -36,6 +36,18 @@ def _server(
         ready_url=f"http://127.0.0.1:{ingress}/restate/health" if wait_ready else None,
         ready_timeout=30.0,
     )
+
+
+def sleep_journaled(admin: Admin, invocation_id: str) -> None:
+    """Wait until the invocation's Sleep command is recorded (its timer is stored in the same commit)."""
+
+    def check() -> None:
+        rows = admin.query(
+            f"SELECT index FROM sys_journal WHERE id = '{invocation_id}' AND entry_type = 'Command: Sleep'"
+        )
+        assert rows, f"the sleep of {invocation_id} is not journaled yet"
+
+    eventually(check, 20)
 
 
 @pytest.fixture
@@ -62,7 +74,8 @@ def test_calls_state_and_sleep_across_a_crash(
             assert ingress.call_json("PgGreeter", "greet", "pg") == "hello pg"
             assert [ingress.call_json("PgCounter", "add", 2, key="c1") for _ in range(3)] == [2, 4, 6]
             sent = ingress.send_json("PgGreeter", "sleepy", 1500)
-            time.sleep(0.3)  # the sleep is journaled and its timer stored
+            with Admin(f"http://127.0.0.1:{admin_port}") as admin:
+                sleep_journaled(admin, sent["invocationId"])  # and its timer stored: the kill is mid-sleep
             server.kill()  # kill -9: no lease handed back; the same node takes its leases over at once
             assert server.wait(10) is not None
             server.start()
@@ -90,16 +103,21 @@ def test_a_standby_node_takes_over_when_the_active_one_stops(
     b = _server(url, tmp_path / "b", b_ingress, b_admin, name="node-b", wait_ready=False)
     a.start()
     try:
-        with Admin(f"http://127.0.0.1:{a_admin}") as admin:
+        a_admin_url = f"http://127.0.0.1:{a_admin}"
+        with Admin(a_admin_url) as admin, Ingress(f"http://127.0.0.1:{a_ingress}") as ingress:
             admin.register(sdk_app.url)
-        with Ingress(f"http://127.0.0.1:{a_ingress}") as ingress:
             assert ingress.call_json("PgCounter", "add", 5, key="c") == 5
-            sent = ingress.send_json("PgGreeter", "sleepy", 1000)
+            # Long enough to outlast the standby's start: node-b must take over a pending timer.
+            sent = ingress.send_json("PgGreeter", "sleepy", 4000)
+            sleep_journaled(admin, sent["invocationId"])
         b.start()  # waits for the leases node-a holds: serves nothing meanwhile
-        time.sleep(1.0)
+        time.sleep(1.0)  # time passes, and node-b does not start serving while node-a holds the leases
         assert b.is_running()
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{b_ingress}/restate/health", timeout=1)
+        with Admin(a_admin_url) as admin:
+            rows = admin.query(f"SELECT status FROM sys_invocation WHERE id = '{sent['invocationId']}'")
+            assert [r["status"] for r in rows] == ["running"]  # mid-sleep (no inactivity timeout yet)
         a.stop()  # hands its leases back: node-b takes over, with the deployment, state and timer
         wait_until_answers(f"http://127.0.0.1:{b_ingress}/restate/health", 20, alive=b)
         with Ingress(f"http://127.0.0.1:{b_ingress}") as ingress:

@@ -167,7 +167,7 @@ async def test_graceful_close_hands_over_at_once_and_reacquiring_drops_the_cache
     assert a.reader().get_state("S", "k", b"v") == b"1"  # cached
     b = _node(pg_url, "b", ttl_ms=60_000, acquire_timeout_s=5)
     b_open = asyncio.create_task(b.open())
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # time passes, and b does not get the leases a holds
     assert not b_open.done()
     await b.release_leases()  # nothing held yet: a no-op
     await a.release_leases()  # a hands over (what close does), and b gets the leases well within the TTL

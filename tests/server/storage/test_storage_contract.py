@@ -4,15 +4,17 @@ read cache)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from pyrestate.server.core_api import Failure, Success
+from pyrestate.server.core_api import Failure, HandlerType, ServiceType, Success
 from pyrestate.server.storage import sqlite as sqlite_backend
 from pyrestate.server.storage.api import Storage
+from pyrestate.server.storage.datadir import DataDirError, DataDirLocked, DataLoss
 from pyrestate.server.storage.memory import MemoryStorage
 from pyrestate.server.storage.postgres import PostgresStorage
 from pyrestate.server.storage.records import (
@@ -50,7 +52,7 @@ def _status(iid: str = "inv_1a", **kw: object) -> InvocationStatus:
     base = InvocationStatus(
         invocation_id=iid,
         status=Status.INVOKED,
-        target=Target("Counter", "add", "k", "VirtualObject", "Exclusive"),
+        target=Target("Counter", "add", "k", ServiceType.VIRTUAL_OBJECT, HandlerType.EXCLUSIVE),
         created_at=1,
         modified_at=2,
         sinks=(ResponseSink("inv_1b", 3),),
@@ -229,7 +231,7 @@ async def test_sqlite_refuses_newer_schema(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(DataDirError, match="newer"):
         await SqliteStorage(path).open()
 
 
@@ -275,3 +277,54 @@ async def test_sqlite_checkpoints_let_the_wal_start_over_under_steady_writes(
         assert s.reader().get_state("S", "5", b"k") == bytes(500) + b"597"
     finally:
         await s.close()
+
+
+def test_journal_entries_keep_their_append_time_next_to_older_entries() -> None:
+    """Entries stored with their append time and entries stored before it was recorded both decode."""
+    timed = JournalEntry(0x0400, b"\x0a\x01x", 1_764_000_000_123)
+    assert JournalEntry.decode(timed.encode()) == timed
+    legacy = JournalEntry(0x8002, b"\x08\x01")
+    assert JournalEntry.decode(b"\x80\x02\x08\x01") == legacy  # as versions before append times stored it
+    assert JournalEntry.decode(legacy.encode()) == legacy
+
+
+async def test_sqlite_locks_its_data_dir(tmp_path: Path) -> None:
+    first = SqliteStorage(tmp_path / "db.sqlite3")
+    await first.open()
+    try:
+        with pytest.raises(DataDirLocked, match=f"in use by another pyrestate server \\(pid {os.getpid()}"):
+            await SqliteStorage(tmp_path / "db.sqlite3").open()
+    finally:
+        await first.close()
+    second = SqliteStorage(tmp_path / "db.sqlite3")  # released on close
+    await second.open()
+    await second.close()
+
+
+async def _commit_states(s: SqliteStorage, n: int) -> None:
+    for i in range(n):
+        txn = s.begin()
+        txn.put_state("S", str(i), b"k", b"v")
+        await s.commit(txn)
+
+
+async def test_sqlite_refuses_a_database_older_than_its_commit_mark(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    s = SqliteStorage(path)
+    await s.open()
+    await _commit_states(s, 3)
+    await s.close()
+    older = path.read_bytes()
+    await s.open()
+    await _commit_states(s, 5)
+    await s.close()
+    path.write_bytes(older)  # e.g. a backup copied over a live data dir
+    with pytest.raises(DataLoss, match=r"data loss: 5 acknowledged commits \(5 transactions\) are missing"):
+        await SqliteStorage(path).open()
+    accepting = SqliteStorage(path, accept_data_loss=True)
+    await accepting.open()
+    assert accepting.reader().get_state("S", "2", b"k") == b"v"
+    await accepting.close()
+    reopened = SqliteStorage(path)  # the loss was accepted once: the mark follows the database again
+    await reopened.open()
+    await reopened.close()

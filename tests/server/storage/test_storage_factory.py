@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from pyrestate.server.config import ConfigError, from_env, from_values
-from pyrestate.server.engine.core import engine_config_from
 from pyrestate.server.storage.factory import create_storage
 from pyrestate.server.storage.postgres import PostgresStorage
 from pyrestate.server.storage.sqlite import SqliteStorage
@@ -17,8 +16,7 @@ def test_storage_option_defaults_to_sqlite_and_accepts_postgres_urls() -> None:
     assert from_env({}).storage == "sqlite"
     cfg = from_env({"PYRESTATE_STORAGE": "postgresql://u@127.0.0.1:5/db", "PYRESTATE_NODE_ID": "n2"})
     assert (cfg.storage, cfg.node_id) == ("postgresql://u@127.0.0.1:5/db", "n2")
-    engine = engine_config_from(cfg)
-    assert (engine.storage, engine.node_id) == (cfg.storage, "n2")
+    assert cfg.retry_policy.max_attempts == cfg.retry_max_attempts
     with pytest.raises(ConfigError, match="--storage"):
         from_values({"storage": "mysql://x"})
 

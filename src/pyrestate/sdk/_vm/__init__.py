@@ -4,14 +4,14 @@ No asyncio and no IO: bytes go in through `feed`, framed messages come out throu
 "syscalls" either check themselves against the next replayed command or emit a new one.
 """
 
-from pyrestate.sdk._vm.machine import (
+from pyrestate.protocol.outcome import Failure
+from pyrestate.sdk._vm.machine import VM
+from pyrestate.sdk._vm.results import (
     CANCEL_SIGNAL,
-    VM,
     AllCompleted,
     AnyCompleted,
     CancelSignalReceived,
     ExecuteRun,
-    Failure,
     Invocation,
     InvocationIdResult,
     Progress,

@@ -1,343 +1,39 @@
-"""The invocation state machine: WaitingStart -> Replaying -> Processing -> Closed (h11 style, no IO)."""
+"""The invocation state machine's syscalls: each builds its command, passes it through the replay core's
+gate (checked against the replayed journal, or emitted) and returns a handle to await its result."""
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import hashlib
-from collections import deque
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from google.protobuf.message import Message as ProtoMessage
 
 from pyrestate.protocol import service_protocol_pb2 as pb
-from pyrestate.protocol.errors import ErrorCode, ProtocolError
-from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message
+from pyrestate.protocol.errors import ErrorCode
+from pyrestate.protocol.framing import MessageType
+from pyrestate.protocol.outcome import Failure, write_result
+from pyrestate.sdk._vm.replay import MESSAGE_TYPE_OF, ReplayCore
+from pyrestate.sdk._vm.results import (
+    CANCEL_SIGNAL,
+    Invocation,
+    Result,
+    RunRetryConfig,
+    StateKeysResult,
+    Value,
+    VMError,
+    VMState,
+    Void,
+    _Recorded,
+    _RunInfo,
+    _short,
+)
 
-MIN_VERSION = 5
-MAX_VERSION = 6
-
-CANCEL_SIGNAL = 1
-FIRST_USER_SIGNAL = 17
-
-
-# ---------------------------------------------------------------------------------------------------------
-# results
-
-
-@dataclass(frozen=True, slots=True)
-class Value:
-    content: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    code: int
-    message: str
-    metadata: dict[str, str] | None = None
+__all__ = ["VM"]
 
 
-@dataclass(frozen=True, slots=True)
-class Void:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class InvocationIdResult:
-    invocation_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class StateKeysResult:
-    keys: list[str]
-
-
-Result = Value | Failure | Void | InvocationIdResult | StateKeysResult
-
-# Where a result comes from: ("c", completion id), ("s", signal index), ("n", signal name), ("e", local id).
-Key = tuple[str, int | str]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# progress answers
-
-
-@dataclass(frozen=True, slots=True)
-class AnyCompleted:
-    """At least one awaited handle (ANY) or all of them (ALL) completed."""
-
-
-AllCompleted = AnyCompleted
-
-
-@dataclass(frozen=True, slots=True)
-class ExecuteRun:
-    handle: int
-
-
-@dataclass(frozen=True, slots=True)
-class WaitExternal:
-    """Nothing to do until more input arrives or an executing run proposes its result."""
-
-
-@dataclass(frozen=True, slots=True)
-class Suspended:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class CancelSignalReceived:
-    pass
-
-
-Progress = AnyCompleted | ExecuteRun | WaitExternal | Suspended | CancelSignalReceived
-
-
-class VMState(enum.Enum):
-    WAITING_START = "WaitingStart"
-    REPLAYING = "Replaying"
-    PROCESSING = "Processing"
-    CLOSED = "Closed"
-
-
-class VMError(Exception):
-    """The attempt cannot continue; an ErrorMessage (or nothing, when already closed) was emitted."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(slots=True)
-class Invocation:
-    invocation_id: str
-    raw_id: bytes
-    key: str
-    headers: list[tuple[str, str]]
-    input: bytes
-    random_seed: int
-    retry_count: int
-    duration_since_last_stored_entry_ms: int
-
-
-@dataclass(slots=True)
-class RunRetryConfig:
-    max_attempts: int | None = None
-    max_duration_ms: int | None = None
-    initial_interval_ms: int | None = None
-    max_interval_ms: int | None = None
-    interval_factor: float | None = None
-
-    @property
-    def is_default(self) -> bool:
-        return all(
-            v is None
-            for v in (
-                self.max_attempts,
-                self.max_duration_ms,
-                self.initial_interval_ms,
-                self.max_interval_ms,
-                self.interval_factor,
-            )
-        )
-
-
-@dataclass(slots=True)
-class _Recorded:
-    type: MessageType
-    message: ProtoMessage
-
-
-@dataclass(slots=True)
-class _RunInfo:
-    completion_id: int
-    name: str
-    command_index: int
-    executing: bool = False
-    proposed: bool = False
-
-
-# ---------------------------------------------------------------------------------------------------------
-# helpers
-
-
-def _failure_to_pb(f: Failure) -> pb.Failure:
-    out = pb.Failure(code=f.code, message=f.message)
-    for k, v in (f.metadata or {}).items():
-        out.metadata.add(key=k, value=v)
-    return out
-
-
-def _failure_from_pb(f: pb.Failure) -> Failure:
-    md = {m.key: m.value for m in f.metadata} or None
-    return Failure(f.code, f.message, md)
-
-
-def _notification_key(n: pb.NotificationMessage) -> Key:
-    which = n.WhichOneof("id")
-    if which == "completion_id":
-        return ("c", n.completion_id)
-    if which == "signal_id":
-        return ("s", n.signal_id)
-    if which == "signal_name":
-        return ("n", n.signal_name)
-    raise ProtocolError("notification without id")
-
-
-def _notification_result(n: pb.NotificationMessage) -> Result:
-    which = n.WhichOneof("result")
-    if which == "value":
-        return Value(n.value.content)
-    if which == "failure":
-        return _failure_from_pb(n.failure)
-    if which == "invocation_id":
-        return InvocationIdResult(n.invocation_id)
-    if which == "state_keys":
-        return StateKeysResult(sorted(k.decode() for k in n.state_keys.keys))
-    return Void()
-
-
-def _short(message: ProtoMessage, mtype: MessageType) -> str:
-    text = " ".join(str(message).split())
-    if len(text) > 200:
-        text = text[:200] + "…"
-    return f"{mtype.name}{{{text}}}"
-
-
-class VM:
+class VM(ReplayCore):
     """One invocation attempt. Feed input bytes, drive with syscalls, take output bytes."""
-
-    def __init__(self, version: int, *, disable_payload_checks: bool = False) -> None:
-        if not MIN_VERSION <= version <= MAX_VERSION:
-            raise ValueError(f"unsupported protocol version {version}")
-        self.version = version
-        self.state = VMState.WAITING_START
-        self._decoder = FrameDecoder()
-        self._out: list[bytes] = []
-        self._payload_checks = not disable_payload_checks
-
-        self._start: pb.StartMessage | None = None
-        self._known_entries = 0
-        self._received_entries = 0
-        self._input_closed = False
-        self._replay_commands: deque[_Recorded] = deque()
-        self._replay_notification_keys: set[Key] = set()
-        self._input_cmd: pb.InputCommandMessage | None = None
-
-        self._queue: deque[tuple[Key, Result]] = deque()
-        self._results: dict[Key, Result] = {}
-        self._handles: dict[int, Key] = {}
-        self._next_handle = 1
-        self._next_completion = 1
-        self._next_signal = FIRST_USER_SIGNAL
-        self._next_local = 1
-        self._command_index = 0  # index of the last command (Input = 0)
-        self._runs: dict[int, _RunInfo] = {}  # by handle
-        self._cancel_delivered = False
-
-        self._state: dict[str, bytes] = {}
-        self._partial_state = True
-
-    # -- input
-
-    def feed(self, data: bytes) -> None:
-        if self.state is VMState.CLOSED or not data:
-            return
-        try:
-            frames = self._decoder.feed(data)
-        except ProtocolError as e:
-            self._fail(ErrorCode.PROTOCOL_VIOLATION, str(e))
-            return
-        for frame in frames:
-            self._on_message(frame.type, frame.message)
-
-    def notify_input_closed(self) -> None:
-        self._input_closed = True
-        if self.state is VMState.WAITING_START or (
-            self.state is VMState.REPLAYING and self._received_entries < self._known_entries
-        ):
-            self._fail(ErrorCode.PROTOCOL_VIOLATION, "input closed before the replayed journal was received")
-
-    @property
-    def input_closed(self) -> bool:
-        return self._input_closed
-
-    def is_ready_to_execute(self) -> bool:
-        return self._start is not None and self._received_entries >= self._known_entries
-
-    def _on_message(self, mtype: MessageType, message: ProtoMessage) -> None:
-        if self.state is VMState.CLOSED:
-            return
-        if self._start is None:
-            if mtype is not MessageType.START:
-                self._fail(ErrorCode.PROTOCOL_VIOLATION, f"expected StartMessage, got {mtype.name}")
-                return
-            assert isinstance(message, pb.StartMessage)
-            if message.known_entries == 0:
-                self._fail(ErrorCode.PROTOCOL_VIOLATION, "known_entries is 0")
-                return
-            self._start = message
-            self._known_entries = message.known_entries
-            self._state = {e.key.decode(): e.value for e in message.state_map}
-            self._partial_state = message.partial_state
-            self.state = VMState.REPLAYING
-            return
-        replaying = self._received_entries < self._known_entries
-        if mtype.is_notification:
-            assert isinstance(message, pb.NotificationMessage)
-            key = _notification_key(message)
-            self._queue.append((key, _notification_result(message)))
-            if replaying:
-                self._replay_notification_keys.add(key)
-                self._received_entries += 1
-            return
-        if mtype.is_command:
-            if not replaying:
-                self._fail(ErrorCode.PROTOCOL_VIOLATION, f"unexpected command {mtype.name} after replay")
-                return
-            self._received_entries += 1
-            if mtype is MessageType.INPUT:
-                assert isinstance(message, pb.InputCommandMessage)
-                self._input_cmd = message
-            else:
-                self._replay_commands.append(_Recorded(mtype, message))
-            return
-        if mtype is MessageType.COMMAND_ACK or mtype is MessageType.PROPOSE_RUN_COMPLETION_ACK:
-            return
-        self._fail(ErrorCode.PROTOCOL_VIOLATION, f"unexpected message {mtype.name}")
-
-    # -- output
-
-    def take_output(self) -> bytes:
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
-
-    def _emit(self, message: ProtoMessage, mtype: MessageType | None = None) -> None:
-        self._out.append(encode_message(message, mtype))
-
-    def _fail(self, code: int, message: str, **related: Any) -> None:
-        if self.state is not VMState.CLOSED:
-            err = pb.ErrorMessage(code=int(code), message=message, **related)
-            self._emit(err)
-            self.state = VMState.CLOSED
-        raise VMError(int(code), message)
-
-    def _require_version(self, minimum: int, feature: str) -> None:
-        """Fail with 573 (unsupported feature) when the negotiated version is older than `minimum`."""
-        if self.version < minimum:
-            self._fail(
-                ErrorCode.UNSUPPORTED_FEATURE,
-                f"Feature '{feature}' is not supported by the negotiated protocol version 'V{self.version}', "
-                f"the minimum required version is 'V{minimum}'",
-            )
-
-    def _failure_pb(self, f: Failure) -> pb.Failure:
-        if f.metadata:
-            self._require_version(6, "terminal error metadata")
-        return _failure_to_pb(f)
 
     # -- invocation input
 
@@ -362,89 +58,10 @@ class VM:
             random_seed=seed,
             retry_count=start.retry_count_since_last_stored_entry,
             duration_since_last_stored_entry_ms=start.duration_since_last_stored_entry,
+            scope=start.scope if start.HasField("scope") else None,
+            limit_key=start.limit_key if start.HasField("limit_key") else None,
+            idempotency_key=start.idempotency_key if start.HasField("idempotency_key") else None,
         )
-
-    def _maybe_processing(self) -> None:
-        if self.state is VMState.REPLAYING and not self._replay_commands:
-            self.state = VMState.PROCESSING
-
-    # -- the command gate: replay check or emit
-
-    def _command(
-        self, message: ProtoMessage, *, compare: str = "exact", alt: MessageType | None = None
-    ) -> _Recorded | None:
-        """Replaying: pop and check the next recorded command (returned); processing: emit it."""
-        if self.state is VMState.CLOSED:
-            raise VMError(ErrorCode.PROTOCOL_VIOLATION, "state machine is closed")
-        mtype = MESSAGE_TYPE_OF[type(message)]
-        self._command_index += 1
-        if self.state is VMState.REPLAYING and self._replay_commands:
-            recorded = self._replay_commands.popleft()
-            ok = recorded.type is mtype or recorded.type is alt
-            if ok and recorded.type is mtype:
-                ok = self._matches(mtype, recorded.message, message, compare)
-            if not ok:
-                name = getattr(recorded.message, "name", "") or getattr(recorded.message, "entry_name", "")
-                self._fail(
-                    ErrorCode.JOURNAL_MISMATCH,
-                    "Journal mismatch: replayed journal has "
-                    f"{_short(recorded.message, recorded.type)} at command index {self._command_index}, "
-                    f"but the handler code now produced {_short(message, mtype)}",
-                    related_command_index=self._command_index,
-                    related_command_name=name,
-                    related_command_type=int(recorded.type),
-                )
-            self._maybe_processing()
-            return recorded
-        self.state = VMState.PROCESSING
-        self._emit(message)
-        return None
-
-    def _matches(
-        self, mtype: MessageType, recorded: ProtoMessage, actual: ProtoMessage, compare: str
-    ) -> bool:
-        if compare == "name":
-            return getattr(recorded, "name", "") == getattr(actual, "name", "")
-        if compare == "key":
-            return getattr(recorded, "key", None) == getattr(actual, "key", None)
-        r = type(recorded)()
-        r.CopyFrom(recorded)
-        a = type(actual)()
-        a.CopyFrom(actual)
-        if compare == "no_invoke_time":
-            r.ClearField("invoke_time")
-            a.ClearField("invoke_time")
-        if not self._payload_checks:
-            for fname in ("parameter",):
-                if fname in r.DESCRIPTOR.fields_by_name:
-                    r.ClearField(fname)
-                    a.ClearField(fname)
-        return r.SerializeToString(deterministic=True) == a.SerializeToString(deterministic=True)
-
-    # -- handles
-
-    def _new_handle(self, key: Key) -> int:
-        h = self._next_handle
-        self._next_handle += 1
-        self._handles[h] = key
-        return h
-
-    def _completion(self) -> int:
-        c = self._next_completion
-        self._next_completion += 1
-        return c
-
-    def _local_result(self, result: Result) -> int:
-        key: Key = ("e", self._next_local)
-        self._next_local += 1
-        self._results[key] = result
-        return self._new_handle(key)
-
-    def is_completed(self, handle: int) -> bool:
-        return self._handles[handle] in self._results
-
-    def take_result(self, handle: int) -> Result:
-        return self._results[self._handles[handle]]
 
     # -- state
 
@@ -546,8 +163,11 @@ class VM:
         idempotency_key: str | None = None,
         headers: list[tuple[str, str]] | None = None,
         name: str = "",
+        scope: str | None = None,
+        limit_key: str | None = None,
     ) -> tuple[int, int]:
         """Returns (invocation-id handle, result handle)."""
+        self._check_scope(scope, limit_key)
         id_cid = self._completion()
         res_cid = self._completion()
         msg = pb.CallCommandMessage(
@@ -561,6 +181,7 @@ class VM:
         )
         if idempotency_key:
             msg.idempotency_key = idempotency_key
+        _scoped(msg, scope, limit_key)
         for k, v in headers or []:
             msg.headers.add(key=k, value=v)
         self._command(msg)
@@ -576,7 +197,10 @@ class VM:
         idempotency_key: str | None = None,
         headers: list[tuple[str, str]] | None = None,
         name: str = "",
+        scope: str | None = None,
+        limit_key: str | None = None,
     ) -> int:
+        self._check_scope(scope, limit_key)
         id_cid = self._completion()
         msg = pb.OneWayCallCommandMessage(
             service_name=service,
@@ -589,10 +213,17 @@ class VM:
         )
         if idempotency_key:
             msg.idempotency_key = idempotency_key
+        _scoped(msg, scope, limit_key)
         for k, v in headers or []:
             msg.headers.add(key=k, value=v)
         self._command(msg, compare="no_invoke_time")
         return self._new_handle(("c", id_cid))
+
+    def _check_scope(self, scope: str | None, limit_key: str | None) -> None:
+        """Scopes travel in V7 commands only: older versions fail the attempt with 573 (retryable), as the
+        official SDK does, so the call goes out once the server speaks V7."""
+        if scope is not None or limit_key is not None:
+            self._require_version(7, "scope")
 
     def sys_awakeable(self) -> tuple[str, int]:
         """No command: an awakeable is a signal index plus an id the outside world can address."""
@@ -604,11 +235,7 @@ class VM:
 
     def sys_complete_awakeable(self, awakeable_id: str, result: Value | Failure, name: str = "") -> None:
         msg = pb.CompleteAwakeableCommandMessage(awakeable_id=awakeable_id, name=name)
-        if isinstance(result, Value):
-            msg.value.content = result.content
-        else:
-            msg.failure.CopyFrom(self._failure_pb(result))
-        self._command(msg)
+        self._command(write_result(msg, self._wire(result)))
 
     def sys_signal(self, name: str) -> int:
         return self._new_handle(("n", name))
@@ -621,13 +248,7 @@ class VM:
             msg.idx = signal
         else:
             msg.name = signal
-        if isinstance(result, Value):
-            msg.value.content = result.content
-        elif isinstance(result, Failure):
-            msg.failure.CopyFrom(self._failure_pb(result))
-        else:
-            msg.void.SetInParent()
-        self._command(msg)
+        self._command(write_result(msg, self._wire(result)))
 
     def sys_cancel_invocation(self, target_invocation_id: str) -> None:
         self.sys_send_signal(target_invocation_id, CANCEL_SIGNAL, Void())
@@ -665,11 +286,7 @@ class VM:
     def sys_complete_promise(self, key: str, result: Value | Failure, name: str = "") -> int:
         cid = self._completion()
         msg = pb.CompletePromiseCommandMessage(key=key, result_completion_id=cid, name=name)
-        if isinstance(result, Value):
-            msg.completion_value.content = result.content
-        else:
-            msg.completion_failure.CopyFrom(self._failure_pb(result))
-        self._command(msg)
+        self._command(write_result(msg, self._wire(result)))
         return self._new_handle(("c", cid))
 
     # -- ctx.run
@@ -691,11 +308,7 @@ class VM:
         if self.state is VMState.CLOSED:
             return
         msg = pb.ProposeRunCompletionMessage(result_completion_id=run.completion_id)
-        if isinstance(result, Value):
-            msg.value = result.content
-        else:
-            msg.failure.CopyFrom(self._failure_pb(result))
-        self._emit(msg)
+        self._emit(write_result(msg, self._wire(result)))
 
     def propose_run_completion_transient(
         self,
@@ -716,7 +329,7 @@ class VM:
             config.max_duration_ms is not None and elapsed >= config.max_duration_ms
         )
         if exhausted:
-            self.propose_run_completion(handle, Failure(failure.code, failure.message, failure.metadata))
+            self.propose_run_completion(handle, failure)
             return
         run.executing = False
         delay: int | None = delay_override_ms
@@ -736,120 +349,10 @@ class VM:
         with contextlib.suppress(VMError):
             self._fail(failure.code, failure.message, **related)
 
-    # -- awaiting
-
-    def do_progress(self, handles: list[int], mode: Literal["any", "all"] = "any") -> Progress:
-        if self.state is VMState.CLOSED:
-            return Suspended()
-        keys = [self._handles[h] for h in handles]
-        while True:
-            done = [k for k in keys if k in self._results]
-            if (mode == "any" and done) or (mode == "all" and len(done) == len(keys)) or not keys:
-                return AnyCompleted()
-            if not self._cancel_delivered and ("s", CANCEL_SIGNAL) in self._results:
-                self._cancel_delivered = True
-                return CancelSignalReceived()
-            if self._queue:
-                key, result = self._queue.popleft()
-                self._results.setdefault(key, result)
-                continue
-            for h in handles:
-                run = self._runs.get(h)
-                if (
-                    run is not None
-                    and not run.executing
-                    and not run.proposed
-                    and self._handles[h] not in self._results
-                ):
-                    run.executing = True
-                    return ExecuteRun(h)
-            if any(r.executing for r in self._runs.values()):
-                return WaitExternal()
-            if self.state is VMState.REPLAYING and self._replay_commands:
-                nxt = self._replay_commands[0]
-                self._fail(
-                    ErrorCode.JOURNAL_MISMATCH,
-                    "awaiting a result that the replayed journal does not contain, while commands "
-                    f"remain to be replayed (next recorded: {_short(nxt.message, nxt.type)})",
-                )
-            if not self._input_closed:
-                return WaitExternal()
-            self._suspend([k for k in keys if k not in self._results])
-            return Suspended()
-
-    def _suspend(self, waiting: list[Key]) -> None:
-        msg = pb.SuspensionMessage()
-        comps = sorted({int(k[1]) for k in waiting if k[0] == "c"})
-        sigs = sorted({int(k[1]) for k in waiting if k[0] == "s"}, reverse=True)
-        if not self._cancel_delivered and CANCEL_SIGNAL not in sigs:
-            sigs.append(CANCEL_SIGNAL)
-        msg.waiting_completions.extend(comps)
-        msg.waiting_signals.extend(sigs)
-        msg.waiting_named_signals.extend(sorted({str(k[1]) for k in waiting if k[0] == "n"}))
-        self._emit(msg)
-        self.state = VMState.CLOSED
-
-    def pending_runs(self) -> bool:
-        return any(r.executing for r in self._runs.values())
-
     # -- end of the invocation
 
     def sys_write_output(self, result: Value | Failure) -> None:
-        msg = pb.OutputCommandMessage()
-        if isinstance(result, Value):
-            msg.value.content = result.content
-            msg.value.SetInParent()
-        else:
-            msg.failure.CopyFrom(self._failure_pb(result))
-        self._command(msg, compare="exact")
-
-    def sys_end(self) -> None:
-        if self.state is VMState.CLOSED:
-            return
-        self._emit(pb.EndMessage())
-        self.state = VMState.CLOSED
-
-    def notify_error(
-        self, message: str, stacktrace: str = "", code: int = 500, next_retry_delay_ms: int | None = None
-    ) -> None:
-        if self.state is VMState.CLOSED:
-            return
-        extra: dict[str, Any] = {"stacktrace": stacktrace}
-        if next_retry_delay_ms is not None:
-            extra["next_retry_delay"] = next_retry_delay_ms
-        with contextlib.suppress(VMError):
-            self._fail(code, message, **extra)
-
-    @property
-    def closed(self) -> bool:
-        return self.state is VMState.CLOSED
-
-    @property
-    def is_replaying(self) -> bool:
-        return self.state is VMState.REPLAYING
-
-
-MESSAGE_TYPE_OF: dict[type[ProtoMessage], MessageType] = {
-    pb.GetEagerStateCommandMessage: MessageType.GET_EAGER_STATE,
-    pb.GetLazyStateCommandMessage: MessageType.GET_LAZY_STATE,
-    pb.GetEagerStateKeysCommandMessage: MessageType.GET_EAGER_STATE_KEYS,
-    pb.GetLazyStateKeysCommandMessage: MessageType.GET_LAZY_STATE_KEYS,
-    pb.SetStateCommandMessage: MessageType.SET_STATE,
-    pb.ClearStateCommandMessage: MessageType.CLEAR_STATE,
-    pb.ClearAllStateCommandMessage: MessageType.CLEAR_ALL_STATE,
-    pb.SleepCommandMessage: MessageType.SLEEP,
-    pb.CallCommandMessage: MessageType.CALL,
-    pb.OneWayCallCommandMessage: MessageType.ONE_WAY_CALL,
-    pb.SendSignalCommandMessage: MessageType.SEND_SIGNAL,
-    pb.RunCommandMessage: MessageType.RUN,
-    pb.AttachInvocationCommandMessage: MessageType.ATTACH_INVOCATION,
-    pb.GetInvocationOutputCommandMessage: MessageType.GET_INVOCATION_OUTPUT,
-    pb.CompleteAwakeableCommandMessage: MessageType.COMPLETE_AWAKEABLE,
-    pb.GetPromiseCommandMessage: MessageType.GET_PROMISE,
-    pb.PeekPromiseCommandMessage: MessageType.PEEK_PROMISE,
-    pb.CompletePromiseCommandMessage: MessageType.COMPLETE_PROMISE,
-    pb.OutputCommandMessage: MessageType.OUTPUT,
-}
+        self._command(write_result(pb.OutputCommandMessage(), self._wire(result)), compare="exact")
 
 
 def _awakeable_id(raw_id: bytes, index: int) -> str:
@@ -864,23 +367,11 @@ def _awakeable_id(raw_id: bytes, index: int) -> str:
         return "sign_1" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-__all__ = [
-    "CANCEL_SIGNAL",
-    "VM",
-    "AllCompleted",
-    "AnyCompleted",
-    "CancelSignalReceived",
-    "ExecuteRun",
-    "Failure",
-    "Invocation",
-    "InvocationIdResult",
-    "Progress",
-    "RunRetryConfig",
-    "StateKeysResult",
-    "Suspended",
-    "VMError",
-    "VMState",
-    "Value",
-    "Void",
-    "WaitExternal",
-]
+
+def _scoped(
+    msg: pb.CallCommandMessage | pb.OneWayCallCommandMessage, scope: str | None, limit_key: str | None
+) -> None:
+    if scope is not None:
+        msg.scope = scope
+    if limit_key is not None:
+        msg.limit_key = limit_key

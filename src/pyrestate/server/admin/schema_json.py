@@ -10,8 +10,9 @@ from typing import Any
 
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import DeploymentRecord, HandlerSchema, ServiceSchema, ServiceType
-from pyrestate.server.ingress.durations import format_friendly_ms, rfc3339_nanos
-from pyrestate.server.ingress.validation import input_description, output_description
+from pyrestate.server.deployments import redact_headers, redact_uri
+from pyrestate.server.durations import format_friendly_ms, rfc3339_nanos
+from pyrestate.server.validation import input_description, output_description
 
 _ON_MAX = {"PAUSE": "Pause", "KILL": "Kill"}
 
@@ -23,7 +24,7 @@ def _on_max(value: str) -> str:
 def handler_json(h: HandlerSchema) -> dict[str, Any]:
     out: dict[str, Any] = {"name": h.name}
     if h.ty is not None:
-        out["ty"] = h.ty.value
+        out["ty"] = h.ty.admin_name
     if h.documentation is not None:
         out["documentation"] = h.documentation
     if h.metadata:
@@ -73,7 +74,7 @@ def service_json(
 
     out: dict[str, Any] = {
         "name": s.name,
-        "ty": s.ty.value,
+        "ty": s.ty.admin_name,
         "handlers": [handler_json(h) for h in s.handlers.values()],
     }
     if s.documentation is not None:
@@ -113,12 +114,12 @@ def service_json(
 def _deployment_head(d: DeploymentRecord) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": d.id,
-        "uri": d.uri,
+        "uri": redact_uri(d.uri),
         "protocol_type": "RequestResponse" if d.protocol_mode == "REQUEST_RESPONSE" else "BidiStream",
         "http_version": "HTTP/1.1" if d.use_http_11 else "HTTP/2.0",
     }
     if d.additional_headers:
-        out["additional_headers"] = dict(d.additional_headers)
+        out["additional_headers"] = redact_headers(d.additional_headers)
     out["created_at"] = rfc3339_nanos(d.created_at_ms)
     out["min_protocol_version"] = d.min_protocol_version
     out["max_protocol_version"] = d.max_protocol_version

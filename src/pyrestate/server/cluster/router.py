@@ -32,14 +32,14 @@ from pyrestate.server.core_api import (
     ServiceSchema,
 )
 from pyrestate.server.engine.core import EngineCore
-from pyrestate.server.engine.schema_codec import (
+from pyrestate.server.partition.context import partition_of, partition_of_key
+from pyrestate.server.partition.model import Command, Deliver
+from pyrestate.server.storage.schema_codec import (
     deployment_from_json,
     deployment_to_json,
     service_from_json,
     service_to_json,
 )
-from pyrestate.server.partition.context import partition_of, partition_of_key
-from pyrestate.server.partition.model import Command, Deliver
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,10 @@ class WorkerCore:
             "complete_awakeable": e.complete_awakeable,
             "set_state": e.set_state,
             "invocation_command": lambda iid, cmd, dp: e.invocation_command(iid, cmd, deployment_id=dp),
+            "restart_as_new": lambda iid, i, dp: e.restart_as_new(iid, from_index=i, deployment=dp),
             "register_deployment": self.register_deployment,
             "delete_deployment": self.delete_deployment,
+            "update_deployment": self.update_deployment,
             "update_service": self.update_service,
             "schema": self._apply_schema,
             "get_schema": self._get_schema,
@@ -184,6 +186,20 @@ class WorkerCore:
         )
         return outcome
 
+    async def restart_as_new(
+        self, invocation_id: str, *, from_index: int | None = None, deployment: str | None = None
+    ) -> str:
+        try:
+            w = self._owner_of(str(InvocationId.parse(invocation_id)))
+        except ValueError:
+            w = self.me  # the engine answers with its BadRequest
+        if w == self.me:
+            return await self.engine.restart_as_new(
+                invocation_id, from_index=from_index, deployment=deployment
+            )
+        new_id: str = await self.node.call(w, "restart_as_new", invocation_id, from_index, deployment)
+        return new_id
+
     async def set_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
         w = self.owners[partition_of_key(partition_key_for_key(key), self.partitions)]
         if w == self.me:
@@ -259,6 +275,20 @@ class WorkerCore:
         async with self._schema_lock:
             await self.engine.delete_deployment(deployment_id)
             await self._push_schema()
+
+    async def update_deployment(
+        self, deployment_id: str, registration: DeploymentRegistration
+    ) -> DeploymentRecord:
+        if self.me != SCHEMA_WORKER:
+            record: DeploymentRecord = await self.node.call(
+                SCHEMA_WORKER, "update_deployment", deployment_id, registration
+            )
+            return record
+        async with self._schema_lock:
+            out = await self.engine.update_deployment(deployment_id, registration)
+            if not registration.dry_run:
+                await self._push_schema()
+            return out
 
     async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
         if self.me != SCHEMA_WORKER:

@@ -12,13 +12,25 @@ import pickle
 import signal
 from pathlib import Path
 
-from pyrestate.server import app
+from pyrestate.server import app, logs
 from pyrestate.server.cluster.layout import Layout
 from pyrestate.server.cluster.router import WorkerCore
 from pyrestate.server.cluster.supervisor import SPEC_ENV, WorkerSpec
-from pyrestate.server.engine.core import EngineCore, engine_config_from
+from pyrestate.server.engine.core import EngineCore
 
 PR_SET_PDEATHSIG = 1
+
+
+class _WorkerField(logging.Filter):
+    """Every line of a worker names it (`worker=i`, a field of the text and JSON formats alike)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.index
+        return True
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -35,16 +47,14 @@ def main() -> None:
     spec: WorkerSpec = pickle.loads(base64.b64decode(os.environ.pop(SPEC_ENV)))
     _die_with_parent(spec.parent_pid)
     config, i, layout = spec.config, spec.index, spec.layout
-    logging.basicConfig(
-        level=getattr(logging, config.log_level.upper(), logging.INFO),
-        format=f"%(asctime)s %(levelname)s [worker {i}] %(name)s: %(message)s",
-    )
-    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
+    logs.configure(config.log_level, config.log_format, config.log_filter)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_WorkerField(i))
     worker_dir = Layout.worker_dir(config.data_dir, i)
     worker_dir.mkdir(parents=True, exist_ok=True)
-    engine = EngineCore(dataclasses.replace(engine_config_from(config), data_dir=worker_dir))
+    engine = EngineCore(dataclasses.replace(config, data_dir=worker_dir))
     db_paths = [
-        dataclasses.replace(engine.config, data_dir=Layout.worker_dir(config.data_dir, w)).database_path
+        dataclasses.replace(config, data_dir=Layout.worker_dir(config.data_dir, w)).database_path
         for w in range(layout.workers)
     ]
     core = WorkerCore(engine, layout, i, Path(spec.sockdir), db_paths)

@@ -9,7 +9,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, assert_never
 
 from pyrestate.protocol.ids import (
     DeploymentId,
@@ -18,6 +18,8 @@ from pyrestate.protocol.ids import (
     parse_awakeable_id,
     partition_key_for_key,
 )
+from pyrestate.server import logs, metrics, tracing
+from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import (
     BadRequest,
     ById,
@@ -44,15 +46,10 @@ from pyrestate.server.core_api import (
     Success,
     Unavailable,
 )
-from pyrestate.server.engine.config import EngineConfig
-from pyrestate.server.engine.schema_codec import (
-    deployment_from_json,
-    deployment_to_json,
-    service_from_json,
-    service_to_json,
-)
+from pyrestate.server.deployments import address_policy, redact_uri
 from pyrestate.server.invoker.identity import load_signer
 from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
+from pyrestate.server.partition.commands.invocation import WORKFLOW_ALREADY_INVOKED
 from pyrestate.server.partition.context import ApplyContext, Policies, partition_of, partition_of_key
 from pyrestate.server.partition.model import (
     AbortAttempt,
@@ -69,6 +66,8 @@ from pyrestate.server.partition.model import (
     PatchState,
     RegisterTimer,
     Reply,
+    RestartAsNew,
+    Restarted,
     SendToPartition,
     StartAttempt,
     Submitted,
@@ -77,10 +76,15 @@ from pyrestate.server.partition.model import (
     command_from_json,
 )
 from pyrestate.server.partition.processor import CommandLoop, PartitionProcessor
-from pyrestate.server.partition.state_machine import WORKFLOW_ALREADY_INVOKED
-from pyrestate.server.storage.api import Storage
+from pyrestate.server.storage.api import SnapshotStorage, Storage
 from pyrestate.server.storage.factory import create_storage
 from pyrestate.server.storage.records import InvocationStatus, Status, Target, Timer
+from pyrestate.server.storage.schema_codec import (
+    deployment_from_json,
+    deployment_to_json,
+    service_from_json,
+    service_to_json,
+)
 from pyrestate.server.storage.sqlite import SqliteStorage
 from pyrestate.server.timers.service import Clock, TimerService, WallClock
 
@@ -107,7 +111,7 @@ def check_compatible(old: ServiceSchema, new: ServiceSchema) -> None:
 
 
 class EngineCore(Registry):
-    def __init__(self, config: EngineConfig, *, clock: Clock | None = None) -> None:
+    def __init__(self, config: ServerConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or WallClock()
         self.storage: Storage = create_storage(
@@ -115,6 +119,8 @@ class EngineCore(Registry):
             sqlite_path=config.database_path,
             partitions=config.partitions,
             node_id=config.node_id,
+            accept_data_loss=config.accept_data_loss,
+            lock_note=config.lock_note,
         )
         self._services: dict[str, ServiceSchema] = {}
         self._deployments: dict[str, DeploymentRecord] = {}
@@ -142,6 +148,10 @@ class EngineCore(Registry):
                 background_slot_s=config.background_slot_s,
                 disable_eager_state=config.disable_eager_state,
                 signer=load_signer(config.request_identity_private_key_pem_file),
+                address_policy=address_policy(config.deployment_allow, config.deployment_deny),
+                message_size_limit=config.message_size_limit,
+                key_size_limit=config.key_size_limit,
+                max_protocol_version=7 if config.experimental_enable_protocol_v7 else 6,
             ),
         )
         self.timers = TimerService(self.clock, self._fire_timer, self._load_timers)
@@ -177,13 +187,23 @@ class EngineCore(Registry):
             PartitionProcessor(p, self.storage, self._context, self._perform, self._fail_token, shared)
             for p in range(self.config.partitions)
         ]
-        self._recover_from_storage()
+        resumed = self._recover_from_storage()
+        if resumed:
+            log.info("resuming %d invocation(s) that were in flight", resumed)
         for p in self._partitions:
             p.start()
         self.timers.start()
         self._started = True
+        metrics.gauges.partitions_owned = lambda: len(self._partitions)
+        metrics.gauges.timers_in_memory = lambda: len(self.timers)
+        metrics.gauges.attempts_running = lambda: self.invoker.running
 
-    def _recover_from_storage(self) -> None:
+    @property
+    def in_flight(self) -> int:
+        """Invocations with an attempt running or due (what a stop interrupts and the next start resumes)."""
+        return self.invoker.in_flight
+
+    def _recover_from_storage(self) -> int:
         """Rebuild the in-memory view from committed data: undelivered outbox messages first (they were
         committed before anything still queued), then timers, then an attempt for every invocation that
         was running. Used at start and after a failed commit."""
@@ -193,11 +213,14 @@ class EngineCore(Registry):
                 self._deliver(p.partition, seq, command_from_json(payload))
         self.timers.reload()
         now = self.clock.now_ms()
+        started = 0
         for st in reader.all_invocation_statuses():
             if st.status is Status.INVOKED:
                 # A retry whose back-off was pending keeps it: the next attempt time is stored.
                 delay = max(0, st.next_retry_at - now) if st.next_retry_at is not None else 0
                 self.invoker.start_attempt(st.invocation_id, st.epoch, delay)
+                started += 1
+        return started
 
     def _recover_after_commit_failure(self) -> None:
         # Running attempts may have sent commands that were never stored: stop them all, then restart
@@ -214,6 +237,7 @@ class EngineCore(Registry):
         if not self._started:
             return
         self._started = False
+        metrics.gauges.detach()
         await self.timers.stop()
         await self.invoker.close()
         for p in self._partitions:
@@ -275,7 +299,9 @@ class EngineCore(Registry):
                 self.invoker.abort(i)
             case RegisterTimer(timer=t):
                 self.timers.add(t)
-            case IngressResponse(invocation_id=i, outcome=o):
+            case IngressResponse(invocation_id=i, outcome=o, traced=traced):
+                if traced is not None and tracing.sink is not None:
+                    tracing.sink.invocation_end(traced, o)
                 for fut in self._waiters.pop(i, []):
                     if not fut.done():
                         fut.set_result(o)
@@ -285,11 +311,15 @@ class EngineCore(Registry):
                     token_fut.set_result(v)
             case SendToPartition(partition=p, seq=s, command=c):
                 self._deliver(p, s, c)
+            case _:
+                assert_never(action)
 
     def _load_timers(self, after_ms: int, until_ms: int, limit: int) -> list[Timer]:
         return self.storage.reader().timers_between(after_ms, until_ms, limit)
 
     def _fire_timer(self, timer: Any) -> None:
+        metrics.timers_fired.inc()
+        metrics.timer_lateness.observe(max(0, self.clock.now_ms() - timer.fire_at) / 1000)
         self._submit(timer.partition % self.config.partitions, TimerFired(timer))
 
     def _add_waiter(self, invocation_id: str) -> asyncio.Future[Outcome]:
@@ -329,8 +359,7 @@ class EngineCore(Registry):
         keyed = svc.ty is not ServiceType.SERVICE
         if keyed and t.key is None:
             raise BadRequest(f"service '{t.service}' needs a key")
-        hty = handler.ty.value if handler.ty is not None else None
-        return svc, Target(svc.name, handler.name, t.key if keyed else None, svc.ty.value, hty)
+        return svc, Target(svc.name, handler.name, t.key if keyed else None, svc.ty, handler.ty)
 
     def invocation_id_for(self, invocation: IngressInvocation) -> tuple[IngressInvocation, str]:
         """The id an ingress invocation gets, and the invocation with its idempotency key filled in (a
@@ -369,6 +398,7 @@ class EngineCore(Registry):
             execution_time=now + delay_ms if delay_ms else None,
             invoked_by="ingress",
             completion_retention_ms=ctx.completion_retention(target, ikey is not None),
+            trace=invocation.trace,
         )
 
     def _with_content_type(self, target_service: str, handler: str, outcome: Outcome) -> Outcome:
@@ -529,7 +559,58 @@ class EngineCore(Registry):
                 del self._services[name]
             if existing is not None:
                 self.invoker.forget_deployment(record.id)
+            _log_registration(record, existing is not None, dropped)
             return RegistrationResult(record, created=existing is None)
+
+    async def update_deployment(
+        self, deployment_id: str, registration: DeploymentRegistration
+    ) -> DeploymentRecord:
+        async with self._schema_lock:
+            existing = await self.get_deployment(deployment_id)
+            services = list(existing.services)
+            dropped: list[str] = []
+            if registration.force:  # overwrite: the rediscovered services replace the old ones
+                services = []
+                for svc in registration.services:
+                    old = self._services.get(svc.name)
+                    revision = old.revision + 1 if old is not None else 1
+                    services.append(dataclasses.replace(svc, deployment_id=existing.id, revision=revision))
+                new_names = {s.name for s in services}
+                dropped = [
+                    name
+                    for name, svc in self._services.items()
+                    if svc.deployment_id == existing.id and name not in new_names
+                ]
+            record = dataclasses.replace(
+                existing,
+                uri=registration.uri,
+                use_http_11=registration.use_http_11,
+                protocol_mode=registration.protocol_mode,
+                min_protocol_version=registration.min_protocol_version,
+                max_protocol_version=registration.max_protocol_version,
+                sdk_version=registration.sdk_version,
+                additional_headers=dict(registration.additional_headers),
+                services=tuple(services),
+            )
+            if registration.dry_run:
+                return record
+            txn = self.storage.begin()
+            txn.put_deployment(record.id, deployment_to_json(record))
+            if registration.force:
+                for svc in services:
+                    txn.put_service(svc.name, service_to_json(svc))
+                for name in dropped:
+                    txn.delete_service(name)
+            await self.storage.commit(txn)
+            self._deployments[record.id] = record
+            if registration.force:
+                for svc in services:
+                    self._services[svc.name] = svc
+                for name in dropped:
+                    del self._services[name]
+            self.invoker.forget_deployment(record.id)  # the next attempt connects to the new address
+            _log_registration(record, True, dropped)
+            return record
 
     async def list_deployments(self) -> list[DeploymentRecord]:
         return sorted(self._deployments.values(), key=lambda d: d.created_at_ms)
@@ -553,6 +634,7 @@ class EngineCore(Registry):
             for name in gone:
                 del self._services[name]
             self.invoker.forget_deployment(dp.id)
+            logs.event(log, logging.INFO, "Deployment removed", deployment_id=dp.id, services=",".join(gone))
 
     async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
         async with self._schema_lock:
@@ -601,6 +683,38 @@ class EngineCore(Registry):
             raise BadRequest(f"The requested deployment '{requested}' does not exist")
         return requested
 
+    async def restart_as_new(
+        self, invocation_id: str, *, from_index: int | None = None, deployment: str | None = None
+    ) -> str:
+        try:
+            iid = InvocationId.parse(invocation_id)
+        except ValueError as e:
+            raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {e}") from None
+        pinned: str | None = None  # only a copied prefix is pinned; "keep": the original's deployment
+        if from_index:
+            choice = deployment or "latest"  # Restate: a restarted prefix goes to the latest by default
+            if choice == "latest":
+                st = self._status(str(iid))
+                svc = self._services.get(st.target.service) if st is not None else None
+                pinned = svc.deployment_id if svc is not None else "keep"
+            elif choice == "keep" or choice in self._deployments:
+                pinned = choice
+            else:
+                raise BadRequest(
+                    "The given deployment was not found when trying to restart as new the invocation "
+                    f"'{invocation_id}'."
+                )
+        # Same partition key: the new invocation lives with the original, as Restate places it.
+        new_id = str(InvocationId.generate(iid.partition_key))
+        result = await self._request(
+            partition_of(str(iid), self.config.partitions),
+            lambda token: RestartAsNew(str(iid), new_id, from_index or 0, pinned, token),
+        )
+        if isinstance(result, Exception):
+            raise result
+        assert isinstance(result, Restarted)
+        return result.new_invocation_id
+
     async def set_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
         svc = self._services.get(service)
         if svc is None:
@@ -621,40 +735,40 @@ class EngineCore(Registry):
     def query_snapshot(self) -> QuerySnapshot:
         from pyrestate.server.query.source import SqliteSnapshot
 
-        if not isinstance(self.storage, SqliteStorage):  # PostgreSQL: a snapshot on its own connection
-            return self.storage.snapshot(now_ms=self.clock.now_ms())  # type: ignore[attr-defined, no-any-return]
-        return SqliteSnapshot(self.storage.path, now_ms=self.clock.now_ms())
+        if isinstance(self.storage, SqliteStorage):
+            return SqliteSnapshot(self.storage.path, now_ms=self.clock.now_ms())
+        if isinstance(self.storage, SnapshotStorage):  # PostgreSQL: a snapshot on its own connection
+            return self.storage.snapshot(now_ms=self.clock.now_ms())
+        raise NotImplementedError(f"{type(self.storage).__name__} offers no SQL snapshot")
 
 
-def engine_config_from(server: Any) -> EngineConfig:
-    """Map the server's settings (`pyrestate.server.config.ServerConfig`) onto the engine's."""
-    from pyrestate.server.invoker.retry import RetryPolicy
+def create_core(config: ServerConfig) -> EngineCore:
+    """The engine `pyrestate server` runs."""
+    return EngineCore(config)
 
-    return EngineConfig(
-        data_dir=server.data_dir,
-        partitions=server.partitions,
-        retry_policy=RetryPolicy(
-            initial_interval_ms=server.retry_initial_interval_ms,
-            exponentiation_factor=server.retry_exponentiation_factor,
-            max_interval_ms=server.retry_max_interval_ms,
-            max_attempts=server.retry_max_attempts,
-            on_max_attempts=server.retry_on_max_attempts.lower(),
-        ),
-        inactivity_timeout_ms=server.inactivity_timeout_ms,
-        abort_timeout_ms=server.abort_timeout_ms,
-        idempotency_retention_ms=server.idempotency_retention_ms,
-        workflow_completion_retention_ms=server.workflow_completion_retention_ms,
-        journal_retention_ms=server.journal_retention_ms,
-        disable_eager_state=server.disable_eager_state,
-        request_identity_private_key_pem_file=server.request_identity_private_key_pem_file,
-        storage=server.storage,
-        node_id=server.node_id,
+
+__all__ = ["EngineCore", "create_core"]
+
+
+def _log_registration(record: DeploymentRecord, overwritten: bool, dropped: list[str]) -> None:
+    logs.event(
+        log,
+        logging.INFO,
+        f"Deployment {'updated' if overwritten else 'registered'}",
+        deployment_id=record.id,
+        uri=redact_uri(record.uri),
+        sdk=record.sdk_version,
+        services=",".join(s.name for s in record.services),
+        removed_services=",".join(dropped) or None,
     )
-
-
-def create_core(server_config: Any) -> EngineCore:
-    """Factory `pyrestate server` loads: an engine for the given `ServerConfig`."""
-    return EngineCore(engine_config_from(server_config))
-
-
-__all__ = ["EngineCore", "create_core", "engine_config_from"]
+    for svc in record.services:
+        logs.event(
+            log,
+            logging.INFO,
+            f"Service {svc.name} registered",
+            service=svc.name,
+            type=svc.ty.admin_name,
+            revision=svc.revision,
+            handlers=",".join(svc.handlers),
+            deployment_id=record.id,
+        )

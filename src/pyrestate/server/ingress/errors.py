@@ -139,6 +139,21 @@ def payload_too_large(limit: int) -> IngressError:
     return IngressError(413, f"payload too large: the request body exceeds the limit of {limit} bytes")
 
 
+def key_too_long(size: int, limit: int) -> IngressError:
+    message = f"bad path, the object key is {size} bytes long, over the limit of {limit} bytes"
+    return IngressError(400, message + " (key-size-limit)")
+
+
+def too_many_headers(count: int, limit: int) -> IngressError:
+    return IngressError(431, f"request header fields too large: {count} headers, over the limit of {limit}")
+
+
+def headers_too_large(size: int, limit: int) -> IngressError:
+    return IngressError(
+        431, f"request header fields too large: {size} bytes of headers, over the limit of {limit} bytes"
+    )
+
+
 def unavailable() -> IngressError:
     return IngressError(503, "unavailable")
 

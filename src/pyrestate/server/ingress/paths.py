@@ -19,8 +19,8 @@ from pyrestate.server.core_api import (
     InvocationQuery,
     ServiceType,
 )
+from pyrestate.server.durations import DurationError, parse_duration_ms
 from pyrestate.server.ingress import errors
-from pyrestate.server.ingress.durations import DurationError, parse_duration_ms
 
 ServiceTypeLookup = Callable[[str], ServiceType | None]
 

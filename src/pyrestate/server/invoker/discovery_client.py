@@ -10,15 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyrestate.protocol.versions import SERVER_DISCOVERY_ACCEPT, DiscoveryVersion, discovery_content_type
 from pyrestate.server.invoker.identity import RequestSigner
 from pyrestate.server.invoker.transport import DeploymentClient, TransportError
 
 __all__ = ["MANIFEST_CONTENT_TYPES", "DiscoveryError", "DiscoveryResponse", "discover"]
 
-MANIFEST_CONTENT_TYPES: tuple[str, ...] = tuple(
-    f"application/vnd.restate.endpointmanifest.v{v}+json" for v in (1, 2, 3, 4)
-)
-DISCOVERY_ACCEPT = ", ".join(MANIFEST_CONTENT_TYPES)
+MANIFEST_CONTENT_TYPES: tuple[str, ...] = tuple(discovery_content_type(v) for v in DiscoveryVersion)
+DISCOVERY_ACCEPT = SERVER_DISCOVERY_ACCEPT
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_BODY = 32 * 1024 * 1024
 

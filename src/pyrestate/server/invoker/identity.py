@@ -22,7 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from pyrestate.sdk.identity import JWT_V1_HEADER, SCHEME_V1, SIGNATURE_SCHEME_HEADER, identity_key_of
+from pyrestate.protocol.identity import JWT_V1_HEADER, SCHEME_V1, SIGNATURE_SCHEME_HEADER, identity_key_of
 
 # A token is valid from a minute before to a minute after it is made: tolerates clock skew between the
 # server and the deployment (the SDKs check nbf and exp without leeway) while keeping replays short.

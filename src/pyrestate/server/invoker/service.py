@@ -17,11 +17,19 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from pyrestate.protocol import service_protocol_pb2 as pb
-from pyrestate.protocol.errors import ProtocolError
-from pyrestate.protocol.framing import FrameDecoder, MessageType, encode_message, encode_raw
+from pyrestate.protocol.errors import ErrorCode, MessageTooLarge, ProtocolError
+from pyrestate.protocol.framing import (
+    FrameDecoder,
+    MessageType,
+    encode_message,
+    encode_raw,
+)
 from pyrestate.protocol.ids import InvocationId
-from pyrestate.protocol.versions import invocation_content_type, negotiate
-from pyrestate.server.core_api import DeploymentRecord, Failure, ServiceSchema, Success
+from pyrestate.protocol.outcome import read_result
+from pyrestate.protocol.versions import DEFAULT_SERVER_MAX_VERSION, invocation_content_type, negotiate
+from pyrestate.server import metrics, tracing
+from pyrestate.server.core_api import DeploymentRecord, ServiceSchema, as_outcome
+from pyrestate.server.deployments import AddressPolicy, DeniedAddress
 from pyrestate.server.invoker.identity import RequestSigner
 from pyrestate.server.invoker.transport import DeploymentClient, InvocationStream, TransportError
 from pyrestate.server.partition.model import (
@@ -41,7 +49,7 @@ log = logging.getLogger(__name__)
 
 # V7 needs the future-tree suspension and run acks; until then new invocations use at most V6, as the
 # official server does without its experimental flag.
-SERVER_MAX_PROTOCOL = 6
+SERVER_MAX_PROTOCOL = DEFAULT_SERVER_MAX_VERSION
 
 
 class Registry:
@@ -59,19 +67,29 @@ LAUNCHES_PER_TURN = 64
 
 @dataclass(frozen=True, slots=True)
 class InvokerConfig:
-    inactivity_timeout_ms: int = 60_000
-    abort_timeout_ms: int = 600_000
-    concurrency_per_deployment: int = 1000
+    """The invoker's parameters; their defaults are the server's (`server.config.ServerConfig`)."""
+
+    inactivity_timeout_ms: int
+    abort_timeout_ms: int
+    concurrency_per_deployment: int
     # While the ingress is busy (a request in the last `ingress_busy_s`), at most this many attempts of
     # invocations nobody waits on (sent ones) run at once; more queue up and start as these end. A flood of
     # /send then cannot take the core from accepting: the backlog runs when the load allows.
-    background_concurrency: int = 2
-    ingress_busy_s: float = 0.1
+    background_concurrency: int
+    ingress_busy_s: float
     # A background attempt that heard nothing from its deployment for this long stops counting against the
     # limit (it waits on something else: a slow step, a promise), so slow handlers cannot hold the queue up.
-    background_slot_s: float = 0.1
-    disable_eager_state: bool = False
-    signer: RequestSigner | None = None  # request identity; None: requests go unsigned
+    background_slot_s: float
+    disable_eager_state: bool
+    signer: RequestSigner | None  # request identity; None: requests go unsigned
+    address_policy: AddressPolicy
+    # A larger message from a deployment fails the invocation at once (Restate's message-size-limit).
+    message_size_limit: int
+    # A longer object key (UTF-8 bytes) fails the invocation before it is sent: the key travels
+    # percent-encoded in a request header, and deployment servers bound the size of headers.
+    key_size_limit: int
+    # The highest service protocol offered to deployments (V7 only when switched on).
+    max_protocol_version: int = SERVER_MAX_PROTOCOL
 
 
 @dataclass
@@ -85,14 +103,19 @@ class _Attempt:
     heard_at: float = 0.0  # loop time the deployment last sent something (or the stream opened)
     opened: bool = False  # its stream is open: waiting for a free stream before that is not being quiet
     pin: PinDeployment | None = None  # reported with the attempt's first other effect
+    service: str = ""  # the target service, for the metrics
+    span: tracing.AttemptSpan | None = None  # only while tracing is on and the invocation is traced
 
 
 class _AttemptFailure(Exception):
-    def __init__(self, code: int, message: str, delay_ms: int | None = None) -> None:
+    def __init__(
+        self, code: int, message: str, delay_ms: int | None = None, *, terminal: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.delay_ms = delay_ms
+        self.terminal = terminal
 
 
 class Invoker:
@@ -271,6 +294,12 @@ class Invoker:
     def running(self) -> int:
         return len(self._attempts)
 
+    @property
+    def in_flight(self) -> int:
+        """Invocations with an attempt running, queued, or waiting for its retry."""
+        queued = self._delayed.keys() | self._urgent.keys() | self._background.keys()
+        return len(self._attempts.keys() | queued)
+
     async def close(self) -> None:
         self._closed = True
         for handle in self._delayed.values():
@@ -310,8 +339,15 @@ class Invoker:
         state: list[tuple[bytes, bytes]] | None = None
         if st.target.key is not None:
             state = reader.get_all_state(st.target.service, st.target.key)
-        att = _Attempt(invocation_id, epoch, len(journal))
+        att = _Attempt(invocation_id, epoch, len(journal), service=st.target.service)
+        if st.trace is not None and tracing.sink is not None:
+            if epoch == 1 and st.deployment_id is None:  # the first attempt: the invocation starts
+                tracing.sink.invocation_start(st)
+            att.span = tracing.sink.attempt(st, epoch)
         self._attempts[invocation_id] = att
+        metrics.attempts.labels(att.service).inc()
+        if st.retry_count:
+            metrics.retries.labels(att.service).inc()
         loop = asyncio.get_running_loop()
         att.task = loop.create_task(
             self._run(att, st, [(e.ty, e.raw) for e in journal], state), name=f"attempt-{invocation_id}"
@@ -325,6 +361,10 @@ class Invoker:
             att.task.add_done_callback(lambda _: self._release(att))
 
     def _emit(self, att: _Attempt, effect: Effect) -> None:
+        if isinstance(effect, AttemptFailed):
+            metrics.attempt_failures.labels(att.service, str(effect.code)).inc()
+        if att.span is not None:
+            _trace_effect(att.span, effect)
         if att.pin is not None:
             # Applied in the same batch as what the deployment answered first: one commit less per
             # invocation. Until then nothing depends on it (a lost pin is chosen again by the next attempt).
@@ -343,19 +383,27 @@ class Invoker:
             try:
                 await self._attempt(att, st, journal, state)
             except _AttemptFailure as f:
-                self._emit(att, AttemptFailed(f.code, f.message, f.delay_ms))
+                self._emit(att, AttemptFailed(f.code, f.message, f.delay_ms, f.terminal))
             except TransportError as e:
-                self._emit(att, AttemptFailed(503, f"transport error: {e}"))
+                self._emit(att, AttemptFailed(ErrorCode.UNAVAILABLE, f"transport error: {e}"))
+            except MessageTooLarge as e:
+                message = (
+                    f"message size limit exceeded: the deployment sent a {e.type_name} message of {e.size} "
+                    f"bytes, over the limit of {e.limit} bytes (message-size-limit); not retried"
+                )
+                self._emit(att, AttemptFailed(ErrorCode.INTERNAL, message, terminal=True))
             except ProtocolError as e:
-                self._emit(att, AttemptFailed(571, f"protocol violation: {e}"))
+                self._emit(att, AttemptFailed(ErrorCode.PROTOCOL_VIOLATION, f"protocol violation: {e}"))
             except asyncio.CancelledError:
                 raise
             except Exception as e:
                 log.exception("attempt of %s crashed", att.invocation_id)
-                self._emit(att, AttemptFailed(500, f"internal error: {e!r}"))
+                self._emit(att, AttemptFailed(ErrorCode.INTERNAL, f"internal error: {e!r}"))
         finally:
             if self._attempts.get(att.invocation_id) is att:
                 del self._attempts[att.invocation_id]
+            if att.span is not None:
+                att.span.end()
 
     def _client(self, dp: DeploymentRecord) -> DeploymentClient:
         client = self._clients.get(dp.id)
@@ -372,20 +420,22 @@ class Invoker:
     def _choose(self, att: _Attempt, st: InvocationStatus) -> tuple[DeploymentRecord, int, ServiceSchema]:
         svc = self._registry.lookup_service(st.target.service)
         if svc is None:
-            raise _AttemptFailure(404, f"service '{st.target.service}' not found")
+            raise _AttemptFailure(ErrorCode.NOT_FOUND, f"service '{st.target.service}' not found")
         dp = None
         if st.deployment_id is not None:
             dp = self._registry.get_deployment_record(st.deployment_id)
         if dp is None:
             dp = self._registry.get_deployment_record(svc.deployment_id)
         if dp is None:
-            raise _AttemptFailure(503, f"no deployment for service '{st.target.service}'")
+            raise _AttemptFailure(ErrorCode.UNAVAILABLE, f"no deployment for service '{st.target.service}'")
         version = st.protocol_version
         if version is None:
-            negotiated = negotiate(dp.min_protocol_version, dp.max_protocol_version, SERVER_MAX_PROTOCOL)
+            negotiated = negotiate(
+                dp.min_protocol_version, dp.max_protocol_version, self._config.max_protocol_version
+            )
             if negotiated is None:
                 raise _AttemptFailure(
-                    500,
+                    ErrorCode.INTERNAL,
                     f"deployment {dp.id} supports protocol versions "
                     f"{dp.min_protocol_version}..{dp.max_protocol_version} only",
                 )
@@ -401,6 +451,14 @@ class Invoker:
         journal: list[tuple[int, bytes]],
         state: list[tuple[bytes, bytes]] | None,
     ) -> None:
+        key = st.target.key
+        if key is not None and len(key.encode()) > self._config.key_size_limit:
+            raise _AttemptFailure(
+                400,
+                f"the object key is {len(key.encode())} bytes long, over the limit of "
+                f"{self._config.key_size_limit} bytes (key-size-limit); not retried",
+                terminal=True,
+            )
         dp, version, svc = self._choose(att, st)
         handler = svc.handlers.get(st.target.handler)
         inactivity = _first(
@@ -438,6 +496,13 @@ class Invoker:
             start.duration_since_last_stored_entry = max(0, int(time.time() * 1000) - since)
         if version >= 6:
             start.random_seed = st.random_seed
+        if version >= 7:  # Restate 1.7 sends the key the ingress gave (its generated ULID included)
+            if st.idempotency_key is not None:
+                start.idempotency_key = st.idempotency_key
+            if st.target.scope is not None:
+                start.scope = st.target.scope
+            if st.target.limit_key is not None:
+                start.limit_key = st.target.limit_key
         payload = encode_message(start) + b"".join(encode_raw(ty, raw) for ty, raw in journal)
 
         ct = invocation_content_type(version)
@@ -448,8 +513,15 @@ class Invoker:
         ]
         if st.target.key is not None:
             headers.append(("x-restate-service-key", quote(st.target.key, safe="")))
+        if att.span is not None:
+            headers.append(("traceparent", att.span.traceparent))
+            att.span.deployment(dp.id, dp.uri, version)
         limit = self._limits.setdefault(dp.id, asyncio.Semaphore(self._config.concurrency_per_deployment))
         async with limit:
+            try:  # checked again here: a name may resolve elsewhere than when it was registered
+                await self._config.address_policy.check(dp.uri)
+            except DeniedAddress as e:
+                raise _AttemptFailure(403, e.message) from None
             client = self._client(dp)
             stream = await client.open_stream(
                 "POST", f"/invoke/{st.target.service}/{st.target.handler}", headers
@@ -494,16 +566,19 @@ class Invoker:
                 status, resp_headers = await asyncio.wait_for(stream.response_head(), abort_s)
             except TimeoutError:
                 raise _AttemptFailure(
-                    500, f"abort timeout: the deployment sent no response headers within {abort_s:g}s"
+                    ErrorCode.INTERNAL,
+                    f"abort timeout: the deployment sent no response headers within {abort_s:g}s",
                 ) from None
             if status != 200:
-                raise _AttemptFailure(status if status >= 400 else 500, f"deployment answered HTTP {status}")
+                raise _AttemptFailure(
+                    status if status >= 400 else ErrorCode.INTERNAL, f"deployment answered HTTP {status}"
+                )
             got_ct = next((v for k, v in resp_headers if k.lower() == "content-type"), None)
             if got_ct is not None and got_ct.split(";")[0].strip() != ct:
                 raise _AttemptFailure(
-                    500, f"deployment answered with content-type {got_ct!r}, expected {ct!r}"
+                    ErrorCode.INTERNAL, f"deployment answered with content-type {got_ct!r}, expected {ct!r}"
                 )
-            decoder = FrameDecoder()
+            decoder = FrameDecoder(self._config.message_size_limit)
             recv: asyncio.Future[bytes | None] = asyncio.ensure_future(stream.receive())
             try:
                 while True:
@@ -521,13 +596,16 @@ class Invoker:
                                 pump_task.cancel()
                             await stream.end_request()
                         elif not request_open and now >= closed_at + abort_s:
-                            raise _AttemptFailure(500, "abort timeout: the deployment did not finish in time")
+                            raise _AttemptFailure(
+                                ErrorCode.INTERNAL, "abort timeout: the deployment did not finish in time"
+                            )
                         continue
                     chunk = recv.result()
                     if chunk is None:
                         decoder.close()
                         raise _AttemptFailure(
-                            500, "the deployment closed the stream without End, Suspension or Error"
+                            ErrorCode.INTERNAL,
+                            "the deployment closed the stream without End, Suspension or Error",
                         )
                     last_activity = att.heard_at = loop.time()
                     for frame in decoder.feed(chunk):
@@ -548,39 +626,35 @@ class Invoker:
     def _handle(self, att: _Attempt, ty: MessageType, message: object, raw: bytes) -> bool:
         """Turn one SDK message into an effect; True when it ends the attempt."""
         if ty.is_command:
+            if att.span is not None:
+                att.span.command(ty.name)
             self._emit(att, SdkCommand(int(ty), raw))
             return False
         match message:
             case pb.ProposeRunCompletionMessage():
-                result = (
-                    Failure(
-                        message.failure.code,
-                        message.failure.message,
-                        tuple((m.key, m.value) for m in message.failure.metadata),
-                    )
-                    if message.WhichOneof("result") == "failure"
-                    else Success(message.value)
-                )
+                written = read_result(message)
+                result = as_outcome(b"" if written is None else written)
                 self._emit(att, ProposeRun(message.result_completion_id, result))
                 return False
             case pb.SuspensionMessage():
-                self._emit(
-                    att,
-                    Suspend(
-                        Waiting(
-                            tuple(message.waiting_completions),
-                            tuple(message.waiting_signals),
-                            tuple(message.waiting_named_signals),
-                        )
-                    ),
-                )
+                self._emit(att, Suspend(_waiting(message)))
                 return True
             case pb.ErrorMessage():
                 text = message.message
                 if message.stacktrace:
                     text = f"{text}\n{message.stacktrace}"
                 delay = message.next_retry_delay if message.HasField("next_retry_delay") else None
-                self._emit(att, AttemptFailed(message.code or 500, text, delay))
+                behavior = message.behavior  # V7: the handler asks to pause, or to fail for good
+                self._emit(
+                    att,
+                    AttemptFailed(
+                        message.code or ErrorCode.INTERNAL,
+                        text,
+                        delay,
+                        terminal=behavior == pb.FAIL,
+                        pause=behavior == pb.PAUSE,
+                    ),
+                )
                 return True
             case pb.EndMessage():
                 self._emit(att, AttemptEnded())
@@ -589,6 +663,35 @@ class Invoker:
                 return False
             case _:
                 raise ProtocolError(f"unexpected message {ty.name} from the deployment")
+
+
+def _waiting(message: pb.SuspensionMessage) -> Waiting:
+    """What a suspension waits for: V5/V6 lists, or (V7) the leaves of the awaited future tree. Any
+    leaf resumes the invocation; the SDK suspends again if its combinator is not satisfied yet."""
+    completions = list(message.waiting_completions)
+    signals = list(message.waiting_signals)
+    names = list(message.waiting_named_signals)
+    if message.HasField("awaiting_on"):
+        pending = [message.awaiting_on]
+        while pending:
+            future = pending.pop()
+            completions.extend(future.waiting_completions)
+            signals.extend(future.waiting_signals)
+            names.extend(future.waiting_named_signals)
+            pending.extend(future.nested_futures)
+    return Waiting(tuple(completions), tuple(signals), tuple(names))
+
+
+def _trace_effect(span: tracing.AttemptSpan, effect: Effect) -> None:
+    match effect:
+        case AttemptEnded():
+            span.ended()
+        case Suspend():
+            span.suspended()
+        case AttemptFailed(code=code, message=message):
+            span.failed(code, message)
+        case _:
+            pass
 
 
 def _first(*values: int | bool | None) -> int:

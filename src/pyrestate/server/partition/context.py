@@ -1,16 +1,18 @@
 """What `apply` may consult besides storage: time, partitioning, the schema and the server's policies.
-All of it is plain data or a pure lookup, so applying a command stays deterministic."""
+All of it is plain data or a pure lookup, so applying a command stays deterministic. Time is read once by
+whoever builds the context (the processor, per batch); nothing in `apply` reads a clock or draws a random
+number: new invocation ids come with the command (ingress) or are derived from the caller
+(`InvocationId.for_call`)."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from pyrestate.protocol.ids import InvocationId
 from pyrestate.server.core_api import HandlerSchema, ServiceSchema
-from pyrestate.server.invoker.retry import RetryPolicy
+from pyrestate.server.partition.retry import RetryPolicy
 from pyrestate.server.storage.records import Target
 
 DAY_MS = 24 * 3600 * 1000
@@ -39,14 +41,6 @@ def partition_of_key(partition_key: int, num_partitions: int) -> int:
     return (partition_key * num_partitions) >> 64
 
 
-def _default_new_id(
-    service: str, handler: str, key: str | None, idempotency_key: str | None, wf: bool
-) -> str:
-    return str(
-        InvocationId.for_target(service, handler, key=key, idempotency_key=idempotency_key, workflow_run=wf)
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class ApplyContext:
     partition: int
@@ -54,7 +48,6 @@ class ApplyContext:
     now: int  # epoch ms
     schema: SchemaView
     policies: Policies = field(default_factory=Policies)
-    new_invocation_id: Callable[[str, str, str | None, str | None, bool], str] = _default_new_id
 
     def handler_schema(self, target: Target) -> tuple[ServiceSchema | None, HandlerSchema | None]:
         svc = self.schema.lookup_service(target.service)

@@ -13,12 +13,15 @@ from typing import Any
 
 from pyrestate.server.core_api import InvocationCommand, Outcome
 from pyrestate.server.storage.records import (
+    InvocationStatus,
     ResponseSink,
     Target,
     Timer,
     Waiting,
     outcome_from_json,
     outcome_to_json,
+    sink_from_json,
+    sink_to_json,
 )
 
 # ------------------------------------------------------------------------------------------------ requests
@@ -36,6 +39,7 @@ class InvocationRequest:
     invoked_by: str = "ingress"
     invoked_by_id: str | None = None
     completion_retention_ms: int = 0
+    trace: str | None = None  # span context when traced (pyrestate.server.tracing)
 
 
 # ------------------------------------------------------------------------------------------------ effects
@@ -70,6 +74,10 @@ class AttemptFailed:
     code: int
     message: str
     next_retry_delay_ms: int | None = None
+    # A limit was exceeded: another attempt would do the same, so the invocation fails now.
+    terminal: bool = False
+    # The handler asked to be paused instead of retried (V7 ErrorMessage.behavior).
+    pause: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +148,24 @@ class ManageInvocation:
 
 
 @dataclass(frozen=True, slots=True)
+class RestartAsNew:
+    """A new invocation (`new_invocation_id`, on this partition) from a completed one's input, or from its
+    journal up to `from_index` included with the completions of the commands in that prefix."""
+
+    invocation_id: str
+    new_invocation_id: str
+    from_index: int = 0
+    # Pin of the copied prefix: "keep" the original's, else a deployment id (None: pinned on first attempt).
+    deployment_id: str | None = None
+    reply_token: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Restarted:
+    new_invocation_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class PatchState:
     service: str
     key: str
@@ -166,6 +192,7 @@ Command = (
     | GetResult
     | NotifySignal
     | ManageInvocation
+    | RestartAsNew
     | PatchState
     | Deliver
 )
@@ -206,6 +233,7 @@ class IngressResponse:
 
     invocation_id: str
     outcome: Outcome
+    traced: InvocationStatus | None = None  # the completed invocation, when traced: its end span
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,9 +284,15 @@ class WorkflowAlreadyInvoked:
 
 # ------------------------------------------------------------------------------------------------ codec
 
+# The commands one partition addresses to another through the durable outbox.
+OUTBOX_COMMANDS = (Invoke, InvocationResponse, GetResult, NotifySignal, ManageInvocation)
+# Fields that name something in this process's memory (a waiting request): they never travel, a stored
+# token would answer an unrelated request after a restart. The state machine sends none.
+PROCESS_LOCAL_FIELDS = frozenset({"reply_token"})
+
 
 def _target_to(t: Target) -> list[Any]:
-    return [t.service, t.handler, t.key, t.service_ty, t.handler_ty]
+    return t.to_json()
 
 
 def command_to_json(cmd: Command) -> bytes:
@@ -272,20 +306,22 @@ def command_to_json(cmd: Command) -> bytes:
                 "body": r.body.hex(),
                 "headers": [list(h) for h in r.headers],
                 "ik": r.idempotency_key,
-                "sink": None if r.sink is None else [r.sink.invocation_id, r.sink.completion_id],
+                "sink": None if r.sink is None else sink_to_json(r.sink),
                 "at": r.execution_time,
                 "by": r.invoked_by,
                 "by_id": r.invoked_by_id,
                 "ret": r.completion_retention_ms,
             }
+            if r.trace is not None:
+                d["tr"] = r.trace
         case InvocationResponse(invocation_id=i, completion_id=c, outcome=o, notification_ty=ty):
             d = {"k": "response", "id": i, "cid": c, "outcome": outcome_to_json(o), "ty": ty}
         case NotifySignal(invocation_id=i, signal_id=s, signal_name=n, result=o):
             d = {"k": "signal", "id": i, "sid": s, "name": n, "result": outcome_to_json(o)}
         case GetResult(invocation_id=i, caller=caller, completion_id=c, wait=w):
             d = {"k": "result", "id": i, "caller": caller, "cid": c, "wait": w}
-        case ManageInvocation(invocation_id=i, command=c):
-            d = {"k": "manage", "id": i, "cmd": c.value}
+        case ManageInvocation(invocation_id=i, command=c, deployment_id=dp):
+            d = {"k": "manage", "id": i, "cmd": c.value, "dp": dp}
         case _:
             raise ValueError(f"{type(cmd).__name__} does not travel through the outbox")
     return json.dumps(d, separators=(",", ":")).encode()
@@ -299,15 +335,16 @@ def command_from_json(raw: bytes) -> Command:
         return Invoke(
             InvocationRequest(
                 invocation_id=d["id"],
-                target=Target(*d["target"]),
+                target=Target.from_json(d["target"]),
                 body=bytes.fromhex(d["body"]),
                 headers=tuple((k, v) for k, v in d["headers"]),
                 idempotency_key=d["ik"],
-                sink=None if sink is None else ResponseSink(sink[0], sink[1]),
+                sink=None if sink is None else sink_from_json(sink),
                 execution_time=d["at"],
                 invoked_by=d["by"],
                 invoked_by_id=d["by_id"],
                 completion_retention_ms=d["ret"],
+                trace=d.get("tr"),
             )
         )
     if kind == "response":
@@ -317,5 +354,5 @@ def command_from_json(raw: bytes) -> Command:
     if kind == "signal":
         return NotifySignal(d["id"], d["sid"], d["name"], outcome_from_json(d["result"]))
     if kind == "manage":
-        return ManageInvocation(d["id"], InvocationCommand(d["cmd"]))
+        return ManageInvocation(d["id"], InvocationCommand(d["cmd"]), deployment_id=d.get("dp"))
     raise ValueError(f"unknown outbox command {kind!r}")

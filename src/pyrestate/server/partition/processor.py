@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
+from pyrestate.server import metrics
 from pyrestate.server.partition.context import ApplyContext
 from pyrestate.server.partition.model import (
     Action,
@@ -21,6 +23,7 @@ from pyrestate.server.partition.model import (
     ManageInvocation,
     NotifySignal,
     PatchState,
+    RestartAsNew,
 )
 from pyrestate.server.partition.state_machine import apply
 from pyrestate.server.storage.api import Storage
@@ -38,6 +41,7 @@ def _reply_token(cmd: Command) -> int | None:
             | NotifySignal(reply_token=t)
             | ManageInvocation(reply_token=t)
             | PatchState(reply_token=t)
+            | RestartAsNew(reply_token=t)
         ):
             return t
         case Deliver(inner=inner):
@@ -110,24 +114,26 @@ class CommandLoop:
         txn = self._storage.begin()
         contexts: dict[int, ApplyContext] = {}
         actions: list[Action] = []
-        failed: list[Command] = []
+        failed: set[int] = set()  # ids of the commands rolled back
         for partition, cmd in batch:
             ctx = contexts.get(partition)
             if ctx is None:
                 ctx = contexts[partition] = self._context(partition)
-            savepoint = txn.savepoint()  # type: ignore[attr-defined]
+            savepoint = txn.savepoint()
             try:
                 actions.extend(apply(txn, cmd, ctx))
             except Exception as e:
                 log.exception("partition %d: applying %s failed", partition, type(cmd).__name__)
-                txn.rollback_to(savepoint)  # type: ignore[attr-defined]
-                failed.append(cmd)
+                txn.rollback_to(savepoint)
+                failed.add(id(cmd))
                 token = _reply_token(cmd)
                 if token is not None:
                     self._fail_reply(token, e)
+        started = time.perf_counter()
         try:
             await self._storage.commit(txn)
         except Exception as e:
+            metrics.commit_failures.inc()
             # Memory is now ahead of storage: queued commands may build on the dropped ones (an attempt's
             # next journal entry would land at the wrong index). Drop everything queued as well, refuse the
             # requests among them, and let the owner rebuild its in-memory view from storage, exactly as
@@ -143,10 +149,12 @@ class CommandLoop:
                 self._on_commit_failure()
             await asyncio.sleep(COMMIT_FAILURE_BACKOFF_S)  # storage is failing: do not spin on it
             return
+        metrics.commit_latency.observe(time.perf_counter() - started)
+        metrics.commit_batch.observe(len(batch))
         self.applied += len(batch)
         self.batches += 1
         if self._on_committed is not None:
-            self._on_committed([pc for pc in batch if pc[1] not in failed] if failed else batch)
+            self._on_committed([pc for pc in batch if id(pc[1]) not in failed] if failed else batch)
         for action in actions:
             try:
                 self._perform(action)

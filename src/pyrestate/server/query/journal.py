@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from google.protobuf.message import Message as ProtoMessage
 
 from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.framing import MESSAGE_CLASSES, MessageType
+from pyrestate.protocol.outcome import Failure, ResultMessage, failure_from_pb, has_result, read_result
 
 # Entry type names as Restate displays them ("Command: Run", "Notification: Signal").
 COMMAND_NAMES: dict[MessageType, str] = {
@@ -83,27 +83,21 @@ def _text(b: bytes) -> str:
     return b.decode("utf-8", "replace")
 
 
-def _failure(f: pb.Failure) -> dict[str, Any]:
+def _failure(f: Failure) -> dict[str, Any]:
     return {"code": f.code, "message": f.message}
 
 
-def _result(msg: ProtoMessage, field_map: dict[str, str]) -> tuple[Any, str] | None:
-    """(full, lite) forms of a oneof result. field_map: proto field -> 'value' | 'failure' | 'void'."""
-    which = None
-    for oneof in msg.DESCRIPTOR.oneofs:
-        w = msg.WhichOneof(oneof.name)
-        if w in field_map:
-            which = w
-            break
-    if which is None:
+def _result(msg: ResultMessage) -> tuple[Any, str] | None:
+    """(full, lite) forms of a message's result; None when it carries none."""
+    if not has_result(msg):
         return None
-    kind = field_map[which]
-    v = getattr(msg, which)
-    if kind == "value":
-        return {"Success": _bytes(v.content)}, "Success"
-    if kind == "failure":
-        return {"Failure": _failure(v)}, "Failure"
-    return "Void", "Void"
+    match read_result(msg):
+        case bytes() as value:
+            return {"Success": _bytes(value)}, "Success"
+        case Failure() as f:
+            return {"Failure": _failure(f)}, "Failure"
+        case None:
+            return "Void", "Void"
 
 
 def _target(service: str, handler: str, key: str) -> tuple[str, dict[str, Any]]:
@@ -124,11 +118,11 @@ def _command(ty: MessageType, m: Any, row: dict[str, Any]) -> tuple[dict[str, An
             headers = [{"name": h.key, "value": h.value} for h in m.headers]
             return {"headers": headers, "payload": _bytes(m.value.content), "name": name}, {}
         case MessageType.OUTPUT:
-            r = _result(m, {"value": "value", "failure": "failure"})
+            r = _result(m)
             res, res_lite = r if r is not None else (None, None)
             return {"result": res, "name": name}, {"result": res_lite}
         case MessageType.GET_EAGER_STATE:
-            r = _result(m, {"value": "value", "void": "void"})
+            r = _result(m)
             res, res_lite = r if r is not None else (None, None)
             key = _text(m.key)
             return {"key": key, "result": res, "name": name}, {"key": key, "result": res_lite}
@@ -148,7 +142,7 @@ def _command(ty: MessageType, m: Any, row: dict[str, Any]) -> tuple[dict[str, An
             body = {"key": m.key, "completion_id": m.result_completion_id}
             promise = dict(body)
             if ty is MessageType.COMPLETE_PROMISE:
-                r = _result(m, {"completion_value": "value", "completion_failure": "failure"})
+                r = _result(m)
                 if r is not None:
                     promise["value"] = r[0]
             return {**promise, "name": name}, body
@@ -180,7 +174,7 @@ def _command(ty: MessageType, m: Any, row: dict[str, Any]) -> tuple[dict[str, An
             return {**call, "name": name}, call_lite
         case MessageType.SEND_SIGNAL:
             sig = {"Index": m.idx} if m.WhichOneof("signal_id") == "idx" else {"Name": m.name}
-            r = _result(m, {"void": "void", "value": "value", "failure": "failure"})
+            r = _result(m)
             body = {"target_invocation_id": m.target_invocation_id, "signal_id": sig}
             return {**body, "result": None if r is None else r[0], "name": name}, body
         case MessageType.RUN:
@@ -195,7 +189,7 @@ def _command(ty: MessageType, m: Any, row: dict[str, Any]) -> tuple[dict[str, An
             body = {"target": tgt, "completion_id": m.result_completion_id}
             return {**body, "name": name}, body
         case MessageType.COMPLETE_AWAKEABLE:
-            r = _result(m, {"value": "value", "failure": "failure"})
+            r = _result(m)
             body = {"id": m.awakeable_id}
             return {**body, "result": None if r is None else r[0], "name": name}, body
     return {"name": name}, {}
@@ -213,7 +207,7 @@ def _notification(
         case "value":
             full_result, lite_result = {"Success": _bytes(m.value.content)}, "Success"
         case "failure":
-            full_result, lite_result = {"Failure": _failure(m.failure)}, "Failure"
+            full_result, lite_result = {"Failure": _failure(failure_from_pb(m.failure))}, "Failure"
         case "invocation_id":
             invocation_id = m.invocation_id
             full_result, lite_result = None, "InvocationId"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import struct
@@ -29,14 +30,22 @@ from pyrestate.server.query.fastpath import match_status_count
 from pyrestate.server.query.schema import SYS_INVOCATION_VIEW, TABLE_SOURCES, table_names, table_schema
 from pyrestate.server.query.tables import build_tables
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class QueryLimits:
     timeout_s: float = 30.0
     max_rows: int = 100_000
     max_result_bytes: int = 64 * 1024 * 1024
-    memory_bytes: int = 512 * 1024 * 1024  # DataFusion's pool: sorts/joins/aggregations fail past it
+    # Per query: DataFusion's pool (sorts/joins/aggregations fail past it) and, as a backstop for what the
+    # pool does not track (e.g. `repeat`), the worker's data segment may grow by this much at most.
+    memory_bytes: int = 512 * 1024 * 1024
     concurrency: int = 2  # queries executing at once, one worker process each
+    # Checked before planning: a huge or deeply built expression overflows the planner's stack.
+    max_sql_bytes: int = 64 * 1024
+    max_operators: int = 1000
+    max_nesting: int = 64
 
 
 class QueryError(Exception):
@@ -68,6 +77,40 @@ def referenced_tables(sql: str) -> set[str]:
         if name in words:
             needed.update(sources)
     return needed
+
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_OPERATORS = re.compile(r"\|\||<=|>=|<>|!=|[-+*/%<>=]|\b(?:AND|OR)\b", re.I)
+
+
+def check_shape(sql: str, limits: QueryLimits) -> None:
+    """Refuses, before planning, statements whose size or expression depth could exhaust the planner: a
+    left-deep chain of thousands of operators takes minutes to plan and overflows its stack."""
+    size = len(sql.encode("utf-8", "surrogatepass"))
+    if size > limits.max_sql_bytes:
+        raise QueryError(
+            400, f"{PREFIX}SQL error: the statement is {size} bytes long, the limit is {limits.max_sql_bytes}"
+        )
+    bare = _QUOTED.sub("''", _COMMENTS.sub(" ", sql))
+    operators = len(_OPERATORS.findall(bare))
+    if operators > limits.max_operators:
+        raise QueryError(
+            400,
+            f"{PREFIX}SQL error: the statement has {operators} operators, "
+            f"the limit is {limits.max_operators}",
+        )
+    depth = deepest = 0
+    for ch in bare:
+        if ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    if deepest > limits.max_nesting:
+        raise QueryError(
+            400,
+            f"{PREFIX}SQL error: parentheses nest {deepest} deep, the limit is {limits.max_nesting}",
+        )
 
 
 def check_read_only(sql: str) -> None:
@@ -103,6 +146,8 @@ def load_tables(snapshot: QuerySnapshot, sql: str) -> dict[str, pa.Table]:
 
 def _classify(error: Exception) -> QueryError:
     text = str(error).removeprefix("DataFusion error: ")
+    if text.startswith("Resources exhausted"):
+        return QueryError(503, PREFIX + text)
     bad_request = text.startswith("SQL error:") or any(
         s in text for s in ("DDL not supported", "DML not supported", "Statement not supported")
     )
@@ -114,6 +159,7 @@ def execute(tables: dict[str, pa.Table], sql: str, limits: QueryLimits) -> pa.Ta
     from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
 
     check_read_only(sql)
+    check_shape(sql, limits)
     deadline = time.monotonic() + limits.timeout_s
     config = (
         SessionConfig()
@@ -152,15 +198,26 @@ def execute(tables: dict[str, pa.Table], sql: str, limits: QueryLimits) -> pa.Ta
             out.append(rb)
     except QueryError:
         raise
+    except (MemoryError, pa.ArrowMemoryError):
+        raise QueryError(503, memory_message(limits)) from None
     except Exception as e:
         raise _classify(e) from None
-    return pa.Table.from_batches(out, schema=schema)
+    # The batches' nullability may differ from the planned schema (e.g. `repeat`): theirs is what was built.
+    return pa.Table.from_batches(out, schema=out[0].schema if out else schema)
+
+
+def memory_message(limits: QueryLimits) -> str:
+    return (
+        f"{PREFIX}Resources exhausted: the query needs more than its {limits.memory_bytes} bytes of memory; "
+        "narrow the query or add a LIMIT"
+    )
 
 
 def run_query(snapshot: QuerySnapshot, sql: str, limits: QueryLimits | None = None) -> pa.Table:
     """Blocking, in this process (no kill on overrun): for tests and tools."""
     limits = limits or QueryLimits()
     check_read_only(sql)
+    check_shape(sql, limits)
     counted = status_count(snapshot, sql)
     if counted is not None:
         return counted
@@ -204,15 +261,47 @@ def table_from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(data).read_all()
 
 
+class WorkerOutOfMemory(EOFError):
+    """The worker died on an allocation past its memory cap."""
+
+
 class _Worker:
     def __init__(self) -> None:
-        env = dict(os.environ)
+        # DataFusion's allocator (mimalloc) otherwise reserves 2 GiB up front, memory RLIMIT_DATA cannot tell
+        # from what a query uses; without the reserve an allocation past the cap aborts cleanly.
+        env = {**os.environ, "MIMALLOC_ARENA_RESERVE": "0", "RUST_BACKTRACE": "0"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pyrestate.server.query.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=env,
         )
+        self.retiring = False  # the worker said it exits after its answer
+        self._stderr_tail = b""
+        self._stderr_done = threading.Event()
+        threading.Thread(target=self._relay_stderr, name="query-worker-stderr", daemon=True).start()
+
+    def _relay_stderr(self) -> None:
+        """Passes the worker's stderr on, keeping its end to tell why the worker died."""
+        err = self.proc.stderr
+        assert err is not None
+        for line in iter(err.readline, b""):
+            self._stderr_tail = (self._stderr_tail + line)[-4096:]
+            with contextlib.suppress(Exception):
+                sys.stderr.buffer.write(line)
+                sys.stderr.buffer.flush()
+        self._stderr_done.set()
+
+    def _died(self) -> EOFError:
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=2)
+        self._stderr_done.wait(1.0)  # the relay reaches EOF just after the process is gone
+        # Allocation failures abort (SIGABRT, "memory allocation of N bytes failed"); the kernel's OOM killer
+        # sends SIGKILL.
+        if b"memory allocation of" in self._stderr_tail or self.proc.returncode in (-6, -9):
+            return WorkerOutOfMemory()
+        return EOFError()
 
     def request(self, sql: str, limits: QueryLimits, tables: dict[str, pa.Table]) -> pa.Table:
         """Blocking round trip. Raises QueryError; EOFError when the process died (killed on timeout)."""
@@ -225,16 +314,17 @@ class _Worker:
                 write_frame(stdin, table_to_ipc(table))
             stdin.flush()
         except (BrokenPipeError, OSError):
-            raise EOFError from None
+            raise self._died() from None
         reply = read_frame(stdout)
         if reply is None:
-            raise EOFError
+            raise self._died()
         answer = json.loads(reply)
+        self.retiring = bool(answer.get("retire"))
         if not answer["ok"]:
             raise QueryError(answer["status"], answer["message"])
         body = read_frame(stdout)
         if body is None:
-            raise EOFError
+            raise self._died()
         return table_from_ipc(body)
 
     @property
@@ -246,7 +336,7 @@ class _Worker:
             self.proc.kill()
         with contextlib.suppress(Exception):
             self.proc.wait(timeout=5)
-        for stream in (self.proc.stdin, self.proc.stdout):
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 with contextlib.suppress(Exception):
                     stream.close()
@@ -275,9 +365,20 @@ class QueryRunner:
             self._all.add(w)
             return w
 
+    def prewarm(self) -> None:
+        """Blocking: have one idle worker started (it loads DataFusion while nobody waits)."""
+        w = self._take()
+        try:
+            w.request("SELECT 1", self.limits, {})
+        except Exception:  # the first real query starts a new worker and reports what is wrong
+            log.warning("could not start a query worker ahead of time", exc_info=True)
+            self._discard(w)
+            return
+        self._give_back(w)
+
     def _give_back(self, w: _Worker) -> None:
         with self._lock:
-            if self._closed or not w.alive:
+            if self._closed or w.retiring or not w.alive:
                 self._all.discard(w)
                 w.kill()
             else:
@@ -293,6 +394,7 @@ class QueryRunner:
             self._slots = asyncio.Semaphore(self.limits.concurrency)
         try:
             check_read_only(sql)
+            check_shape(sql, self.limits)
         except QueryError:
             snapshot.close()
             raise
@@ -318,6 +420,9 @@ class QueryRunner:
                 with contextlib.suppress(BaseException):
                     await call
                 raise QueryError(500, _timeout_message(self.limits)) from None
+            except WorkerOutOfMemory:
+                self._discard(worker)
+                raise QueryError(503, memory_message(limits)) from None
             except EOFError:
                 self._discard(worker)
                 raise QueryError(

@@ -15,14 +15,14 @@ import pyarrow as pa
 import pyrestate
 from pyrestate.protocol.ids import InvocationId, partition_key_for_key
 from pyrestate.server.core_api import DeploymentRecord, Failure, QuerySnapshot, ServiceSchema, Success
-from pyrestate.server.engine.schema_codec import deployment_from_json, service_from_json
+from pyrestate.server.deployments import redact_uri
 from pyrestate.server.query.journal import journal_rows
 from pyrestate.server.query.schema import table_schema
 from pyrestate.server.storage.records import InvocationStatus, JournalEntry, Promise, Status, status_from_json
+from pyrestate.server.storage.schema_codec import deployment_from_json, service_from_json
 
 Row = dict[str, Any]
 
-_SERVICE_TY = {"Service": "service", "VirtualObject": "virtual_object", "Workflow": "workflow"}
 # Reported as `created_using_restate_version`: the version this server announces on `/version`.
 _SERVER_VERSION = getattr(pyrestate, "__version__", "0.0.0")
 
@@ -45,20 +45,36 @@ def _failure_text(f: Failure) -> str:
     return f"[{f.code}] {f.message}"
 
 
+# Decoding stored statuses is most of a query's cost on a big invocation table, and between two queries
+# (the official CLI sends three for one `invocations list`) few of them change: the stored bytes are the
+# key, so a changed status simply misses. Statuses are never mutated (`with_` copies).
+_DECODED_STATUSES: dict[bytes, InvocationStatus] = {}
+_DECODED_STATUSES_MAX = 20_000
+_STATUS_ROWS: dict[bytes, Row] = {}  # rows of sys_invocation_status by stored bytes (never mutated)
+
+
 class _Loaded:
     """Decoded storage tables, each read once per query."""
 
     def __init__(self, snap: QuerySnapshot) -> None:
         self.snap = snap
         self._statuses: dict[str, InvocationStatus] | None = None
+        self.stored: dict[str, bytes] = {}  # invocation id -> its stored status bytes (the memo key)
         self._deployments: list[DeploymentRecord] | None = None
 
     def statuses(self) -> dict[str, InvocationStatus]:
         if self._statuses is None:
             self._statuses = {}
+            memo = _DECODED_STATUSES
+            if len(memo) > _DECODED_STATUSES_MAX:
+                memo.clear()
             for _, v in self.snap.scan("invocation_status"):
-                st = status_from_json(v)
+                raw = bytes(v)
+                st = memo.get(raw)
+                if st is None:
+                    st = memo[raw] = status_from_json(raw)
                 self._statuses[st.invocation_id] = st
+                self.stored[st.invocation_id] = raw
         return self._statuses
 
     def deployments(self) -> list[DeploymentRecord]:
@@ -93,7 +109,9 @@ def _status_row(st: InvocationStatus, statuses: dict[str, InvocationStatus]) -> 
         "target_service_name": t.service,
         "target_service_key": t.key,
         "target_handler_name": t.handler,
-        "target_service_ty": _SERVICE_TY.get(t.service_ty, t.service_ty.lower()),
+        "target_service_ty": t.service_ty.value.lower(),  # virtual_object
+        "scope": t.scope,
+        "limit_key": t.limit_key,
         "idempotency_key": st.idempotency_key,
         "invoked_by": st.invoked_by,
         "created_at": st.created_at,
@@ -110,6 +128,8 @@ def _status_row(st: InvocationStatus, statuses: dict[str, InvocationStatus]) -> 
         if caller is not None:
             row["invoked_by_service_name"] = caller.target.service
             row["invoked_by_target"] = caller.target.display()
+    elif st.invoked_by == "restart_as_new":
+        row["restarted_from"] = st.invoked_by_id
     if st.execution_time is not None:
         row["scheduled_at"] = st.created_at  # delayed sends are scheduled when they are created
     if st.status is Status.INBOXED:
@@ -161,7 +181,18 @@ def _state_row(st: InvocationStatus, snap: QuerySnapshot, servers: dict[str, str
 
 def _sys_invocation_status(data: _Loaded) -> list[Row]:
     statuses = data.statuses()
-    return [_status_row(st, statuses) for st in statuses.values()]
+    memo = _STATUS_ROWS
+    if len(memo) > _DECODED_STATUSES_MAX:
+        memo.clear()
+    rows = []
+    for iid, st in statuses.items():
+        # A row depends on its status and, for a call, on the caller's target, which never changes.
+        raw = data.stored[iid]
+        row = memo.get(raw)
+        if row is None:
+            row = memo[raw] = _status_row(st, statuses)
+        rows.append(row)
+    return rows
 
 
 def _sys_invocation_state(data: _Loaded) -> list[Row]:
@@ -194,9 +225,12 @@ def _sys_idempotency(data: _Loaded) -> list[Row]:
 
 def _sys_journal(data: _Loaded) -> list[Row]:
     per_invocation: dict[str, list[tuple[int, int, bytes]]] = {}
+    appended_at: dict[tuple[str, int], int | None] = {}
     for key, value in data.snap.scan("journal"):
         entry = JournalEntry.decode(value)
-        per_invocation.setdefault(str(key[0]), []).append((int(key[1]), entry.ty, entry.raw))
+        iid, index = str(key[0]), int(key[1])
+        per_invocation.setdefault(iid, []).append((index, entry.ty, entry.raw))
+        appended_at[iid, index] = entry.appended_at
     rows: list[Row] = []
     for iid, entries in per_invocation.items():
         pk = _partition_key(iid)
@@ -218,6 +252,7 @@ def _sys_journal(data: _Loaded) -> list[Row]:
                     "version": 2,
                     "entry_json": jr.entry_json,
                     "entry_lite_json": jr.entry_lite_json,
+                    "appended_at": appended_at[iid, jr.index],
                 }
             )
     return rows
@@ -317,7 +352,7 @@ def _sys_service(data: _Loaded) -> list[Row]:
             "name": s.name,
             "revision": s.revision,
             "public": s.public,
-            "ty": _SERVICE_TY.get(s.ty.value, s.ty.value.lower()),
+            "ty": s.ty.value.lower(),
             "deployment_id": s.deployment_id,
         }
         for s in data.services()
@@ -329,7 +364,7 @@ def _sys_deployment(data: _Loaded) -> list[Row]:
         {
             "id": d.id,
             "ty": "http",
-            "endpoint": d.uri,
+            "endpoint": redact_uri(d.uri),
             "created_at": d.created_at_ms,
             "min_service_protocol_version": d.min_protocol_version,
             "max_service_protocol_version": d.max_protocol_version,

@@ -8,9 +8,9 @@ may be acknowledged to a client or a deployment before the commit that recorded 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from pyrestate.server.core_api import Unavailable
+from pyrestate.server.core_api import QuerySnapshot, Unavailable
 from pyrestate.server.storage.records import InvocationStatus, JournalEntry, Promise, Timer
 
 # Tables of the key/value layer every backend provides: name -> key columns (name, SQL type). Each row has
@@ -38,6 +38,8 @@ class StorageUnavailable(Unavailable):
 Key = tuple[str | int | bytes, ...]
 # (op, table, key, value): op "put" | "del" | "delprefix"
 WriteOp = tuple[str, str, Key, bytes | None]
+# Where a transaction's buffered writes stood: (write log length, undo log length).
+Savepoint = tuple[int, int]
 
 
 class KVReader(Protocol):
@@ -179,6 +181,14 @@ class Transaction(
     @property
     def writes(self) -> Sequence[WriteOp]: ...
 
+    def savepoint(self) -> Savepoint:
+        """Mark the writes so far; a command that fails half-way is undone back to its mark."""
+        ...
+
+    def rollback_to(self, savepoint: Savepoint) -> None:
+        """Drop the writes made after `savepoint` and restore what they overwrote in this transaction."""
+        ...
+
 
 class Storage(Protocol):
     def begin(self) -> Transaction:
@@ -196,3 +206,11 @@ class Storage(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SnapshotStorage(Protocol):
+    """A backend that opens consistent read-only snapshots itself, on a connection of its own (PostgreSQL);
+    SQLite's snapshot is opened on the database file instead (`query.source.SqliteSnapshot`)."""
+
+    def snapshot(self, *, now_ms: int | None = None) -> QuerySnapshot: ...

@@ -30,8 +30,17 @@ def _stop_process(error: Exception) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def create_storage(spec: str, *, sqlite_path: Path, partitions: int, node_id: str | None = None) -> Storage:
-    """PostgreSQL storage holds the leases of all `partitions` (it waits while another node holds them)."""
+def create_storage(
+    spec: str,
+    *,
+    sqlite_path: Path,
+    partitions: int,
+    node_id: str | None = None,
+    accept_data_loss: bool = False,
+    lock_note: str = "",
+) -> Storage:
+    """PostgreSQL storage holds the leases of all `partitions` (it waits while another node holds them);
+    SQLite storage locks its data dir (`lock_note` tells a second server who holds it)."""
     check_storage_spec(spec)
     if is_postgres(spec):
         from pyrestate.server.storage.postgres import PostgresStorage
@@ -41,4 +50,4 @@ def create_storage(spec: str, *, sqlite_path: Path, partitions: int, node_id: st
         )
     from pyrestate.server.storage.sqlite import SqliteStorage
 
-    return SqliteStorage(sqlite_path)
+    return SqliteStorage(sqlite_path, accept_data_loss=accept_data_loss, lock_note=lock_note)

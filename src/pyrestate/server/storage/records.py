@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from pyrestate.server.core_api import Failure, Outcome, Success
+from pyrestate.server.core_api import Failure, HandlerType, Outcome, ServiceType, Success
 
 
 class Status(enum.Enum):
@@ -29,17 +29,41 @@ class Target:
     service: str
     handler: str
     key: str | None
-    service_ty: str  # core_api.ServiceType value
-    handler_ty: str | None  # core_api.HandlerType value
+    service_ty: ServiceType
+    handler_ty: HandlerType | None  # None for plain services
+    # V7 scoped calls: shown and sent to the deployment; no per-scope limit is enforced.
+    scope: str | None = None
+    limit_key: str | None = None
 
     @property
     def exclusive(self) -> bool:
         """Holds the per-key lock (VO exclusive handler, workflow run handler)."""
-        return self.key is not None and self.handler_ty in ("Exclusive", "Workflow")
+        return self.key is not None and self.handler_ty in (HandlerType.EXCLUSIVE, HandlerType.WORKFLOW)
 
     @property
     def workflow_run(self) -> bool:
-        return self.service_ty == "Workflow" and self.handler_ty == "Workflow"
+        return self.service_ty is ServiceType.WORKFLOW and self.handler_ty is HandlerType.WORKFLOW
+
+    def to_json(self) -> list[Any]:
+        """[service, handler, key, service type, handler type], the types in their admin spelling."""
+        hty = None if self.handler_ty is None else self.handler_ty.admin_name
+        out = [self.service, self.handler, self.key, self.service_ty.admin_name, hty]
+        if self.scope is not None or self.limit_key is not None:  # most records: five elements
+            out += [self.scope, self.limit_key]
+        return out
+
+    @classmethod
+    def from_json(cls, d: list[Any]) -> Target:
+        service, handler, key, sty, hty = d[:5]
+        return cls(
+            service,
+            handler,
+            key,
+            ServiceType.from_admin_name(sty),
+            None if hty is None else HandlerType.from_admin_name(hty),
+            d[5] if len(d) > 5 else None,
+            d[6] if len(d) > 6 else None,
+        )
 
     def display(self) -> str:
         if self.key is None:
@@ -78,7 +102,7 @@ class InvocationStatus:
     created_at: int
     modified_at: int
     idempotency_key: str | None = None
-    invoked_by: str = "ingress"  # ingress | service
+    invoked_by: str = "ingress"  # ingress | service | restart_as_new (invoked_by_id: the original)
     invoked_by_id: str | None = None
     sinks: tuple[ResponseSink, ...] = ()
     execution_time: int | None = None  # scheduled (delayed) invocations
@@ -101,6 +125,8 @@ class InvocationStatus:
     completion_retention_ms: int = 0
     expires_at: int | None = None
     running_at: int | None = None
+    # Span context (pyrestate.server.tracing), only when traced: its spans and its callees' join its trace.
+    trace: str | None = None
 
     def with_(self, **changes: Any) -> InvocationStatus:
         """A copy with `changes`. The state machine copies a status several times per command, and
@@ -156,6 +182,15 @@ def outcome_from_json(d: Any) -> Outcome | None:
     return Failure(d["code"], d["message"], tuple((k, v) for k, v in d.get("metadata", ())))
 
 
+def sink_to_json(sink: ResponseSink) -> list[Any]:
+    return [sink.invocation_id, sink.completion_id, sink.notification_ty]
+
+
+def sink_from_json(d: list[Any]) -> ResponseSink:
+    """Rows written before the notification type was kept have two elements (the default type)."""
+    return ResponseSink(*d)
+
+
 # JSON value of each optional status field at its default; status_from_json reads a missing field as that.
 _OMITTED: dict[str, Any] = {
     "idempotency_key": None,
@@ -182,6 +217,7 @@ _OMITTED: dict[str, Any] = {
     "completion_retention_ms": 0,
     "expires_at": None,
     "running_at": None,
+    "trace": None,
 }
 
 
@@ -190,13 +226,13 @@ def status_to_json(s: InvocationStatus) -> bytes:
     d: dict[str, Any] = {
         "id": s.invocation_id,
         "status": s.status.value,
-        "target": [t.service, t.handler, t.key, t.service_ty, t.handler_ty],
+        "target": t.to_json(),
         "created_at": s.created_at,
         "modified_at": s.modified_at,
         "idempotency_key": s.idempotency_key,
         "invoked_by": s.invoked_by,
         "invoked_by_id": s.invoked_by_id,
-        "sinks": [[k.invocation_id, k.completion_id, k.notification_ty] for k in s.sinks],
+        "sinks": [sink_to_json(k) for k in s.sinks],
         "execution_time": s.execution_time,
         "inbox_seq": s.inbox_seq,
         "deployment_id": s.deployment_id,
@@ -219,6 +255,7 @@ def status_to_json(s: InvocationStatus) -> bytes:
         "completion_retention_ms": s.completion_retention_ms,
         "expires_at": s.expires_at,
         "running_at": s.running_at,
+        "trace": s.trace,
     }
     # Fields at their default are left out (the reader restores them): half the bytes, half the time.
     return _dumps({k: v for k, v in d.items() if _OMITTED.get(k, _KEEP) != v})
@@ -234,18 +271,17 @@ def _dumps(obj: Any) -> bytes:
 
 def status_from_json(raw: bytes) -> InvocationStatus:
     d = json.loads(raw)
-    svc, handler, key, sty, hty = d["target"]
     w = d.get("waiting")
     return InvocationStatus(
         invocation_id=d["id"],
         status=Status(d["status"]),
-        target=Target(svc, handler, key, sty, hty),
+        target=Target.from_json(d["target"]),
         created_at=d["created_at"],
         modified_at=d["modified_at"],
         idempotency_key=d.get("idempotency_key"),
         invoked_by=d.get("invoked_by", "ingress"),
         invoked_by_id=d.get("invoked_by_id"),
-        sinks=tuple(ResponseSink(*k) for k in d.get("sinks", ())),
+        sinks=tuple(sink_from_json(k) for k in d.get("sinks", ())),
         execution_time=d.get("execution_time"),
         inbox_seq=d.get("inbox_seq"),
         deployment_id=d.get("deployment_id"),
@@ -266,22 +302,37 @@ def status_from_json(raw: bytes) -> InvocationStatus:
         completion_retention_ms=d.get("completion_retention_ms", 0),
         expires_at=d.get("expires_at"),
         running_at=d.get("running_at"),
+        trace=d.get("trace"),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
-    """One journal entry exactly as on the wire: message type and protobuf payload bytes."""
+    """One journal entry exactly as on the wire: message type and protobuf payload bytes, and when the
+    partition appended it (epoch ms; None for entries stored before that was recorded)."""
 
     ty: int
     raw: bytes
+    appended_at: int | None = None
 
     def encode(self) -> bytes:
-        return self.ty.to_bytes(2, "big") + self.raw
+        at = _NO_TIME if self.appended_at is None else self.appended_at
+        if self.appended_at is not None and not 0 <= at < _NO_TIME:
+            raise ValueError(f"appended_at {at} is outside 0..2**64-2 (epoch ms)")
+        return _TIMED_ENTRY + self.ty.to_bytes(2, "big") + at.to_bytes(8, "big") + self.raw
 
     @staticmethod
     def decode(data: bytes) -> JournalEntry:
+        if data[:2] == _TIMED_ENTRY:
+            ty, at = int.from_bytes(data[2:4], "big"), int.from_bytes(data[4:12], "big")
+            return JournalEntry(ty, bytes(data[12:]), None if at == _NO_TIME else at)
         return JournalEntry(int.from_bytes(data[:2], "big"), bytes(data[2:]))
+
+
+# Marks an entry stored with its append time (every entry written now). Entries written before carry their
+# message type first; 0xFFFF is no message type of the service protocol, so both layouts stay readable.
+_TIMED_ENTRY = b"\xff\xff"
+_NO_TIME = (1 << 64) - 1  # appended_at unknown
 
 
 class TimerKind(enum.Enum):
@@ -325,7 +376,7 @@ class Promise:
             {
                 "completed": self.completed,
                 "result": outcome_to_json(self.result),
-                "listeners": [[x.invocation_id, x.completion_id] for x in self.listeners],
+                "listeners": [sink_to_json(x) for x in self.listeners],
             }
         ).encode()
 
@@ -335,5 +386,5 @@ class Promise:
         return Promise(
             d["completed"],
             outcome_from_json(d["result"]),
-            tuple(ResponseSink(i, c) for i, c in d.get("listeners", ())),
+            tuple(sink_from_json(x) for x in d.get("listeners", ())),
         )

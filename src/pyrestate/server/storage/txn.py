@@ -95,8 +95,8 @@ class BufferedTransaction:
     def savepoint(self) -> tuple[int, int]:
         return len(self._log), len(self._undo)
 
-    def rollback_to(self, sp: tuple[int, int]) -> None:
-        n, u = sp
+    def rollback_to(self, savepoint: tuple[int, int]) -> None:
+        n, u = savepoint
         del self._log[n:]
         undo = self._undo
         while len(undo) > u:

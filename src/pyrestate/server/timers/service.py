@@ -10,15 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import logging
 import time
 from collections.abc import Callable
 from typing import Protocol
 
-from pyrestate.server.storage.records import Timer
+from pyrestate.server import logs
+from pyrestate.server.storage.records import Timer, TimerKind
 
 # How far ahead timers are kept in memory, and how many are read per page.
 WINDOW_MS = 60_000
 PAGE = 10_000
+# Sleeps and delayed calls firing this late were due while the server was down (or it was overloaded).
+LATE_MS = 1_000
+
+log = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
@@ -120,9 +126,14 @@ class TimerService:
             now = self._clock.now_ms()
             if self._horizon < now + self._window_ms // 2:
                 self._read_ahead()
+            late: list[Timer] = []
             while self._heap and self._heap[0][0] <= now:
                 _, _, timer = heapq.heappop(self._heap)
+                if now - timer.fire_at >= LATE_MS and timer.kind in (TimerKind.SLEEP, TimerKind.INVOKE):
+                    late.append(timer)
                 self._fire(timer)
+            if late:
+                _log_late(late, now)
             # Wake for the earliest timer, and in time to read ahead before the horizon is reached.
             next_at = self._heap[0][0] if self._heap else None
             if len(self._heap) < self._page:
@@ -131,3 +142,16 @@ class TimerService:
             timeout = None if next_at is None else max(0, next_at - now) / 1000
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+
+def _log_late(late: list[Timer], now: int) -> None:
+    worst = max(late, key=lambda t: now - t.fire_at)
+    logs.event(
+        log,
+        logging.INFO,
+        f"{len(late)} timer(s) fired late, up to {logs.duration(now - worst.fire_at)} after they were due "
+        "(the server was stopped or busy)",
+        late_timers=len(late),
+        max_delay_ms=now - worst.fire_at,
+        invocation_id=worst.invocation_id if len(late) == 1 else None,
+    )

@@ -13,7 +13,7 @@ def _plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, ServiceType | HandlerType):
-        return obj.value
+        return obj.admin_name
     if isinstance(obj, dict) or hasattr(obj, "items"):
         return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -23,7 +23,7 @@ def _plain(obj: Any) -> Any:
 
 def handler_from_dict(d: dict[str, Any]) -> HandlerSchema:
     d = dict(d)
-    d["ty"] = HandlerType(d["ty"]) if d.get("ty") else None
+    d["ty"] = HandlerType.from_admin_name(d["ty"]) if d.get("ty") else None
     d["metadata"] = dict(d.get("metadata") or {})
     known = {f.name for f in dataclasses.fields(HandlerSchema)}
     return HandlerSchema(**{k: v for k, v in d.items() if k in known})
@@ -35,7 +35,7 @@ def service_to_json(s: ServiceSchema) -> bytes:
 
 def service_from_dict(d: dict[str, Any]) -> ServiceSchema:
     d = dict(d)
-    d["ty"] = ServiceType(d["ty"])
+    d["ty"] = ServiceType.from_admin_name(d["ty"])
     d["handlers"] = {name: handler_from_dict(h) for name, h in d["handlers"].items()}
     d["metadata"] = dict(d.get("metadata") or {})
     known = {f.name for f in dataclasses.fields(ServiceSchema)}

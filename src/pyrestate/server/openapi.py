@@ -362,11 +362,14 @@ def admin_openapi(version: str) -> dict[str, Any]:
         ("purge-journal", "Purge the journal of a completed invocation", "200"),
         ("pause", "Pause a running invocation", "202"),
         ("resume", "Resume a paused invocation", "202"),
-        ("restart-as-new", "Restart a completed invocation as a new one (not supported)", "200"),
+        ("restart-as-new", "Restart a completed invocation as a new one, optionally from a journal prefix",
+         "200"),
     ):
         query: tuple[tuple[str, object], ...] = (
             (("deployment", {"type": "string"}),) if verb == "resume" else ()
         )
+        if verb == "restart-as-new":
+            query = (("from", {"type": "integer", "minimum": 0}), ("deployment", {"type": "string"}))
         inv_ops[f"/invocations/{{invocation_id}}/{verb}"] = {
             "patch": _op(
                 f"{verb.replace('-', '_')}_invocation", what, "invocation", ok, params=inv, query=query
@@ -374,6 +377,7 @@ def admin_openapi(version: str) -> dict[str, Any]:
         }
     paths: dict[str, Any] = {
         "/health": {"get": _op("health", "Admin API health", "health")},
+        "/cluster-health": {"get": _op("cluster_health", "Cluster health (single node)", "cluster_health")},
         "/version": {
             "get": _op("version", "Server version", "version", ok_schema=_ref("VersionInformation"))
         },
@@ -391,6 +395,9 @@ def admin_openapi(version: str) -> dict[str, Any]:
                        ok_schema=_ref("DeploymentResponse"), params=dep),
             "delete": _op("delete_deployment", "Remove a deployment and its services (force=true)",
                           "deployment", "202", params=dep, query=(("force", {"type": "boolean"}),)),
+            "patch": _op("update_deployment", "Change the address or headers (discovered again); the "
+                         "services only with overwrite", "deployment", ok_schema=_ref("DeploymentResponse"),
+                         params=dep),
         },
         "/services": {
             "get": _op("list_services", "List services", "service", ok_schema=_ref("ListServicesResponse"))

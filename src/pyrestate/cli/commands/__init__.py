@@ -1,0 +1,1 @@
+"""The `pyrestate` subcommands, one module per command group; `cli.main` gathers them."""
