@@ -117,6 +117,11 @@ class WorkerCore:
         await self.node.stop()
         await self.engine.stop()
 
+    @property
+    def in_flight(self) -> int:
+        """This worker's invocations with an attempt running or due (its stop line reports them)."""
+        return self.engine.in_flight
+
     # ------------------------------------------------------------------ routing
 
     def _owner_of(self, invocation_id: str) -> int:

@@ -194,7 +194,7 @@ class EngineCore(Registry):
             p.start()
         self.timers.start()
         self._started = True
-        metrics.gauges.partitions_owned = lambda: len(self._partitions)
+        metrics.gauges.partitions_owned = lambda: len(self.local_partitions or self._partitions)
         metrics.gauges.timers_in_memory = lambda: len(self.timers)
         metrics.gauges.attempts_running = lambda: self.invoker.running
 
