@@ -7,7 +7,7 @@ TARGETS). Each one accepts an input or refuses it with the parser's own error; a
 finding: libFuzzer stops, writes the input as `crash-…` and exits non-zero. `ingress_app` / `admin_app`
 drive the real ASGI apps over a real engine (SQLite in a temporary directory) and, after every input, check
 that an object state written at start-up still reads back unchanged. `http_front` sends the input, in
-pieces, over a loopback connection to the HTTP/1.1 front (`server/fasthttp.py`, the one both API ports use)
+pieces, over a loopback connection to the HTTP/1.1 front (`server/fasthttp/`, the one both API ports use)
 and checks that the server closes the connection after the client's EOF, holds no connection afterwards,
 answers only with HTTP/1.1 status lines, and hands its app no request that h11 would frame differently.
 """

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import re
 
-from pyrestate.server.console import render
-from pyrestate.server.console.routes import console_origins, cross_site, encode_value, sql_str, state_version
+from pyrestate.server.console import invocation_pages, markup, service_pages, sql_pages
+from pyrestate.server.console.base import sql_str
+from pyrestate.server.console.http import console_origins, cross_site
+from pyrestate.server.console.service_handlers import encode_value, state_version
 
 EVIL = "<script>alert('x')</script>"
 EVIL_ATTR = '"><img src=x onerror=alert(1)>'
@@ -23,15 +25,15 @@ def assert_inert(html: str) -> None:
 
 
 def test_esc_escapes_text_and_quotes() -> None:
-    assert render.esc(EVIL) == "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;"
-    assert render.esc(EVIL_ATTR).startswith("&quot;&gt;&lt;img")
-    assert render.esc(None) == ""
-    assert render.esc(True) == "true"
+    assert markup.esc(EVIL) == "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;"
+    assert markup.esc(EVIL_ATTR).startswith("&quot;&gt;&lt;img")
+    assert markup.esc(None) == ""
+    assert markup.esc(True) == "true"
 
 
 def test_state_page_escapes_keys_values_and_names() -> None:
     value = json.dumps(EVIL_ATTR).encode().hex()
-    html = render.state_page(EVIL, EVIL_ATTR, [{"key": EVIL, "value": value}], version=EVIL_ATTR)
+    html = service_pages.state_page(EVIL, EVIL_ATTR, [{"key": EVIL, "value": value}], version=EVIL_ATTR)
     assert_inert(html)
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
     assert "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
@@ -43,7 +45,7 @@ def test_state_page_decodes_json_text_and_binary() -> None:
         {"key": "t", "value": b"plain words".hex()},
         {"key": "b", "value": "ff00"},
     ]
-    html = render.state_page("Box", "k", rows, version="v1")
+    html = service_pages.state_page("Box", "k", rows, version="v1")
     assert "<pre>{\n  &quot;a&quot;: [\n    1,\n    2\n  ]\n}</pre>" in html
     assert "text:</span> <pre>plain words</pre>" in html
     assert "base64:</span> <pre>/wA=</pre>" in html
@@ -52,7 +54,7 @@ def test_state_page_decodes_json_text_and_binary() -> None:
 
 def test_workflow_promises_are_listed() -> None:
     promises = [{"key": EVIL, "completed": True, "completion_success_value": b'"yes"'.hex()}]
-    html = render.state_page("Signup", "w", [], promises=promises)
+    html = service_pages.state_page("Signup", "w", [], promises=promises)
     assert_inert(html)
     assert "<h2>Promises</h2>" in html and "&quot;yes&quot;" in html
 
@@ -61,7 +63,7 @@ def test_invocations_page_escapes_links_and_pages() -> None:
     rows = [{"id": EVIL, "target": EVIL_ATTR, "status": EVIL, "last_failure": EVIL + "x" * 500}]
     filters = {"service": EVIL, "status": "running", "key": EVIL_ATTR}
     counts = [{"status": "running", "n": 3}, {"status": EVIL, "n": 1}]
-    html = render.invocations_page(
+    html = invocation_pages.invocations_page(
         rows, filters, counts, next_cursor="2026-01-01T00:00:00Z|inv_1", paged=True
     )
     assert_inert(html)
@@ -75,7 +77,7 @@ def test_invocations_page_escapes_links_and_pages() -> None:
 
 
 def test_overview_page_counts_failing_and_throughput() -> None:
-    html = render.overview_page(
+    html = invocation_pages.overview_page(
         [{"status": "backing-off", "n": 2}, {"status": "completed", "n": 5}],
         [{"id": EVIL, "target": EVIL_ATTR, "retry_count": 4, "last_failure": EVIL}],
         [],
@@ -142,7 +144,7 @@ def test_invocation_page_timeline_values_and_actions() -> None:
             "entry_json": json.dumps({"Command": {"Output": {"result": {"Success": list(b"\xff")}}}}),
         },
     ]
-    html = render.invocation_page(inv, journal, flash=EVIL, error=EVIL_ATTR)
+    html = invocation_pages.invocation_page(inv, journal, flash=EVIL, error=EVIL_ATTR)
     assert_inert(html)
     # Completed: only purge applies, and it asks first.
     assert 'action="/ui/invocations/inv_1/purge" data-confirm=' in html
@@ -160,23 +162,23 @@ def test_invocation_page_timeline_values_and_actions() -> None:
 
 
 def test_actions_follow_the_status() -> None:
-    assert render.actions_for("running") == ("pause", "cancel", "kill")
-    assert render.actions_for("paused") == ("resume", "cancel", "kill")
-    assert render.actions_for("completed") == ("purge",)
-    assert render.actions_for("nonsense") == ()
+    assert invocation_pages.actions_for("running") == ("pause", "cancel", "kill")
+    assert invocation_pages.actions_for("paused") == ("resume", "cancel", "kill")
+    assert invocation_pages.actions_for("completed") == ("purge",)
+    assert invocation_pages.actions_for("nonsense") == ()
 
 
 def test_service_and_deployment_pages_escape() -> None:
-    html = render.service_page(
+    html = service_pages.service_page(
         {"name": EVIL, "ty": "VirtualObject", "revision": 1, "public": True, "documentation": EVIL},
         [{"name": EVIL_ATTR, "ty": "exclusive", "input_json_schema": {"title": EVIL}}],
         [{"id": EVIL, "endpoint": EVIL_ATTR, "latest": True, "active": 1, "total": 2}],
-        result=render.invoke_result("inv_1", sent=False, failure=EVIL),
+        result=service_pages.invoke_result("inv_1", sent=False, failure=EVIL),
         form={"body": EVIL, "key": EVIL_ATTR},
     )
     assert_inert(html)
     assert 'name="key"' in html  # keyed services need a key
-    html = render.deployments_page(
+    html = service_pages.deployments_page(
         [{"id": EVIL, "endpoint": EVIL_ATTR, "services": [EVIL], "active": 0, "total": 0}], uri=EVIL_ATTR
     )
     assert_inert(html)
@@ -186,7 +188,7 @@ def test_service_and_deployment_pages_escape() -> None:
 def test_sql_page_escapes_links_ids_and_bounds_rows() -> None:
     rows = [{EVIL: EVIL_ATTR, "n": i, "l": [EVIL], "id": f"inv_{i}"} for i in range(30)]
     tables = {"sys_invocation": [("id", "LargeUtf8"), (EVIL, EVIL_ATTR)]}
-    html = render.sql_page("SELECT '</textarea><script>'", rows, tables=tables, error=EVIL, limit=10)
+    html = sql_pages.sql_page("SELECT '</textarea><script>'", rows, tables=tables, error=EVIL, limit=10)
     assert_inert(html)
     assert "&lt;/textarea&gt;" in html
     assert len(re.findall("<tr>", html)) == 11  # header + 10 rows

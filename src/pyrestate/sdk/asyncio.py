@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pyrestate.sdk._invocation.futures import ServerDurableFuture
+from pyrestate.sdk._invocation.plumbing import ContextPlumbing
 from pyrestate.sdk.context import RestateDurableFuture
 from pyrestate.sdk.exceptions import TerminalError
-from pyrestate.sdk.server_context import InvocationContext, ServerDurableFuture
 
 
-def _check(futures: list[RestateDurableFuture[Any]]) -> InvocationContext | None:
-    ctx: InvocationContext | None = None
+def _check(futures: list[RestateDurableFuture[Any]]) -> ContextPlumbing | None:
+    ctx: ContextPlumbing | None = None
     for f in futures:
         if not isinstance(f, ServerDurableFuture):
             raise TerminalError("All futures must SDK created futures.")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +13,12 @@ import pyarrow as pa
 import pytest
 from store import NOW, Fixture
 
-from pyrestate.server.query import SqliteSnapshot, run_query
+from pyrestate.server.query import QueryError, SqliteSnapshot, run_query
 from pyrestate.server.query.encode import format_duration, format_timestamp, to_json_rows
 from pyrestate.server.query.journal import COMMAND_NAMES, NOTIFICATION_NAMES, journal_rows
 from pyrestate.server.query.runner import referenced_tables
+from pyrestate.server.query.tables import build_tables
+from pyrestate.server.storage.sqlite import SqliteStorage
 
 
 def query(store: Fixture, sql: str) -> pa.Table:
@@ -225,3 +229,42 @@ def test_json_formatting() -> None:
 )
 def test_only_referenced_tables_are_read(sql: str, tables: set[str]) -> None:
     assert referenced_tables(sql) == tables
+
+
+def test_consecutive_queries_see_their_own_snapshot(store: Fixture, tmp_path: Path) -> None:
+    """The DataFusion session is reused between queries; the view and tables must be each query's own."""
+    empty = tmp_path / "empty.sqlite"
+    storage = SqliteStorage(empty)
+    asyncio.run(storage.open())
+    asyncio.run(storage.close())
+    count = "SELECT count(*) AS n FROM sys_invocation"
+    full = rows(store, count)[0]["n"]
+    assert full == len(store.ids) > 0
+    assert json.loads(to_json_rows(run_query(SqliteSnapshot(empty, now_ms=NOW), count)))["rows"] == [{"n": 0}]
+    assert rows(store, count)[0]["n"] == full
+    # A failed query leaves nothing registered that the next one would trip over.
+    with pytest.raises(QueryError):
+        query(store, "SELECT nope FROM sys_invocation")
+    assert rows(store, "SELECT count(*) AS n FROM sys_invocation WHERE status = 'completed'")[0]["n"] > 0
+
+
+def test_unchanged_statuses_reuse_their_arrow_table(store: Fixture, tmp_path: Path) -> None:
+    def status_table(path: Path) -> pa.Table:
+        snap = SqliteSnapshot(path, now_ms=NOW)
+        try:
+            return build_tables(snap, ["sys_invocation_status"])["sys_invocation_status"]
+        finally:
+            snap.close()
+
+    first = status_table(store.path)
+    assert status_table(store.path) is first  # same stored statuses: the table built last time
+    fewer = tmp_path / "fewer.sqlite"
+    with sqlite3.connect(store.path) as src, sqlite3.connect(fewer) as dst:
+        src.backup(dst)
+        dst.execute(
+            "DELETE FROM invocation_status"
+            " WHERE invocation_id = (SELECT min(invocation_id) FROM invocation_status)"
+        )
+    assert status_table(fewer).num_rows == first.num_rows - 1
+    again = status_table(store.path)
+    assert again is not first and again.equals(first)

@@ -4,6 +4,9 @@ One attempt = one HTTP exchange. The attempt replays the stored journal after a 
 forwards notifications committed meanwhile while reading the SDK's commands. An inactivity timeout closes
 the request side (the SDK then suspends); the abort timeout bounds the time after that. Effects go to the
 partition in the order they were read, tagged with the attempt's epoch.
+
+This module schedules attempts (urgent and background queues, concurrency limits, retries' delays) and
+reports their effects; what an attempt sends and reads on its stream is in attempt.py.
 """
 
 from __future__ import annotations
@@ -11,39 +14,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote
 
-from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.errors import ErrorCode, MessageTooLarge, ProtocolError
-from pyrestate.protocol.framing import (
-    FrameDecoder,
-    MessageType,
-    encode_message,
-    encode_raw,
-)
-from pyrestate.protocol.ids import InvocationId
-from pyrestate.protocol.outcome import read_result
+from pyrestate.protocol.framing import encode_raw
 from pyrestate.protocol.versions import DEFAULT_SERVER_MAX_VERSION, invocation_content_type, negotiate
 from pyrestate.server import metrics, tracing
-from pyrestate.server.core_api import DeploymentRecord, ServiceSchema, as_outcome
+from pyrestate.server.core_api import DeploymentRecord, ServiceSchema
 from pyrestate.server.deployments import AddressPolicy, DeniedAddress
+from pyrestate.server.invoker.attempt import Attempt, AttemptFailure, exchange, first, start_payload
 from pyrestate.server.invoker.identity import RequestSigner
-from pyrestate.server.invoker.transport import DeploymentClient, InvocationStream, TransportError
+from pyrestate.server.invoker.transport import DeploymentClient, TransportError
 from pyrestate.server.partition.model import (
     AttemptEnded,
     AttemptFailed,
     Effect,
     InvokerEffect,
     PinDeployment,
-    ProposeRun,
-    SdkCommand,
     Suspend,
 )
 from pyrestate.server.storage.api import Storage
-from pyrestate.server.storage.records import InvocationStatus, Status, Waiting
+from pyrestate.server.storage.records import InvocationStatus, Status
 
 log = logging.getLogger(__name__)
 
@@ -92,32 +85,6 @@ class InvokerConfig:
     max_protocol_version: int = SERVER_MAX_PROTOCOL
 
 
-@dataclass
-class _Attempt:
-    invocation_id: str
-    epoch: int
-    known_entries: int
-    outbound: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
-    task: asyncio.Task[None] | None = None
-    slot: asyncio.TimerHandle | None = None  # set while the attempt counts as a running background one
-    heard_at: float = 0.0  # loop time the deployment last sent something (or the stream opened)
-    opened: bool = False  # its stream is open: waiting for a free stream before that is not being quiet
-    pin: PinDeployment | None = None  # reported with the attempt's first other effect
-    service: str = ""  # the target service, for the metrics
-    span: tracing.AttemptSpan | None = None  # only while tracing is on and the invocation is traced
-
-
-class _AttemptFailure(Exception):
-    def __init__(
-        self, code: int, message: str, delay_ms: int | None = None, *, terminal: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.delay_ms = delay_ms
-        self.terminal = terminal
-
-
 class Invoker:
     def __init__(
         self,
@@ -130,7 +97,7 @@ class Invoker:
         self._registry = registry
         self._submit = submit
         self._config = config
-        self._attempts: dict[str, _Attempt] = {}
+        self._attempts: dict[str, Attempt] = {}
         self._clients: dict[str, DeploymentClient] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._delayed: dict[str, asyncio.TimerHandle] = {}
@@ -236,7 +203,7 @@ class Invoker:
             return self._config.background_concurrency
         return self._config.concurrency_per_deployment
 
-    def _slot_expired(self, att: _Attempt, due: float) -> None:
+    def _slot_expired(self, att: Attempt, due: float) -> None:
         """Release the slot of an attempt whose deployment went quiet. Not when the loop itself stalled (a
         slow commit, a garbage collection): then the attempt had no chance to hear anything, and releasing
         every slot at once would start the whole backlog exactly when the process is overloaded."""
@@ -254,7 +221,7 @@ class Invoker:
             return
         att.slot = loop.call_later(delay, self._slot_expired, att, now + delay)
 
-    def _release(self, att: _Attempt) -> None:
+    def _release(self, att: Attempt) -> None:
         if att.slot is None:
             return
         att.slot.cancel()
@@ -339,7 +306,7 @@ class Invoker:
         state: list[tuple[bytes, bytes]] | None = None
         if st.target.key is not None:
             state = reader.get_all_state(st.target.service, st.target.key)
-        att = _Attempt(invocation_id, epoch, len(journal), service=st.target.service)
+        att = Attempt(invocation_id, epoch, len(journal), service=st.target.service)
         if st.trace is not None and tracing.sink is not None:
             if epoch == 1 and st.deployment_id is None:  # the first attempt: the invocation starts
                 tracing.sink.invocation_start(st)
@@ -360,7 +327,7 @@ class Invoker:
             # A done callback, not `finally`: a task cancelled before its first step never runs its body.
             att.task.add_done_callback(lambda _: self._release(att))
 
-    def _emit(self, att: _Attempt, effect: Effect) -> None:
+    def _emit(self, att: Attempt, effect: Effect) -> None:
         if isinstance(effect, AttemptFailed):
             metrics.attempt_failures.labels(att.service, str(effect.code)).inc()
         if att.span is not None:
@@ -374,7 +341,7 @@ class Invoker:
 
     async def _run(
         self,
-        att: _Attempt,
+        att: Attempt,
         st: InvocationStatus,
         journal: list[tuple[int, bytes]],
         state: list[tuple[bytes, bytes]] | None,
@@ -382,7 +349,7 @@ class Invoker:
         try:
             try:
                 await self._attempt(att, st, journal, state)
-            except _AttemptFailure as f:
+            except AttemptFailure as f:
                 self._emit(att, AttemptFailed(f.code, f.message, f.delay_ms, f.terminal))
             except TransportError as e:
                 self._emit(att, AttemptFailed(ErrorCode.UNAVAILABLE, f"transport error: {e}"))
@@ -417,24 +384,24 @@ class Invoker:
             self._clients[dp.id] = client
         return client
 
-    def _choose(self, att: _Attempt, st: InvocationStatus) -> tuple[DeploymentRecord, int, ServiceSchema]:
+    def _choose(self, att: Attempt, st: InvocationStatus) -> tuple[DeploymentRecord, int, ServiceSchema]:
         svc = self._registry.lookup_service(st.target.service)
         if svc is None:
-            raise _AttemptFailure(ErrorCode.NOT_FOUND, f"service '{st.target.service}' not found")
+            raise AttemptFailure(ErrorCode.NOT_FOUND, f"service '{st.target.service}' not found")
         dp = None
         if st.deployment_id is not None:
             dp = self._registry.get_deployment_record(st.deployment_id)
         if dp is None:
             dp = self._registry.get_deployment_record(svc.deployment_id)
         if dp is None:
-            raise _AttemptFailure(ErrorCode.UNAVAILABLE, f"no deployment for service '{st.target.service}'")
+            raise AttemptFailure(ErrorCode.UNAVAILABLE, f"no deployment for service '{st.target.service}'")
         version = st.protocol_version
         if version is None:
             negotiated = negotiate(
                 dp.min_protocol_version, dp.max_protocol_version, self._config.max_protocol_version
             )
             if negotiated is None:
-                raise _AttemptFailure(
+                raise AttemptFailure(
                     ErrorCode.INTERNAL,
                     f"deployment {dp.id} supports protocol versions "
                     f"{dp.min_protocol_version}..{dp.max_protocol_version} only",
@@ -446,14 +413,14 @@ class Invoker:
 
     async def _attempt(
         self,
-        att: _Attempt,
+        att: Attempt,
         st: InvocationStatus,
         journal: list[tuple[int, bytes]],
         state: list[tuple[bytes, bytes]] | None,
     ) -> None:
         key = st.target.key
         if key is not None and len(key.encode()) > self._config.key_size_limit:
-            raise _AttemptFailure(
+            raise AttemptFailure(
                 400,
                 f"the object key is {len(key.encode())} bytes long, over the limit of "
                 f"{self._config.key_size_limit} bytes (key-size-limit); not retried",
@@ -461,16 +428,16 @@ class Invoker:
             )
         dp, version, svc = self._choose(att, st)
         handler = svc.handlers.get(st.target.handler)
-        inactivity = _first(
+        inactivity = first(
             handler.inactivity_timeout_ms if handler else None,
             svc.inactivity_timeout_ms,
             self._config.inactivity_timeout_ms,
         )
-        abort = _first(
+        abort = first(
             handler.abort_timeout_ms if handler else None, svc.abort_timeout_ms, self._config.abort_timeout_ms
         )
         lazy = bool(
-            _first(
+            first(
                 handler.enable_lazy_state if handler else None,
                 svc.enable_lazy_state,
                 self._config.disable_eager_state,
@@ -478,32 +445,7 @@ class Invoker:
         )
         request_response = dp.use_http_11 or dp.protocol_mode == "REQUEST_RESPONSE" or inactivity == 0
 
-        start = pb.StartMessage()
-        iid = InvocationId.parse(st.invocation_id)
-        start.id = iid.to_bytes()
-        start.debug_id = st.invocation_id
-        start.known_entries = len(journal)
-        if st.target.key is not None:
-            start.key = st.target.key
-        if state is not None and not lazy:
-            for k, v in state:
-                start.state_map.add(key=k, value=v)
-        else:
-            start.partial_state = True
-        if st.retry_count:
-            start.retry_count_since_last_stored_entry = st.retry_count
-            since = st.last_entry_at or st.running_at or st.created_at
-            start.duration_since_last_stored_entry = max(0, int(time.time() * 1000) - since)
-        if version >= 6:
-            start.random_seed = st.random_seed
-        if version >= 7:  # Restate 1.7 sends the key the ingress gave (its generated ULID included)
-            if st.idempotency_key is not None:
-                start.idempotency_key = st.idempotency_key
-            if st.target.scope is not None:
-                start.scope = st.target.scope
-            if st.target.limit_key is not None:
-                start.limit_key = st.target.limit_key
-        payload = encode_message(start) + b"".join(encode_raw(ty, raw) for ty, raw in journal)
+        payload = start_payload(st, journal, state, version, lazy)
 
         ct = invocation_content_type(version)
         headers = [
@@ -521,7 +463,7 @@ class Invoker:
             try:  # checked again here: a name may resolve elsewhere than when it was registered
                 await self._config.address_policy.check(dp.uri)
             except DeniedAddress as e:
-                raise _AttemptFailure(403, e.message) from None
+                raise AttemptFailure(403, e.message) from None
             client = self._client(dp)
             stream = await client.open_stream(
                 "POST", f"/invoke/{st.target.service}/{st.target.handler}", headers
@@ -529,157 +471,19 @@ class Invoker:
             att.opened = True
             att.heard_at = asyncio.get_running_loop().time()
             try:
-                await self._exchange(
-                    att, stream, payload, request_response, inactivity / 1000, abort / 1000, ct
+                await exchange(
+                    att,
+                    stream,
+                    payload,
+                    request_response,
+                    inactivity / 1000,
+                    abort / 1000,
+                    ct,
+                    self._config.message_size_limit,
+                    lambda effect: self._emit(att, effect),
                 )
             finally:
                 await stream.aclose()
-
-    async def _exchange(
-        self,
-        att: _Attempt,
-        stream: InvocationStream,
-        payload: bytes,
-        request_response: bool,
-        inactivity_s: float,
-        abort_s: float,
-        ct: str,
-    ) -> None:
-        await stream.send(payload)
-        request_open = not request_response
-        if not request_open:
-            await stream.end_request()
-        loop = asyncio.get_running_loop()
-        last_activity = loop.time()
-        closed_at = last_activity
-
-        async def pump() -> None:
-            nonlocal last_activity
-            while True:
-                frame = await att.outbound.get()
-                await stream.send(frame)
-                last_activity = loop.time()
-
-        pump_task = loop.create_task(pump()) if request_open else None
-        try:
-            try:
-                status, resp_headers = await asyncio.wait_for(stream.response_head(), abort_s)
-            except TimeoutError:
-                raise _AttemptFailure(
-                    ErrorCode.INTERNAL,
-                    f"abort timeout: the deployment sent no response headers within {abort_s:g}s",
-                ) from None
-            if status != 200:
-                raise _AttemptFailure(
-                    status if status >= 400 else ErrorCode.INTERNAL, f"deployment answered HTTP {status}"
-                )
-            got_ct = next((v for k, v in resp_headers if k.lower() == "content-type"), None)
-            if got_ct is not None and got_ct.split(";")[0].strip() != ct:
-                raise _AttemptFailure(
-                    ErrorCode.INTERNAL, f"deployment answered with content-type {got_ct!r}, expected {ct!r}"
-                )
-            decoder = FrameDecoder(self._config.message_size_limit)
-            recv: asyncio.Future[bytes | None] = asyncio.ensure_future(stream.receive())
-            try:
-                while True:
-                    now = loop.time()
-                    timeout = (
-                        (last_activity + inactivity_s - now) if request_open else (closed_at + abort_s - now)
-                    )
-                    done, _ = await asyncio.wait({recv}, timeout=max(0.0, timeout))
-                    if not done:
-                        now = loop.time()
-                        if request_open and now >= last_activity + inactivity_s:
-                            request_open = False
-                            closed_at = now
-                            if pump_task is not None:
-                                pump_task.cancel()
-                            await stream.end_request()
-                        elif not request_open and now >= closed_at + abort_s:
-                            raise _AttemptFailure(
-                                ErrorCode.INTERNAL, "abort timeout: the deployment did not finish in time"
-                            )
-                        continue
-                    chunk = recv.result()
-                    if chunk is None:
-                        decoder.close()
-                        raise _AttemptFailure(
-                            ErrorCode.INTERNAL,
-                            "the deployment closed the stream without End, Suspension or Error",
-                        )
-                    last_activity = att.heard_at = loop.time()
-                    for frame in decoder.feed(chunk):
-                        if self._handle(att, frame.type, frame.message, frame.raw):
-                            return
-                    recv = asyncio.ensure_future(stream.receive())
-            finally:
-                if not recv.done():
-                    recv.cancel()
-                    with contextlib.suppress(BaseException):
-                        await recv
-        finally:
-            if pump_task is not None:
-                pump_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await pump_task
-
-    def _handle(self, att: _Attempt, ty: MessageType, message: object, raw: bytes) -> bool:
-        """Turn one SDK message into an effect; True when it ends the attempt."""
-        if ty.is_command:
-            if att.span is not None:
-                att.span.command(ty.name)
-            self._emit(att, SdkCommand(int(ty), raw))
-            return False
-        match message:
-            case pb.ProposeRunCompletionMessage():
-                written = read_result(message)
-                result = as_outcome(b"" if written is None else written)
-                self._emit(att, ProposeRun(message.result_completion_id, result))
-                return False
-            case pb.SuspensionMessage():
-                self._emit(att, Suspend(_waiting(message)))
-                return True
-            case pb.ErrorMessage():
-                text = message.message
-                if message.stacktrace:
-                    text = f"{text}\n{message.stacktrace}"
-                delay = message.next_retry_delay if message.HasField("next_retry_delay") else None
-                behavior = message.behavior  # V7: the handler asks to pause, or to fail for good
-                self._emit(
-                    att,
-                    AttemptFailed(
-                        message.code or ErrorCode.INTERNAL,
-                        text,
-                        delay,
-                        terminal=behavior == pb.FAIL,
-                        pause=behavior == pb.PAUSE,
-                    ),
-                )
-                return True
-            case pb.EndMessage():
-                self._emit(att, AttemptEnded())
-                return True
-            case pb.AwaitingOnMessage():
-                return False
-            case _:
-                raise ProtocolError(f"unexpected message {ty.name} from the deployment")
-
-
-def _waiting(message: pb.SuspensionMessage) -> Waiting:
-    """What a suspension waits for: V5/V6 lists, or (V7) the leaves of the awaited future tree. Any
-    leaf resumes the invocation; the SDK suspends again if its combinator is not satisfied yet."""
-    completions = list(message.waiting_completions)
-    signals = list(message.waiting_signals)
-    names = list(message.waiting_named_signals)
-    if message.HasField("awaiting_on"):
-        pending = [message.awaiting_on]
-        while pending:
-            future = pending.pop()
-            completions.extend(future.waiting_completions)
-            signals.extend(future.waiting_signals)
-            names.extend(future.waiting_named_signals)
-            pending.extend(future.nested_futures)
-    return Waiting(tuple(completions), tuple(signals), tuple(names))
 
 
 def _trace_effect(span: tracing.AttemptSpan, effect: Effect) -> None:
@@ -692,10 +496,3 @@ def _trace_effect(span: tracing.AttemptSpan, effect: Effect) -> None:
             span.failed(code, message)
         case _:
             pass
-
-
-def _first(*values: int | bool | None) -> int:
-    for v in values:
-        if v is not None:
-            return int(v)
-    return 0

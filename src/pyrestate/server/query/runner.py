@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -29,6 +30,9 @@ from pyrestate.server.core_api import QuerySnapshot
 from pyrestate.server.query.fastpath import match_status_count
 from pyrestate.server.query.schema import SYS_INVOCATION_VIEW, TABLE_SOURCES, table_names, table_schema
 from pyrestate.server.query.tables import build_tables
+
+if TYPE_CHECKING:
+    from datafusion import SessionContext, SQLOptions
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +158,21 @@ def _classify(error: Exception) -> QueryError:
     return QueryError(400 if bad_request else 500, PREFIX + text)
 
 
-def execute(tables: dict[str, pa.Table], sql: str, limits: QueryLimits) -> pa.Table:
-    """Blocking DataFusion execution over the given tables (every other table registered empty)."""
-    from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
+_SESSION_LOCK = threading.Lock()
 
-    check_read_only(sql)
-    check_shape(sql, limits)
-    deadline = time.monotonic() + limits.timeout_s
+
+@functools.cache
+def _empty_batch(name: str) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=table_schema(name))
+
+
+@functools.cache
+def _session(memory_bytes: int) -> SessionContext:
+    """One DataFusion session per memory bound, reused by every query of this process (one at a time):
+    queries cannot change it (no DDL, DML or statements are allowed). Each query registers its tables and
+    the view, and removes them when done."""
+    from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext
+
     config = (
         SessionConfig()
         .with_information_schema(True)
@@ -168,16 +180,36 @@ def execute(tables: dict[str, pa.Table], sql: str, limits: QueryLimits) -> pa.Ta
         .with_target_partitions(2)
         .with_batch_size(1024)
     )
-    runtime = RuntimeEnvBuilder().with_greedy_memory_pool(limits.memory_bytes).with_disk_manager_disabled()
-    ctx = SessionContext(config, runtime)
-    for name in table_names():
-        table = tables.get(name)
-        batches = table.to_batches() if table is not None and table.num_rows else []
-        if not batches:
-            batches = [pa.RecordBatch.from_pylist([], schema=table_schema(name))]
-        ctx.register_record_batches(name, [batches])
-    ctx.sql(SYS_INVOCATION_VIEW)
+    runtime = RuntimeEnvBuilder().with_greedy_memory_pool(memory_bytes).with_disk_manager_disabled()
+    return SessionContext(config, runtime)
+
+
+def execute(tables: dict[str, pa.Table], sql: str, limits: QueryLimits) -> pa.Table:
+    """Blocking DataFusion execution over the given tables (every other table registered empty)."""
+    from datafusion import SQLOptions
+
+    check_read_only(sql)
+    check_shape(sql, limits)
+    deadline = time.monotonic() + limits.timeout_s
     options = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)
+    with _SESSION_LOCK:
+        ctx = _session(limits.memory_bytes)
+        for name in table_names():
+            table = tables.get(name)
+            batches = table.to_batches() if table is not None and table.num_rows else []
+            ctx.register_record_batches(name, [batches or [_empty_batch(name)]])
+        # A view holds the tables it was made over, so it is made again over this query's tables.
+        ctx.sql(SYS_INVOCATION_VIEW)
+        try:
+            return _collect(ctx, sql, options, limits, deadline)
+        finally:  # this query's tables are not kept alive until the next one
+            for name in (*table_names(), "sys_invocation"):
+                ctx.deregister_table(name)
+
+
+def _collect(
+    ctx: SessionContext, sql: str, options: SQLOptions, limits: QueryLimits, deadline: float
+) -> pa.Table:
     try:
         df = ctx.sql_with_options(sql, options)
         schema = df.schema()
@@ -389,6 +421,13 @@ class QueryRunner:
             self._all.discard(w)
         w.kill()
 
+    def _prepare(self, snapshot: QuerySnapshot, sql: str) -> pa.Table | tuple[dict[str, pa.Table], _Worker]:
+        """Blocking, in one thread hop: the counted answer, or the query's tables and an idle worker."""
+        counted = status_count(snapshot, sql)
+        if counted is not None:
+            return counted
+        return load_tables(snapshot, sql), self._take()
+
     async def run(self, snapshot: QuerySnapshot, sql: str) -> pa.Table:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.limits.concurrency)
@@ -404,11 +443,10 @@ class QueryRunner:
             if remaining <= 0:
                 snapshot.close()
                 raise QueryError(500, _timeout_message(self.limits))
-            counted = await asyncio.to_thread(status_count, snapshot, sql)
-            if counted is not None:
-                return counted
-            tables = await asyncio.to_thread(load_tables, snapshot, sql)
-            worker = await asyncio.to_thread(self._take)
+            prepared = await asyncio.to_thread(self._prepare, snapshot, sql)
+            if isinstance(prepared, pa.Table):
+                return prepared
+            tables, worker = prepared
             limits = QueryLimits(
                 **{**asdict(self.limits), "timeout_s": max(deadline - time.monotonic(), 0.001)}
             )

@@ -389,11 +389,32 @@ BUILDERS: dict[str, Callable[[_Loaded], list[Row]]] = {
 }
 
 
+# The last sys_invocation_status table and the stored statuses it was built from, in scan order. Tools send
+# queries in bursts (the official CLI's `invocations list` sends three) over statuses that did not change in
+# between; converting thousands of rows to Arrow is most of such a query's cost.
+_LAST_STATUS_TABLE: tuple[list[bytes], pa.Table] | None = None
+
+
+def _status_table(data: _Loaded) -> pa.Table:
+    global _LAST_STATUS_TABLE
+    data.statuses()
+    stored = list(data.stored.values())
+    last = _LAST_STATUS_TABLE
+    if last is not None and last[0] == stored:
+        return last[1]
+    table = pa.Table.from_pylist(_sys_invocation_status(data), schema=table_schema("sys_invocation_status"))
+    _LAST_STATUS_TABLE = (stored, table)
+    return table
+
+
 def build_tables(snap: QuerySnapshot, names: Iterable[str]) -> dict[str, pa.Table]:
     """Arrow tables (with the official schemas) for the given table names, from one snapshot."""
     data = _Loaded(snap)
     out: dict[str, pa.Table] = {}
     for name in names:
+        if name == "sys_invocation_status":
+            out[name] = _status_table(data)
+            continue
         builder = BUILDERS.get(name)
         schema = table_schema(name)
         rows = builder(data) if builder is not None else []
