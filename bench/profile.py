@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--sdk", default="official")
+    ap.add_argument("--server", default="pyrestate", help="pyrestate, or pyrestate-w2 for --workers 2")
     ap.add_argument("--pyspy", action="store_true")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--out", type=Path, default=None, help="keep py-spy output here")
@@ -58,7 +59,7 @@ def main() -> None:
     a = parse_args(["--loadgen", "wrk"])
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        with running("pyrestate", p.sdk, base / "run") as (server, svc):
+        with running(p.server, p.sdk, base / "run") as (server, svc):
             for seq, name in enumerate(p.workloads.split(",")):
                 wl = WORKLOADS[name]
                 run_load(
@@ -90,6 +91,7 @@ def main() -> None:
                             "--output",
                             str(raw),
                             "--nonblocking",
+                            *(["--subprocesses"] if p.server != "pyrestate" else []),
                         ],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,

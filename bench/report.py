@@ -120,6 +120,7 @@ def render(doc: Mapping[str, Any], workloads: Mapping[str, _Labelled]) -> str:
                 f"{u['loadgen']['cpu_s']} | {u['loadgen']['peak_rss_mb']} | {r['host']['busy_pct']} |"
             )
         lines += _ratios(rows, workloads)
+        lines += _workers(rows, workloads)
         lines += _sends(rows)
         lines += _counters(rows, workloads)
     return "\n".join(lines) + "\n"
@@ -155,6 +156,29 @@ def _ratios(rows: list[Mapping[str, Any]], workloads: Mapping[str, _Labelled]) -
         )
     if not any(r["server"] == "pyrestate" for r in rows):
         out += ["", "No pyrestate point in this run, so no ratio (see the skip reason above)."]
+    return out
+
+
+def _workers(rows: list[Mapping[str, Any]], workloads: Mapping[str, _Labelled]) -> list[str]:
+    """`pyrestate server --workers 2` over one worker, where both ran."""
+    by = {(r["server"], r["workload"], r["conc"]): r for r in rows}
+    points = [(wl, c) for (srv, wl, c) in by if srv == "pyrestate-w2" and ("pyrestate", wl, c) in by]
+    if not points:
+        return []
+    out = [
+        "",
+        "### pyrestate --workers 2 / --workers 1, per point",
+        "",
+        "| workload | conc | req/s | p50 | server ms/req |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for wl, conc in sorted(points, key=lambda p: (list(workloads).index(p[0]), p[1])):
+        w2, w1 = by[("pyrestate-w2", wl, conc)], by[("pyrestate", wl, conc)]
+        out.append(
+            f"| {workloads[wl].label} | {conc} | {_ratio(w2['rps'], w1['rps'])} | "
+            f"{_ratio(w2['p50_ms'], w1['p50_ms'])} | "
+            f"{_ratio(w2['usage']['server']['ms_per_req'], w1['usage']['server']['ms_per_req'])} |"
+        )
     return out
 
 

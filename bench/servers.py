@@ -24,7 +24,8 @@ OFFICIAL_BIN = ROOT / ".cache/restate/node_modules/@restatedev/restate-server-li
 PYRESTATE_BIN = ROOT / ".venv/bin/pyrestate"
 HYPERCORN_CONFIG = BENCH_DIR / "hypercorn-bench.toml"
 
-SERVERS = ("official", "pyrestate")
+# "pyrestate-w2": `pyrestate server --workers 2` (partitions spread over two worker processes).
+SERVERS = ("official", "pyrestate", "pyrestate-w2")
 SDKS = ("official", "pyrestate")
 
 
@@ -108,7 +109,9 @@ def start_server(
         )
         version = _version([str(OFFICIAL_BIN), "--version"])
         durability = "defaults: replicated loglet (replication 1) on RocksDB with WAL fsync, group commit"
-    elif kind == "pyrestate":
+    elif kind == "pyrestate" or kind.startswith("pyrestate-w"):
+        if kind != "pyrestate":
+            extra_args = ["--workers", kind.removeprefix("pyrestate-w"), *extra_args]
         if not PYRESTATE_BIN.is_file():
             raise Unavailable(f"{PYRESTATE_BIN} missing (run `make` to create the venv)")
         argv = [

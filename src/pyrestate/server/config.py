@@ -78,6 +78,7 @@ class ServerConfig:
     # Storage backend: "sqlite" (in data_dir) or a postgresql:// URL (partitions owned through leases).
     storage: str = "sqlite"
     node_id: str | None = None  # this node's name in partition leases (PostgreSQL); default: host name
+    workers: int = 1  # processes sharing the partitions (pyrestate.server.cluster); 1: all in this one
     # Engine tuning without a flag. Sent invocations yield to a busy ingress (see invoker.service).
     concurrency_per_deployment: int = 1000
     background_concurrency: int = 2
@@ -423,6 +424,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("storage", "--storage", _storage, "sqlite, or a postgresql://… URL to run several nodes."),
     Option("node_id", "--node-id", str, "Name of this node in partition leases (default: host name)."),
+    Option("workers", "--workers", _positive_int, "Processes sharing the partitions (SQLite)."),
     Option(
         "query_memory_bytes",
         "--query-memory-size",

@@ -103,7 +103,19 @@ def server(config_file: str | None = None, **values: Any) -> None:
     from pyrestate.server.core_api import Unavailable
 
     try:
+        if cfg.workers > 1:  # a parent supervising worker processes, each serving app.run_server
+            from pyrestate.server.cluster.supervisor import run_supervisor
+
+            app.configure_logging(cfg)
+            sys.exit(run_supervisor(cfg))
+        if cfg.storage == "sqlite":
+            from pyrestate.server.cluster.layout import check_single_process
+
+            check_single_process(cfg.data_dir)
         app.main(cfg)
+    except server_config.ConfigError as e:  # e.g. a data dir laid out for another number of workers
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)
     except Unavailable as e:  # e.g. a data dir that cannot be written, locked or damaged
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -163,6 +163,12 @@ class EngineCore(Registry):
         # Bumped when a failed commit dropped queued commands: ingestion begun before must start over.
         self.ingest_epoch = 0
         self.subscriptions: Any = None  # subscriptions.service.SubscriptionService, once started
+        # Set by a worker of a multi-process server (pyrestate.server.cluster): outbox messages to
+        # partitions outside `local_partitions` go to `outbound`, and `on_committed` sees every batch.
+        self.local_partitions: range | None = None
+        self.outbound: Callable[[int, int, Command], None] | None = None
+        self.on_committed: Callable[[list[tuple[int, Command]]], None] | None = None
+        self.on_commit_failure: Callable[[], None] | None = None
 
     # ================================================================== lifecycle
 
@@ -178,7 +184,12 @@ class EngineCore(Registry):
         self._rules = RuleBook.from_bytes(reader.get_rule_book())
         # One command loop for all partitions: a batch spanning many partitions is one commit.
         shared = CommandLoop(
-            self.storage, self._context, self._perform, self._fail_token, self._recover_after_commit_failure
+            self.storage,
+            self._context,
+            self._perform,
+            self._fail_token,
+            self._recover_after_commit_failure,
+            on_committed=self.on_committed,
         )
         self._partitions = [
             PartitionProcessor(p, self.storage, self._context, self._perform, self._fail_token, shared)
@@ -191,7 +202,7 @@ class EngineCore(Registry):
             p.start()
         self.timers.start()
         self._started = True
-        metrics.gauges.partitions_owned = lambda: len(self._partitions)
+        metrics.gauges.partitions_owned = lambda: len(self.local_partitions or self._partitions)
         metrics.gauges.timers_in_memory = lambda: len(self.timers)
         metrics.gauges.attempts_running = lambda: self.invoker.running
         from pyrestate.server.subscriptions.service import SubscriptionService
@@ -211,7 +222,7 @@ class EngineCore(Registry):
         reader = self.storage.reader()
         for p in self._partitions:
             for seq, payload in reader.list_outbox(p.partition):
-                p.submit(Deliver(seq, command_from_json(payload)))
+                self._deliver(p.partition, seq, command_from_json(payload))
         self.timers.reload()
         for p in self._partitions:
             p.submit(ReviewLimits())  # waiting invocations that fit now (rules changed before a crash)
@@ -230,6 +241,8 @@ class EngineCore(Registry):
         # from storage. Their replacements replay the committed journal, like after a crash.
         self.ingest_epoch += 1
         self.invoker.abort_all()
+        if self.on_commit_failure is not None:
+            self.on_commit_failure()
         try:
             self._recover_from_storage()
         except Exception:  # storage unreadable too: the next failing commit will try again
@@ -265,6 +278,14 @@ class EngineCore(Registry):
 
     def _submit(self, partition: int, command: Command) -> None:
         self._partitions[partition].submit(command)
+
+    def _deliver(self, partition: int, seq: int, command: Command) -> None:
+        """A committed outbox message: applied here, or handed to the owner process of its partition."""
+        local = self.local_partitions
+        if self.outbound is not None and local is not None and partition not in local:
+            self.outbound(partition, seq, command)
+            return
+        self._partitions[partition].submit(Deliver(seq, command))
 
     def _new_token(self) -> tuple[int, asyncio.Future[Any]]:
         token = next(self._token_ids)
@@ -309,7 +330,7 @@ class EngineCore(Registry):
                 if token_fut is not None and not token_fut.done():
                     token_fut.set_result(v)
             case SendToPartition(partition=p, seq=s, command=c):
-                self._submit(p, Deliver(s, c))
+                self._deliver(p, s, c)
             case _:
                 assert_never(action)
 
@@ -363,22 +384,39 @@ class EngineCore(Registry):
             svc.name, handler.name, t.key if keyed else None, svc.ty, handler.ty, t.scope, limit_key
         )
 
-    def _request_for(self, invocation: IngressInvocation, delay_ms: int | None) -> InvocationRequest:
+    def invocation_id_for(self, invocation: IngressInvocation) -> tuple[IngressInvocation, str]:
+        """The id an ingress invocation gets, and the invocation with its idempotency key filled in (a
+        generated one when absent), so that whichever process applies it derives the same id."""
+        ikey, iid = self._id_for(invocation, self._target(invocation)[1])
+        if ikey is not None and ikey != invocation.idempotency_key:
+            invocation = dataclasses.replace(invocation, idempotency_key=ikey)
+        return invocation, iid
+
+    @staticmethod
+    def _id_for(invocation: IngressInvocation, target: Target) -> tuple[str | None, str]:
+        """(idempotency key, invocation id); no key for a workflow run."""
+        if target.workflow_run:
+            return None, str(InvocationId.for_workflow_run(target.service, target.key or ""))
+        ikey = invocation.idempotency_key or new_ulid_text()
+        iid = InvocationId.for_idempotent_request(target.service, target.handler, ikey, target.key)
+        if target.scope is not None and target.key is None:
+            # As Restate places a scoped service invocation: the scope is its partition key.
+            iid = InvocationId(partition_key_for_key(target.scope), iid.uuid)
+        return ikey, str(iid)
+
+    def _request_for(
+        self, invocation: IngressInvocation, delay_ms: int | None, iid: str | None = None
+    ) -> InvocationRequest:
         _, target = self._target(invocation)
         ikey: str | None
-        if target.workflow_run:
-            ikey = None
-            iid = InvocationId.for_workflow_run(target.service, target.key or "")
-        else:
-            ikey = invocation.idempotency_key or new_ulid_text()
-            iid = InvocationId.for_idempotent_request(target.service, target.handler, ikey, target.key)
-            if target.scope is not None and target.key is None:
-                # As Restate places a scoped service invocation: the scope is its partition key.
-                iid = InvocationId(partition_key_for_key(target.scope), iid.uuid)
+        if iid is None:
+            ikey, iid = self._id_for(invocation, target)
+        else:  # routed here by a worker that derived both (`invocation_id_for`)
+            ikey = None if target.workflow_run else invocation.idempotency_key
         ctx = self._context(0)
         now = self.clock.now_ms()
         return InvocationRequest(
-            invocation_id=str(iid),
+            invocation_id=iid,
             target=target,
             body=invocation.body,
             headers=invocation.headers,
@@ -398,8 +436,10 @@ class EngineCore(Registry):
             return Success(outcome.value, None)
         return outcome
 
-    async def call(self, invocation: IngressInvocation) -> InvocationResult:
-        req = self._request_for(invocation, None)
+    async def call(
+        self, invocation: IngressInvocation, *, invocation_id: str | None = None
+    ) -> InvocationResult:
+        req = self._request_for(invocation, None, invocation_id)
         iid = req.invocation_id
         waiter = self._add_waiter(iid)
         try:
@@ -450,8 +490,8 @@ class EngineCore(Registry):
         self._submit(partition_of(iid, self.config.partitions), Ingest(req, producer, seq, token))
         return fut
 
-    async def send(self, invocation: IngressInvocation) -> SendReceipt:
-        req = self._request_for(invocation, invocation.delay_ms)
+    async def send(self, invocation: IngressInvocation, *, invocation_id: str | None = None) -> SendReceipt:
+        req = self._request_for(invocation, invocation.delay_ms, invocation_id)
         with self.invoker.ingress_accepting():
             reply = await self._request(
                 partition_of(req.invocation_id, self.config.partitions), lambda token: Invoke(req, token)
@@ -676,6 +716,10 @@ class EngineCore(Registry):
         txn = self.storage.begin()
         txn.put_rule_book(book.to_bytes())
         await self.storage.commit(txn)
+        self.adopt_rules(book)
+
+    def adopt_rules(self, book: RuleBook) -> None:
+        """Use a rule book that is stored already, and let every partition start what fits under it."""
         self._rules = book
         if self._started:
             for p in self._partitions:

@@ -175,10 +175,13 @@ class PatchState:
 
 @dataclass(frozen=True, slots=True)
 class Deliver:
-    """An outbox message reaches its partition: the row is deleted atomically with applying `inner`."""
+    """An outbox message reaches its partition: the row is deleted atomically with applying `inner`.
+    `remote`: it came from another process (whose outbox keeps the row until this commit is acknowledged);
+    applied at most once per (source partition, sequence number)."""
 
     seq: int
     inner: Command
+    remote: bool = False
 
 
 @dataclass(frozen=True, slots=True)

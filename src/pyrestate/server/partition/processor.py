@@ -62,8 +62,13 @@ class CommandLoop:
         perform: Callable[[Action], None],
         fail_reply: Callable[[int, BaseException], None],
         on_commit_failure: Callable[[], None] | None = None,
+        *,
+        on_committed: Callable[[list[tuple[int, Command]]], None] | None = None,
     ) -> None:
         self._storage = storage
+        # Told of every command of a committed batch that applied without error (acknowledges remote
+        # deliveries to their sender).
+        self._on_committed = on_committed
         self._context = context
         self._perform = perform
         self._fail_reply = fail_reply
@@ -111,6 +116,7 @@ class CommandLoop:
         txn = self._storage.begin()
         contexts: dict[int, ApplyContext] = {}
         actions: list[Action] = []
+        failed: set[int] = set()  # ids of the commands rolled back
         for partition, cmd in batch:
             ctx = contexts.get(partition)
             if ctx is None:
@@ -121,6 +127,7 @@ class CommandLoop:
             except Exception as e:
                 log.exception("partition %d: applying %s failed", partition, type(cmd).__name__)
                 txn.rollback_to(savepoint)
+                failed.add(id(cmd))
                 token = _reply_token(cmd)
                 if token is not None:
                     self._fail_reply(token, e)
@@ -148,6 +155,8 @@ class CommandLoop:
         metrics.commit_batch.observe(len(batch))
         self.applied += len(batch)
         self.batches += 1
+        if self._on_committed is not None:
+            self._on_committed([pc for pc in batch if id(pc[1]) not in failed] if failed else batch)
         for action in actions:
             try:
                 self._perform(action)

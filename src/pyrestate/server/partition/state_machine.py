@@ -81,11 +81,24 @@ def _dispatch(a: Apply, command: Command) -> None:
             state.on_patch_state(a, command)
         case ReviewLimits():
             a.review_limits()
-        case Deliver(seq=seq, inner=inner):
+        case Deliver(seq=seq, inner=inner, remote=remote):
+            if remote and not _first_delivery(a, seq):
+                return
             a.txn.delete_outbox(a.ctx.partition, seq)
             _dispatch(a, inner)
         case _:
             assert_never(command)
+
+
+def _first_delivery(a: Apply, seq: int) -> bool:
+    """A sender resends until acknowledged, in its commit order: anything at or below the high-water mark
+    of its source partition was applied before. The mark is written in the same commit as the message."""
+    name = f"in_hwm_{seq & 0xFFFF}"
+    counter = seq >> 16
+    if counter <= (a.txn.get_fsm(a.ctx.partition, name) or 0):
+        return False
+    a.txn.put_fsm(a.ctx.partition, name, counter)
+    return True
 
 
 def _on_effect(a: Apply, cmd: InvokerEffect) -> None:
