@@ -86,8 +86,13 @@ class FaultEnv:
 def fault_env(sdk: str, tmp_path: Path) -> Iterator[FaultEnv]:
     side_file = tmp_path / "steps.tsv"
     runtime = make_runtime(RUNTIME, CONFIG, data_dir=tmp_path / "runtime", log_dir=tmp_path)
-    app = ServiceApp("faults_services:app", env={"PYRESTATE_SDK": sdk, "FAULTS_SIDE_FILE": str(side_file)},
-                     log_dir=tmp_path, name=f"sdk-{sdk}", pythonpath=[HERE])
+    app = ServiceApp(
+        "faults_services:app",
+        env={"PYRESTATE_SDK": sdk, "FAULTS_SIDE_FILE": str(side_file)},
+        log_dir=tmp_path,
+        name=f"sdk-{sdk}",
+        pythonpath=[HERE],
+    )
     try:
         runtime.start()
         app.start()

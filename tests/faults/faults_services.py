@@ -8,7 +8,6 @@ Every ctx.run step appends `exec`/`seen` records to the file named by FAULTS_SID
 step re-executed before its result was recorded (allowed) from a recorded result that changed (forbidden).
 """
 
-
 import asyncio
 import importlib
 import json
@@ -141,15 +140,21 @@ async def _interpret(ctx: Any, layer: int, program: dict[str, Any]) -> None:
                 _record(BAD, f"{where} echo: {got!r} != {cmd['value']!r}")
         elif kind in ("run", "run_flaky"):
             token = f"{invocation}/{i}"
-            value = await ctx.run_typed("step", _step, restate.RunOptions(type_hint=str),
-                                        token=token, failures=cmd.get("failures", 0))
+            value = await ctx.run_typed(
+                "step", _step, restate.RunOptions(type_hint=str), token=token, failures=cmd.get("failures", 0)
+            )
             _record(SEEN, token, value)
         elif kind == "increment_indirect":
             ctx.generic_send(HELPER, "incrementIndirectly", _json({"layer": layer, "key": ctx.key()}))
         elif kind == "increment_delayed":
             program_of_one = {"pid": f"{program['pid']}#{i}", "commands": [{"kind": "increment"}]}
-            ctx.generic_send(me, "interpret", _json(program_of_one), key=ctx.key(),
-                             send_delay=timedelta(milliseconds=cmd["ms"]))
+            ctx.generic_send(
+                me,
+                "interpret",
+                _json(program_of_one),
+                key=ctx.key(),
+                send_delay=timedelta(milliseconds=cmd["ms"]),
+            )
         elif kind in ("awakeable", "increment_awakeable"):
             awakeable_id, fut = ctx.awakeable(type_hint=str)
             expected = f"{invocation}/{i}"
@@ -163,8 +168,9 @@ async def _interpret(ctx: Any, layer: int, program: dict[str, Any]) -> None:
             await ctx.generic_call(object_name(layer + 1), "interpret", _json(cmd["program"]), key=cmd["key"])
         elif kind == "send_next":
             delay = timedelta(milliseconds=cmd["ms"]) if cmd.get("ms") else None
-            ctx.generic_send(object_name(layer + 1), "interpret", _json(cmd["program"]), key=cmd["key"],
-                             send_delay=delay)
+            ctx.generic_send(
+                object_name(layer + 1), "interpret", _json(cmd["program"]), key=cmd["key"], send_delay=delay
+            )
         else:
             raise restate.TerminalError(f"unknown command {kind!r}", status_code=400)
 

@@ -46,7 +46,8 @@ def test_chaos_counter(sdk: str, tmp_path: Path) -> None:
                         client.close()
                         client = httpx.Client(timeout=5.0)  # no pooled socket to a dead process
                     assert time.monotonic() - began < RECOVERY, (
-                        f"key {key} not acknowledged within {RECOVERY}s; {dict(outcomes)}\n{env.log_tails()}")
+                        f"key {key} not acknowledged within {RECOVERY}s; {dict(outcomes)}\n{env.log_tails()}"
+                    )
                     time.sleep(0.05)
                 value = r.json()
                 if value != acked + 1:
@@ -64,9 +65,11 @@ def test_chaos_counter(sdk: str, tmp_path: Path) -> None:
             lost = max(lost, acked - final)
         elif final > acked:
             duplicated = max(duplicated, final - acked)
-        summary(f"chaos-counter sdk={sdk} seed={SEED} acknowledged={acked} crashes={nemesis.crashes} "
-                f"lost={lost} duplicated={duplicated} final={final} faults=[{nemesis.summary()}] "
-                f"attempts={dict(outcomes)}")
+        summary(
+            f"chaos-counter sdk={sdk} seed={SEED} acknowledged={acked} crashes={nemesis.crashes} "
+            f"lost={lost} duplicated={duplicated} final={final} faults=[{nemesis.summary()}] "
+            f"attempts={dict(outcomes)}"
+        )
         assert not nemesis.errors, nemesis.errors
         assert not wrong, wrong[:20]
         assert lost == 0 and duplicated == 0

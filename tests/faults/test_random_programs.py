@@ -60,8 +60,11 @@ async def _submit(url: str, subs: list[Submission], outcomes: Counter[str], spre
                 began = time.monotonic()
                 while True:
                     try:
-                        r = await client.post(f"{url}/FaultsL0/{s.key}/interpret/send", json=s.program,
-                                              headers={"idempotency-key": s.idempotency_key})
+                        r = await client.post(
+                            f"{url}/FaultsL0/{s.key}/interpret/send",
+                            json=s.program,
+                            headers={"idempotency-key": s.idempotency_key},
+                        )
                         outcomes[str(r.status_code)] += 1
                         if r.status_code == 202:
                             acked += 1
@@ -81,8 +84,9 @@ async def _submit(url: str, subs: list[Submission], outcomes: Counter[str], spre
 
 
 def _read_state(admin: Admin) -> tuple[Counter[tuple[int, str]], dict[tuple[int, str, str], str]]:
-    rows = admin.query(f"SELECT service_name, service_key, key, value_utf8 FROM state "
-                       f"WHERE service_name IN ({SERVICES_SQL})")
+    rows = admin.query(
+        f"SELECT service_name, service_key, key, value_utf8 FROM state WHERE service_name IN ({SERVICES_SQL})"
+    )
     counters: Counter[tuple[int, str]] = Counter()
     state: dict[tuple[int, str, str], str] = {}
     for row in rows:
@@ -95,8 +99,9 @@ def _read_state(admin: Admin) -> tuple[Counter[tuple[int, str]], dict[tuple[int,
     return counters, state
 
 
-def _difference(model: Model, counters: Counter[tuple[int, str]],
-                state: dict[tuple[int, str, str], str]) -> tuple[int, list[str]]:
+def _difference(
+    model: Model, counters: Counter[tuple[int, str]], state: dict[tuple[int, str, str], str]
+) -> tuple[int, list[str]]:
     """Distance to the model (0 = equal) and a readable list of the differences."""
     diffs = []
     total = 0
@@ -108,8 +113,10 @@ def _difference(model: Model, counters: Counter[tuple[int, str]],
     for entry in sorted(set(model.state) | set(state)):
         if model.state.get(entry) != state.get(entry):
             total += 1
-            diffs.append(f"state L{entry[0]}/{entry[1]}/{entry[2]}: {state.get(entry)!r} "
-                         f"(model {model.state.get(entry)!r})")
+            diffs.append(
+                f"state L{entry[0]}/{entry[1]}/{entry[2]}: {state.get(entry)!r} "
+                f"(model {model.state.get(entry)!r})"
+            )
     return total, diffs
 
 
@@ -132,23 +139,28 @@ def _stuck_dump(admin: Admin, limit: int = 25) -> str:
     lines.append(f"{len(pending)} invocations not completed")
     for inv in pending[:limit]:
         # Null columns are left out of JSON rows, hence .get().
-        lines.append(f"- {inv['id']} {inv.get('target')} status={inv.get('status')} "
-                     f"journal={inv.get('journal_size')} retries={inv.get('retry_count')} "
-                     f"waiting={inv.get('suspended_waiting_for_completions')} "
-                     f"signals={inv.get('suspended_waiting_for_signals')} "
-                     f"failure={inv.get('last_failure')!r}")
+        lines.append(
+            f"- {inv['id']} {inv.get('target')} status={inv.get('status')} "
+            f"journal={inv.get('journal_size')} retries={inv.get('retry_count')} "
+            f"waiting={inv.get('suspended_waiting_for_completions')} "
+            f"signals={inv.get('suspended_waiting_for_signals')} "
+            f"failure={inv.get('last_failure')!r}"
+        )
         try:
             entries = admin.query(
                 "SELECT index, entry_type, name, completed, invoked_target, sleep_wakeup_at "
-                f"FROM sys_journal WHERE id = '{inv['id']}' ORDER BY index")
+                f"FROM sys_journal WHERE id = '{inv['id']}' ORDER BY index"
+            )
         except (AdminError, httpx.TransportError) as err:
             lines.append(f"    journal unavailable: {err!r}")
             continue
         open_entries = [x for x in entries if x.get("completed") is False]
         for entry in open_entries or entries[-3:]:
-            lines.append(f"    #{entry['index']} {entry.get('entry_type')} {entry.get('name') or ''} "
-                         f"completed={entry.get('completed')} target={entry.get('invoked_target')} "
-                         f"wakeup={entry.get('sleep_wakeup_at')}")
+            lines.append(
+                f"    #{entry['index']} {entry.get('entry_type')} {entry.get('name') or ''} "
+                f"completed={entry.get('completed')} target={entry.get('invoked_target')} "
+                f"wakeup={entry.get('sleep_wakeup_at')}"
+            )
     return "\n".join(lines)
 
 
@@ -173,7 +185,9 @@ def _converge(env: FaultEnv, model: Model) -> tuple[float, list[str]]:
             if time.monotonic() - best_at > STUCK_AFTER:
                 return time.monotonic() - began, [
                     f"stuck: no progress for {STUCK_AFTER}s, {total} away from the model, {pending} pending",
-                    *diffs[:30], _stuck_dump(admin)]
+                    *diffs[:30],
+                    _stuck_dump(admin),
+                ]
             time.sleep(1.0)
 
 
@@ -201,13 +215,15 @@ def test_random_programs_match_model(sdk: str, tmp_path: Path) -> None:
         lost = sum(max(0, model.counters[o] - counters.get(o, 0)) for o in model.counters)
         state_mismatches = sum(1 for e in set(model.state) | set(state) if model.state.get(e) != state.get(e))
         extra = sum(max(0, counters[o] - model.counters.get(o, 0)) for o in counters)
-        summary(f"random-programs sdk={sdk} seed={SEED} acknowledged={acked} "
-                f"commands={count_commands(subs)} increments={sum(model.counters.values())} "
-                f"crashes={nemesis.crashes} lost={lost} duplicated={len(steps.duplicated)} "
-                f"double-applied={extra} state-mismatches={state_mismatches} steps={steps.steps} "
-                f"step-executions={steps.executions} "
-                f"re-executed-before-ack={steps.reexecuted} converged-in={took:.1f}s "
-                f"faults=[{nemesis.summary()}] sends={dict(outcomes)}")
+        summary(
+            f"random-programs sdk={sdk} seed={SEED} acknowledged={acked} "
+            f"commands={count_commands(subs)} increments={sum(model.counters.values())} "
+            f"crashes={nemesis.crashes} lost={lost} duplicated={len(steps.duplicated)} "
+            f"double-applied={extra} state-mismatches={state_mismatches} steps={steps.steps} "
+            f"step-executions={steps.executions} "
+            f"re-executed-before-ack={steps.reexecuted} converged-in={took:.1f}s "
+            f"faults=[{nemesis.summary()}] sends={dict(outcomes)}"
+        )
         assert not nemesis.errors, nemesis.errors
         assert acked == len(subs)
         assert not problems, "\n".join(problems) + "\n" + env.log_tails(40)

@@ -37,8 +37,9 @@ def _classify(outcome: httpx.Response | Exception) -> str:
     return "info"
 
 
-async def _workload(url: str, clients: int, run_for: float, history: SetHistory,
-                    outcomes: Counter[str]) -> None:
+async def _workload(
+    url: str, clients: int, run_for: float, history: SetHistory, outcomes: Counter[str]
+) -> None:
     elements = itertools.count()
     stop_at = time.monotonic() + run_for
 
@@ -98,12 +99,14 @@ def test_set_acknowledged_adds_survive(sdk: str, tmp_path: Path) -> None:
         time.sleep(1.0)
         final = frozenset(call_until_ok(f"{env.ingress_url}/FaultsSet/s/get", None))
         report = check_set(history, final)
-        summary(f"set-workload sdk={sdk} seed={SEED} acknowledged={report.acked} crashes={nemesis.crashes} "
-                f"lost={len(report.lost)} duplicated=0 unexpected={len(report.unexpected)} "
-                f"stale-reads={len(report.stale_reads)} reads={len(history.reads)} "
-                f"refused={len(history.fail)} indeterminate={len(history.info)} "
-                f"(present {report.indeterminate_present}, absent {report.indeterminate_absent}) "
-                f"faults=[{nemesis.summary()}] outcomes={dict(outcomes)}")
+        summary(
+            f"set-workload sdk={sdk} seed={SEED} acknowledged={report.acked} crashes={nemesis.crashes} "
+            f"lost={len(report.lost)} duplicated=0 unexpected={len(report.unexpected)} "
+            f"stale-reads={len(report.stale_reads)} reads={len(history.reads)} "
+            f"refused={len(history.fail)} indeterminate={len(history.info)} "
+            f"(present {report.indeterminate_present}, absent {report.indeterminate_absent}) "
+            f"faults=[{nemesis.summary()}] outcomes={dict(outcomes)}"
+        )
         assert not nemesis.errors, nemesis.errors
         assert report.lost == [], f"acknowledged adds missing: {report.lost[:20]}"
         assert report.unexpected == [], f"never attempted or refused, yet present: {report.unexpected[:20]}"

@@ -400,4 +400,3 @@ def test_regression_admin_unicode_digit_version_prefix(fuzz_env: Env) -> None:
 def test_regression_overlong_duration_in_service_patch_is_422(fuzz_env: Env) -> None:
     r = fuzz_env.admin.patch("/services/FuzzScratch", json={"inactivity_timeout": "1" * 5000 + "s"})
     assert r.status_code == 422, r.text
-

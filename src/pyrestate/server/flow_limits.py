@@ -116,6 +116,11 @@ class PreconditionFailed(Exception):
     def __init__(self, kind: str, pattern: str, actual: int | None) -> None:
         have = "None" if actual is None else f"Some(v{actual})"
         super().__init__(f"rule precondition {kind} for pattern {pattern} failed (actual version: {have})")
+        self.kind, self.pattern, self.actual = kind, pattern, actual
+
+    def __reduce__(self) -> tuple[type[PreconditionFailed], tuple[str, str, int | None]]:
+        # Raised on worker 0 and answered by the worker the request reached: it crosses a process.
+        return PreconditionFailed, (self.kind, self.pattern, self.actual)
 
 
 def _check(kind: str, expected: int | None, pattern: str, current: Rule | None) -> None:

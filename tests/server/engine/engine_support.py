@@ -23,6 +23,7 @@ from pyrestate.testing.process import ManagedProcess, free_port
 
 HERE = Path(__file__).parent
 
+
 async def register(core: EngineCore, url: str, *, use_http_11: bool = False) -> str:
     resp = await discover(url, use_http_11=use_http_11)
     parsed = parse_manifest(resp.manifest, version=resp.manifest_version)

@@ -97,7 +97,10 @@ async def test_type_change_needs_force_or_breaking(engine: EngineCore) -> None:
     assert result.created
     new = engine.lookup_service("Obj")
     assert new is not None and (new.ty, new.revision, new.deployment_id) == (
-        ServiceType.SERVICE, 2, result.deployment.id)
+        ServiceType.SERVICE,
+        2,
+        result.deployment.id,
+    )
     # Plain was not part of v2: it stays on v1.
     v1 = (await engine.list_deployments())[0]
     assert current(engine, "Plain").deployment_id == v1.id

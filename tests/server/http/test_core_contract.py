@@ -76,9 +76,7 @@ async def registration(url: str, **kw: bool) -> DeploymentRegistration:
     )
 
 
-def inv(
-    service: str, handler: str, body: object, key: str | None = None, **kw: object
-) -> IngressInvocation:
+def inv(service: str, handler: str, body: object, key: str | None = None, **kw: object) -> IngressInvocation:
     return IngressInvocation(InvocationTarget(service, handler, key), json.dumps(body).encode(), JSON, **kw)  # type: ignore[arg-type]
 
 

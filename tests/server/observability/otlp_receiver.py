@@ -80,16 +80,25 @@ class OtlpReceiver:
             res = {a.key: _value(a.value) for a in rs.resource.attributes}
             for ss in rs.scope_spans:
                 for s in ss.spans:
-                    out.append(Span(
-                        name=s.name, trace_id=s.trace_id.hex(), span_id=s.span_id.hex(),
-                        parent_id=s.parent_span_id.hex(), kind=KINDS.get(s.kind, str(s.kind)),
-                        attributes={a.key: _value(a.value) for a in s.attributes},
-                        service_name=str(res.get("service.name", "")), scope=ss.scope.name,
-                        start_ns=s.start_time_unix_nano, end_ns=s.end_time_unix_nano,
-                        status_code=s.status.code,
-                        events=[(e.name, {a.key: _value(a.value) for a in e.attributes}) for e in s.events],
-                        links=[(lk.trace_id.hex(), lk.span_id.hex()) for lk in s.links],
-                    ))
+                    out.append(
+                        Span(
+                            name=s.name,
+                            trace_id=s.trace_id.hex(),
+                            span_id=s.span_id.hex(),
+                            parent_id=s.parent_span_id.hex(),
+                            kind=KINDS.get(s.kind, str(s.kind)),
+                            attributes={a.key: _value(a.value) for a in s.attributes},
+                            service_name=str(res.get("service.name", "")),
+                            scope=ss.scope.name,
+                            start_ns=s.start_time_unix_nano,
+                            end_ns=s.end_time_unix_nano,
+                            status_code=s.status.code,
+                            events=[
+                                (e.name, {a.key: _value(a.value) for a in e.attributes}) for e in s.events
+                            ],
+                            links=[(lk.trace_id.hex(), lk.span_id.hex()) for lk in s.links],
+                        )
+                    )
         with self._lock:
             self.requests += 1
             self.spans.extend(out)

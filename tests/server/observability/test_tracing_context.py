@@ -13,7 +13,9 @@ TRACE = "0af7651916cd43dd8448eb211c80319c"
 def test_traceparent_parsing() -> None:
     assert tracing.parse_traceparent(f"00-{TRACE}-b7ad6b7169203331-01") == (TRACE, "b7ad6b7169203331", "01")
     assert tracing.parse_traceparent(f" 00-{TRACE.upper()}-B7AD6B7169203331-00 ") == (
-        TRACE, "b7ad6b7169203331", "00"
+        TRACE,
+        "b7ad6b7169203331",
+        "00",
     )
     # a later version may append fields; version 00 may not
     assert tracing.parse_traceparent(f"01-{TRACE}-b7ad6b7169203331-01-extra") is not None
@@ -65,6 +67,8 @@ def test_tracing_endpoint_option() -> None:
     assert from_values({}).tracing_endpoint is None
     http = "otlp+http://127.0.0.1:4318/v1/traces"
     assert from_values({"tracing_endpoint": http}).tracing_endpoint == http
-    assert from_values({"tracing_endpoint": "http://127.0.0.1:4317"}).tracing_endpoint == "http://127.0.0.1:4317"
+    assert (
+        from_values({"tracing_endpoint": "http://127.0.0.1:4317"}).tracing_endpoint == "http://127.0.0.1:4317"
+    )
     with pytest.raises(ConfigError, match=r"--tracing-endpoint.*otlp\+http"):
         from_values({"tracing_endpoint": "zipkin://127.0.0.1:9411"})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pyrestate.server.query.source import Rows, SqliteSnapshot
 
-SHARED_TABLES = frozenset({"deployments", "services"})
+SHARED_TABLES = frozenset({"deployments", "services", "limit_rules"})
 
 
 class UnionSnapshot:
