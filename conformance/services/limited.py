@@ -1,7 +1,7 @@
 """Service of the flow-control scenarios: Limited.work sleeps (in the handler, so the invocation keeps
 running) and counts how many of its invocations run at once in this process; Limited.stats reads the count
 and the order in which invocations entered; Limited.nap sleeps durably (it suspends in the suspending
-profile)."""
+profile); Limited.flaky fails its first attempts."""
 
 import asyncio
 from datetime import timedelta
@@ -22,6 +22,16 @@ async def work(ctx: restate.Context, req: dict[str, Any]) -> int:
         await asyncio.sleep(req.get("ms", 100) / 1000)
     finally:
         _state["current"] -= 1
+    return int(req["n"])
+
+
+@limited.handler()
+async def flaky(ctx: restate.Context, req: dict[str, Any]) -> int:
+    """Fails its first `fails` attempts (a retryable error), then returns `n`."""
+    seen = _state.setdefault("attempts", {})
+    seen[req["n"]] = seen.get(req["n"], 0) + 1
+    if seen[req["n"]] <= req.get("fails", 1):
+        raise RuntimeError(f"attempt {seen[req['n']]} of {req['n']} fails")
     return int(req["n"])
 
 

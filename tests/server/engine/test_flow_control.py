@@ -165,3 +165,44 @@ def test_limits_and_waiting_invocations_survive_kill_9(service: ServiceApp, tmp_
         assert set(entered) == set(range(30))  # every one ran (those running at the kill ran again)
     finally:
         rt.close()
+
+
+def test_a_failed_attempt_gives_its_slot_up_while_it_backs_off(service: ServiceApp, tmp_path: Path) -> None:
+    """As restate-server 1.7 does: under a limit of 1, an invocation whose attempt failed does not keep the
+    scope's only slot through its back-off; another one runs meanwhile, then the retry queues for a slot."""
+    config = RuntimeConfig(
+        enable_protocol_v7=True,
+        retry_initial_interval="3s",
+        retry_max_interval="3s",
+        extra_env={"PYRESTATE_EXPERIMENTAL_ENABLE_VQUEUES": "true"},
+    )
+    rt = make_runtime("pyrestate", config, data_dir=tmp_path / "data", log_dir=tmp_path, name="backoff")
+    rt.start()
+    try:
+        register_deployment(rt.admin_url, service.url)
+        with Admin(rt.admin_url) as admin:
+            r = admin.client.put("/limits/rules", json=[{"pattern": "bo", "limits": {"concurrency": 1}}])
+            assert r.status_code == 200, r.text
+            scoped = f"{rt.ingress_url}/restate/scope/bo/send/Limited"
+            r = httpx.post(f"{scoped}/flaky", json={"n": 1, "fails": 1})
+            assert r.status_code == 202, r.text
+            flaky_id = r.json()["invocationId"]
+
+            def backing_off() -> None:
+                rows = admin.query(f"SELECT status, retry_count FROM sys_invocation WHERE id = '{flaky_id}'")
+                assert rows == [{"status": "backing-off", "retry_count": 1}], rows
+
+            eventually(backing_off, timeout=10, interval=0.05)
+            r = httpx.post(f"{scoped}/work", json={"n": 2, "ms": 10})
+            assert r.status_code == 202, r.text
+            other_id = r.json()["invocationId"]
+            # It runs to the end inside the flaky one's 3 s back-off.
+            with httpx.Client(timeout=10) as client:
+                r = client.get(f"{rt.ingress_url}/restate/invocation/{other_id}/attach")
+            assert r.status_code == 200 and r.json() == 2, r.text
+            backing_off()
+            with httpx.Client(timeout=15) as client:
+                r = client.get(f"{rt.ingress_url}/restate/invocation/{flaky_id}/attach")
+            assert r.status_code == 200 and r.json() == 1, r.text
+    finally:
+        rt.close()

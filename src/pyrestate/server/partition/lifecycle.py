@@ -41,6 +41,11 @@ from pyrestate.server.storage.records import (
 log = logging.getLogger("pyrestate.invocation")
 
 
+def backing_off(st: InvocationStatus) -> bool:
+    """A scoped invocation waiting out its retry delay without a slot (`Apply.back_off_without_slot`)."""
+    return st.status is Status.PENDING and st.inbox_seq is None and st.next_retry_at is not None
+
+
 class Apply:
     """State of one `apply` call: the transaction, the context and the actions collected so far."""
 
@@ -132,6 +137,22 @@ class Apply:
             return False
         self.txn.put_limit_slot(scope, st.invocation_id, st.target.limit_key)
         return True
+
+    def holds_slot(self, st: InvocationStatus) -> bool:
+        scope = st.target.scope
+        return scope is not None and self.txn.has_limit_slot(scope, st.invocation_id)
+
+    def back_off_without_slot(self, st: InvocationStatus, delay_ms: int) -> None:
+        """As Restate's limiter does: a failed attempt gives its slot up for the back-off (others of the
+        scope may run meanwhile) and queues for one again when its retry timer fires (`TimerKind.RETRY`)."""
+        self.release_slot(st)
+        due = self.ctx.now + delay_ms
+        self.put(
+            st.with_(
+                status=Status.PENDING, epoch=st.epoch + 1, inbox_seq=None, waiting=None, next_retry_at=due
+            )
+        )
+        self.register_timer(Timer(due, TimerKind.RETRY, st.invocation_id, 0, self.ctx.partition))
 
     def wait_for_slot(self, st: InvocationStatus) -> InvocationStatus:
         scope = st.target.scope
@@ -282,7 +303,10 @@ class Apply:
             retry_in=logs.duration(delay),
         )
         self.emit(AbortAttempt(st.invocation_id))
-        self.start(st, delay)
+        if delay > 0 and self.holds_slot(st):
+            self.back_off_without_slot(st, delay)
+        else:
+            self.start(st, delay)
 
     # ------------------------------------------------------------------ journal
 

@@ -205,7 +205,7 @@ def _sys_invocation_state(data: _Loaded) -> list[Row]:
     return [
         _state_row(st, data.snap, servers)
         for st in data.statuses().values()
-        if st.status in (Status.INVOKED, Status.PAUSED)
+        if st.status in (Status.INVOKED, Status.PAUSED) or (st.status is Status.PENDING and st.running_at)
     ]
 
 

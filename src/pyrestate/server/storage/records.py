@@ -343,6 +343,7 @@ class TimerKind(enum.Enum):
     INVOKE = "invoke"  # a delayed send becomes due
     CLEANUP = "cleanup"  # retention of a completed invocation expired
     JOURNAL_CLEANUP = "journal"  # journal retention (shorter than the completion's) expired
+    RETRY = "retry"  # a scoped invocation backing off without its slot: its retry is due
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from pyrestate.server.core_api import (
     as_outcome,
 )
 from pyrestate.server.partition.context import partition_of
-from pyrestate.server.partition.lifecycle import Apply, log, notification
+from pyrestate.server.partition.lifecycle import Apply, backing_off, log, notification
 from pyrestate.server.partition.model import AbortAttempt, ManageInvocation, RestartAsNew, Restarted
 from pyrestate.server.storage.records import InvocationStatus, JournalEntry, Status, Timer, TimerKind
 
@@ -133,6 +133,10 @@ def on_manage(a: Apply, cmd: ManageInvocation) -> None:
         case InvocationCommand.PAUSE:
             if st.status is Status.PAUSED:
                 a.reply(token, CommandOutcome.DONE)
+            elif backing_off(st):
+                _event("Invocation paused", st)
+                a.put(st.with_(status=Status.PAUSED, next_retry_at=None))
+                a.reply(token, CommandOutcome.ACCEPTED)
             elif st.status is Status.INVOKED:
                 _event("Invocation paused", st)
                 a.emit(AbortAttempt(st.invocation_id))
@@ -157,6 +161,10 @@ def on_manage(a: Apply, cmd: ManageInvocation) -> None:
             if st.status in (Status.PAUSED, Status.SUSPENDED):
                 _event("Invocation resumed", st)
                 a.start(st.with_(retry_count=0))
+                a.reply(token, CommandOutcome.DONE)
+            elif backing_off(st):
+                _event("Invocation retried now", st)
+                a.start(st.with_(next_retry_at=None))  # takes a slot, or queues for one
                 a.reply(token, CommandOutcome.DONE)
             elif st.status is Status.INVOKED:
                 if st.next_retry_at is not None and st.next_retry_at > a.ctx.now:

@@ -7,7 +7,7 @@ from typing import assert_never
 
 from pyrestate.protocol import service_protocol_pb2 as pb
 from pyrestate.protocol.framing import MessageType
-from pyrestate.server.partition.lifecycle import Apply, notification
+from pyrestate.server.partition.lifecycle import Apply, backing_off, notification
 from pyrestate.server.storage.records import InvocationStatus, Status, Timer, TimerKind
 
 
@@ -38,6 +38,10 @@ def on_timer(a: Apply, timer: Timer) -> None:
         case TimerKind.INVOKE:
             if st.status is Status.SCHEDULED:
                 a.enqueue_or_start(st)
+        case TimerKind.RETRY:
+            # Stale when a retry-now, pause or kill came first.
+            if backing_off(st) and st.next_retry_at == timer.fire_at:
+                a.start(st.with_(next_retry_at=None))
         case TimerKind.JOURNAL_CLEANUP:
             if st.status is Status.COMPLETED:
                 a.txn.delete_journal(st.invocation_id)
