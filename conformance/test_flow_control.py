@@ -224,3 +224,95 @@ def test_suspended_invocations_do_not_hold_a_slot(
             assert [r["status"] for r in rows] == ["completed"] * 3
 
         eventually(all_completed, timeout=20)
+
+
+def test_a_failed_attempt_gives_its_slot_up_while_it_backs_off(
+    runtime_factory: Callable[..., Runtime], app: ServiceApp
+) -> None:
+    """Under a limit of 1, an invocation whose attempt failed does not keep the scope's only slot through
+    its back-off: another one runs meanwhile. While it waits it shows as `ready`, as a waiting one does."""
+    config = dataclasses.replace(FLOW, retry_initial_interval="4s", retry_max_interval="4s")
+    rt = runtime_factory(config, "flow-backoff")
+    register_deployment(rt.admin_url, app.url)
+    with Admin(rt.admin_url) as admin:
+        assert _put(admin, [{"pattern": "bo", "limits": {"concurrency": 1}}]).status_code == 200
+        httpx.post(f"{rt.ingress_url}/Limited/reset")
+        scoped = f"{rt.ingress_url}/restate/scope/bo/send/Limited"
+        r = httpx.post(f"{scoped}/flaky", json={"n": 1, "fails": 1})
+        assert r.status_code == 202, r.text
+        flaky_id = r.json()["invocationId"]
+        eventually(lambda: _stats(rt.ingress_url)["entered"] == [1], timeout=10, interval=0.05)
+
+        def status(iid: str) -> str:
+            [row] = admin.query(f"SELECT status FROM sys_invocation WHERE id = '{iid}'")
+            return str(row["status"])
+
+        r = httpx.post(f"{scoped}/work", json={"n": 2, "ms": 1000})
+        assert r.status_code == 202, r.text
+        other_id = r.json()["invocationId"]
+        eventually(lambda: status(other_id) == "running", timeout=3, interval=0.05)
+        print("USER_LIMITS", admin.query("SELECT * FROM sys_user_limits"))
+        assert status(flaky_id) == "ready"
+        with httpx.Client(timeout=10) as client:
+            r = client.get(f"{rt.ingress_url}/restate/invocation/{other_id}/attach")
+        assert r.status_code == 200 and r.json() == 2, r.text
+        with httpx.Client(timeout=15) as client:
+            r = client.get(f"{rt.ingress_url}/restate/invocation/{flaky_id}/attach")
+        assert r.status_code == 200 and r.json() == 1, r.text
+        assert _stats(rt.ingress_url)["entered"] == [1, 2, 1]
+
+
+def test_user_limits_show_usage_and_waiters_per_level(flow: tuple[Runtime, Admin]) -> None:
+    rt, admin = flow
+    rules = [
+        {"pattern": "ul", "limits": {"concurrency": 3}},
+        {"pattern": "ul/*", "limits": {"concurrency": 1}},
+        {"pattern": "ul/a/*", "limits": {"concurrency": 1}},
+    ]
+    assert _put(admin, rules).status_code == 200
+    ids = []
+    for limit_key in ("a/b", "a/c", "x", "x", None):
+        headers = {"x-restate-limit-key": limit_key} if limit_key else {}
+        r = httpx.post(
+            f"{rt.ingress_url}/restate/scope/ul/send/Limited/work", json={"n": 0, "ms": 3000}, headers=headers
+        )
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["invocationId"])
+
+    def three_running() -> None:
+        rows = admin.query(
+            "SELECT status, count(*) AS n FROM sys_invocation WHERE scope = 'ul' GROUP BY status"
+        )
+        assert {r["status"]: r["n"] for r in rows} == {"running": 3, "pending": 2}
+
+    eventually(three_running, timeout=10, interval=0.05)
+    rows = admin.query(
+        "SELECT scope, l1, l2, level, usage, concurrency_limit, rule_pattern, available, num_waiters "
+        "FROM sys_user_limits WHERE scope = 'ul' ORDER BY level, l1, l2"
+    )
+    common = {"scope": "ul", "concurrency_limit": 1, "available": 0}
+    assert rows == [
+        {**common, "l1": "a", "level": "Level1", "usage": 1, "rule_pattern": "ul/*", "num_waiters": 1},
+        {**common, "l1": "x", "level": "Level1", "usage": 1, "rule_pattern": "ul/*", "num_waiters": 1},
+        {
+            **common,
+            "l1": "a",
+            "l2": "b",
+            "level": "Level2",
+            "usage": 1,
+            "rule_pattern": "ul/a/*",
+            "num_waiters": 0,
+        },
+        {
+            **common,
+            "level": "Scope",
+            "usage": 3,
+            "concurrency_limit": 3,
+            "rule_pattern": "ul",
+            "num_waiters": 0,
+        },
+    ]
+    for iid in ids:
+        with httpx.Client(timeout=20) as client:
+            assert client.get(f"{rt.ingress_url}/restate/invocation/{iid}/attach").status_code == 200
+    assert admin.query("SELECT * FROM sys_user_limits WHERE scope = 'ul'") == []

@@ -30,6 +30,7 @@ async def flaky(ctx: restate.Context, req: dict[str, Any]) -> int:
     """Fails its first `fails` attempts (a retryable error), then returns `n`."""
     seen = _state.setdefault("attempts", {})
     seen[req["n"]] = seen.get(req["n"], 0) + 1
+    _state["entered"].append(req["n"])
     if seen[req["n"]] <= req.get("fails", 1):
         raise RuntimeError(f"attempt {seen[req['n']]} of {req['n']} fails")
     return int(req["n"])

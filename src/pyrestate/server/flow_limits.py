@@ -183,6 +183,10 @@ class RuleBook:
     def limits_for(self, scope: str, limit_key: str | None) -> list[tuple[tuple[str, ...], int]]:
         """(counter, limit) for every level of (scope, limit key) that a rule limits; a counter is the
         scope followed by the limit key's levels down to that level."""
+        return [(counter, limit) for counter, limit, _ in self.limiting_rules(scope, limit_key)]
+
+    def limiting_rules(self, scope: str, limit_key: str | None) -> list[tuple[tuple[str, ...], int, str]]:
+        """`limits_for`, with the pattern of the rule that sets each limit."""
         levels = [scope, *(limit_key.split("/") if limit_key else [])][:3]
         best: dict[int, tuple[int, Rule]] = {}
         for rule in self.rules.values():
@@ -207,7 +211,7 @@ class RuleBook:
         for depth in sorted(best):
             rule = best[depth][1]
             if rule.concurrency is not None:
-                out.append((tuple(levels[:depth]), rule.concurrency))
+                out.append((tuple(levels[:depth]), rule.concurrency, rule.pattern))
         return out
 
     def sorted_rules(self) -> list[Rule]:
@@ -251,3 +255,49 @@ def fits(book: RuleBook, scope: str, limit_key: str | None, running: Iterable[st
         return True
     keys = list(running)
     return all(sum(1 for k in keys if counter_matches(c, k)) < n for c, n in limits)
+
+
+@dataclass(frozen=True, slots=True)
+class CounterUsage:
+    """One limited counter in use (a row of `sys_user_limits`): how many of its invocations run, its
+    limit and the rule that sets it, and how many wait because this counter is full."""
+
+    counter: tuple[str, ...]  # scope, then the limit key's levels down to this one
+    usage: int
+    limit: int
+    rule_pattern: str
+    waiters: int
+
+    @property
+    def level(self) -> str:
+        return ("Scope", "Level1", "Level2")[len(self.counter) - 1]
+
+
+def counter_usage(
+    book: RuleBook, scope: str, running: Iterable[str | None], waiting: Iterable[str | None]
+) -> list[CounterUsage]:
+    """The limited counters of `scope` that have running or waiting invocations (their limit keys). A
+    waiting invocation is counted at the most specific full counter on its path (restate-server 1.7 showed
+    one that waited on a full `s/a` under a full scope at `s/a`)."""
+    running = list(running)
+    usage: dict[tuple[str, ...], tuple[int, str]] = {}
+    for key in running:
+        for counter, limit, pattern in book.limiting_rules(scope, key):
+            usage.setdefault(counter, (limit, pattern))
+    waiters: dict[tuple[str, ...], int] = {}
+    for key in waiting:
+        for counter, limit, pattern in reversed(book.limiting_rules(scope, key)):
+            if sum(1 for k in running if counter_matches(counter, k)) >= limit:
+                usage.setdefault(counter, (limit, pattern))
+                waiters[counter] = waiters.get(counter, 0) + 1
+                break
+    return [
+        CounterUsage(
+            counter,
+            sum(1 for k in running if counter_matches(counter, k)),
+            limit,
+            pattern,
+            waiters.get(counter, 0),
+        )
+        for counter, (limit, pattern) in sorted(usage.items(), key=lambda item: (len(item[0]), item[0]))
+    ]

@@ -17,6 +17,7 @@ from pyrestate.server.flow_limits import (
     PreconditionFailed,
     RuleBook,
     Upsert,
+    counter_usage,
     fits,
     parse_pattern,
 )
@@ -93,6 +94,18 @@ def test_precedence_per_level_and_wildcards() -> None:
     assert not fits(book, "s", None, ["a", "b", None])
 
 
+def test_counter_usage_counts_waiters_where_they_are_blocked() -> None:
+    book, _ = RuleBook().upsert([Upsert("s", 3), Upsert("s/*", 1), Upsert("s/a/*", 1), Upsert("t", None)], 1)
+    rows = counter_usage(book, "s", running=["a/b", "x", None], waiting=["a/c", "x", "y"])
+    assert [(c.counter, c.level, c.usage, c.limit, c.rule_pattern, c.waiters) for c in rows] == [
+        (("s",), "Scope", 3, 3, "s", 1),  # "y" has room at s/y: the full scope holds it
+        (("s", "a"), "Level1", 1, 1, "s/*", 1),
+        (("s", "x"), "Level1", 1, 1, "s/*", 1),
+        (("s", "a", "b"), "Level2", 1, 1, "s/a/*", 0),
+    ]
+    assert counter_usage(book, "t", running=[None, None], waiting=[]) == []  # unlimited: no counter
+
+
 # ----------------------------------------------------------------------------------- kill -9 of the server
 
 
@@ -166,43 +179,3 @@ def test_limits_and_waiting_invocations_survive_kill_9(service: ServiceApp, tmp_
     finally:
         rt.close()
 
-
-def test_a_failed_attempt_gives_its_slot_up_while_it_backs_off(service: ServiceApp, tmp_path: Path) -> None:
-    """As restate-server 1.7 does: under a limit of 1, an invocation whose attempt failed does not keep the
-    scope's only slot through its back-off; another one runs meanwhile, then the retry queues for a slot."""
-    config = RuntimeConfig(
-        enable_protocol_v7=True,
-        retry_initial_interval="3s",
-        retry_max_interval="3s",
-        extra_env={"PYRESTATE_EXPERIMENTAL_ENABLE_VQUEUES": "true"},
-    )
-    rt = make_runtime("pyrestate", config, data_dir=tmp_path / "data", log_dir=tmp_path, name="backoff")
-    rt.start()
-    try:
-        register_deployment(rt.admin_url, service.url)
-        with Admin(rt.admin_url) as admin:
-            r = admin.client.put("/limits/rules", json=[{"pattern": "bo", "limits": {"concurrency": 1}}])
-            assert r.status_code == 200, r.text
-            scoped = f"{rt.ingress_url}/restate/scope/bo/send/Limited"
-            r = httpx.post(f"{scoped}/flaky", json={"n": 1, "fails": 1})
-            assert r.status_code == 202, r.text
-            flaky_id = r.json()["invocationId"]
-
-            def backing_off() -> None:
-                rows = admin.query(f"SELECT status, retry_count FROM sys_invocation WHERE id = '{flaky_id}'")
-                assert rows == [{"status": "backing-off", "retry_count": 1}], rows
-
-            eventually(backing_off, timeout=10, interval=0.05)
-            r = httpx.post(f"{scoped}/work", json={"n": 2, "ms": 10})
-            assert r.status_code == 202, r.text
-            other_id = r.json()["invocationId"]
-            # It runs to the end inside the flaky one's 3 s back-off.
-            with httpx.Client(timeout=10) as client:
-                r = client.get(f"{rt.ingress_url}/restate/invocation/{other_id}/attach")
-            assert r.status_code == 200 and r.json() == 2, r.text
-            backing_off()
-            with httpx.Client(timeout=15) as client:
-                r = client.get(f"{rt.ingress_url}/restate/invocation/{flaky_id}/attach")
-            assert r.status_code == 200 and r.json() == 1, r.text
-    finally:
-        rt.close()

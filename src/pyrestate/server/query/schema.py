@@ -158,7 +158,6 @@ SYS_INVOCATION_VIEW = """CREATE VIEW sys_invocation AS SELECT
     arrow_cast(CASE
         WHEN ss.status = 'inboxed' THEN 'pending'
         WHEN ss.status = 'pending' AND ss.running_at IS NULL THEN 'pending'
-        WHEN ss.status = 'pending' AND sis.next_retry_at IS NOT NULL THEN 'backing-off'
         WHEN ss.status = 'pending' THEN 'ready'
         WHEN ss.status = 'scheduled' THEN 'scheduled'
         WHEN ss.status = 'completed' THEN 'completed'

@@ -16,7 +16,7 @@ import pyrestate
 from pyrestate.protocol.ids import InvocationId, partition_key_for_key
 from pyrestate.server.core_api import DeploymentRecord, Failure, QuerySnapshot, ServiceSchema, Success
 from pyrestate.server.deployments import redact_uri
-from pyrestate.server.flow_limits import RuleBook
+from pyrestate.server.flow_limits import RuleBook, counter_usage
 from pyrestate.server.query.journal import journal_rows
 from pyrestate.server.query.schema import table_schema
 from pyrestate.server.storage.records import InvocationStatus, JournalEntry, Promise, Status, status_from_json
@@ -205,7 +205,7 @@ def _sys_invocation_state(data: _Loaded) -> list[Row]:
     return [
         _state_row(st, data.snap, servers)
         for st in data.statuses().values()
-        if st.status in (Status.INVOKED, Status.PAUSED) or (st.status is Status.PENDING and st.running_at)
+        if st.status in (Status.INVOKED, Status.PAUSED)
     ]
 
 
@@ -393,7 +393,41 @@ def _sys_rules(data: _Loaded) -> list[Row]:
     ]
 
 
+def _sys_user_limits(data: _Loaded) -> list[Row]:
+    running: dict[str, list[str | None]] = {}
+    for key, value in data.snap.scan("limit_slots"):
+        running.setdefault(str(key[0]), []).append(bytes(value).decode() or None)
+    waiting: dict[str, list[str | None]] = {}
+    statuses = data.statuses()
+    for key, value in data.snap.scan("limit_queue"):
+        st = statuses.get(bytes(value).decode())
+        if st is not None and st.status is Status.PENDING:
+            waiting.setdefault(str(key[0]), []).append(st.target.limit_key)
+    if not running and not waiting:
+        return []
+    book = RuleBook.from_bytes(next((v for _, v in data.snap.scan("limit_rules")), None))
+    rows: list[Row] = []
+    for scope in sorted(running.keys() | waiting.keys()):
+        for c in counter_usage(book, scope, running.get(scope, ()), waiting.get(scope, ())):
+            rows.append(
+                {
+                    "partition_key": partition_key_for_key(scope),
+                    "scope": scope,
+                    "l1": c.counter[1] if len(c.counter) > 1 else None,
+                    "l2": c.counter[2] if len(c.counter) > 2 else None,
+                    "level": c.level,
+                    "usage": c.usage,
+                    "concurrency_limit": c.limit,
+                    "rule_pattern": c.rule_pattern,
+                    "available": max(0, c.limit - c.usage),
+                    "num_waiters": c.waiters,
+                }
+            )
+    return rows
+
+
 BUILDERS: dict[str, Callable[[_Loaded], list[Row]]] = {
+    "sys_user_limits": _sys_user_limits,
     "sys_rules": _sys_rules,
     "sys_invocation_status": _sys_invocation_status,
     "sys_invocation_state": _sys_invocation_state,
