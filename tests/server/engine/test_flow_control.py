@@ -178,4 +178,3 @@ def test_limits_and_waiting_invocations_survive_kill_9(service: ServiceApp, tmp_
         assert set(entered) == set(range(30))  # every one ran (those running at the kill ran again)
     finally:
         rt.close()
-
