@@ -146,3 +146,23 @@ def test_invocations_restart_as_new_by_target(restate_cli: Run, fresh_stack: Sta
     assert "Restarted 2 invocations" in out and first in out and second in out
     rows = fresh_stack.query("SELECT restarted_from FROM sys_invocation WHERE invoked_by = 'restart_as_new'")
     assert sorted(str(r["restarted_from"]) for r in rows) == sorted([first, second])
+
+
+def test_rules_set_list_disable_enable_delete(restate_cli: Run, stack: Stack) -> None:
+    def rule() -> list[dict[str, object]]:
+        return stack.query(
+            "SELECT pattern, concurrency, description, disabled FROM sys_rules WHERE pattern = 'cl1'"
+        )
+
+    ok(restate_cli(stack, "rules", "set", "cl1", "--concurrency", "2", "--description", "from the cli"))
+    assert rule() == [{"pattern": "cl1", "concurrency": 2, "description": "from the cli", "disabled": False}]
+    listed = ok(restate_cli(stack, "rules", "list"))
+    assert listed.split() == ["PATTERN", "CONCURRENCY", "DISABLED", "cl1", "2", "no"]
+    ok(restate_cli(stack, "rules", "disable", "cl1"))
+    assert rule()[0]["disabled"] is True
+    ok(restate_cli(stack, "rules", "enable", "cl1"))
+    assert rule()[0]["disabled"] is False
+    ok(restate_cli(stack, "rules", "set", "cl1", "--unlimited"))
+    assert "concurrency" not in rule()[0]  # null columns are left out of JSON rows
+    ok(restate_cli(stack, "rules", "delete", "-y", "cl1"))
+    assert rule() == []
