@@ -211,6 +211,34 @@ async def test_kafka_clusters(storage: Storage) -> None:
     assert storage.reader().all_kafka_clusters() == [("west", b'{"w":2}')]
 
 
+async def test_flow_control_rule_book_slots_and_queue(storage: Storage) -> None:
+    txn = storage.begin()
+    txn.put_rule_book(b'{"version":1}')
+    txn.put_limit_slot("s", "inv_1a", "a/b")
+    txn.put_limit_slot("s", "inv_1b", None)
+    txn.put_limit_slot("t", "inv_1c", None)
+    txn.push_limit_queue("s", 2, "inv_1e")
+    txn.push_limit_queue("s", 1, "inv_1d")
+    txn.push_limit_queue("u", 1, "inv_1f")
+    assert txn.list_limit_slots("s") == [("inv_1a", "a/b"), ("inv_1b", None)]  # its own writes
+    await storage.commit(txn)
+    r = storage.reader()
+    assert r.get_rule_book() == b'{"version":1}'
+    assert r.list_limit_slots("s") == [("inv_1a", "a/b"), ("inv_1b", None)]
+    assert r.has_limit_slot("t", "inv_1c") and not r.has_limit_slot("t", "inv_1a")
+    assert r.list_limit_queue("s") == [(1, "inv_1d"), (2, "inv_1e")]  # FIFO by sequence number
+    assert r.limit_queue_scopes() == ["s", "u"]
+    txn = storage.begin()
+    txn.delete_limit_slot("s", "inv_1a")
+    txn.delete_limit_queue("s", 1)
+    txn.put_rule_book(b'{"version":2}')
+    await storage.commit(txn)
+    r = storage.reader()
+    assert r.list_limit_slots("s") == [("inv_1b", None)]
+    assert r.list_limit_queue("s") == [(2, "inv_1e")]
+    assert r.get_rule_book() == b'{"version":2}'
+
+
 async def test_sqlite_migrates_a_database_of_the_previous_schema(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)
