@@ -34,6 +34,8 @@ EXAMPLES = [
     "sync_to_async",
     "database",
     "kafka_posts",
+    "package_tracking",
+    "payment_signals",
 ]
 
 
@@ -90,4 +92,11 @@ CURL_EXAMPLES = [
      _post("{ingress}/durablePromiseServer/resolve", {"request": {"promiseName": "p1", "value": "hi"}})),
     ("priority queue", _post("{ingress}/myService/expensiveMethod", {"left": 1, "right": 2, "priority": 1})),
     ("sync to async: a 10 s upload workflow", _post("{ingress}/dataUploader/upload-1/run/send")),
+    ("payment with signals: a card is answered at once",
+     _post("{ingress}/checkout/processPayment", {"orderId": "o-1", "amount": 30, "method": "card"})),
+    ("  ...a bank transfer by the provider's webhook, 3 s later",
+     _post("{ingress}/checkout/processPayment",
+           {"orderId": "o-2", "amount": 120, "method": "bank_transfer"})),
+    ("package tracking: scans come from Kafka (see examples/package_tracking), enriched view",
+     _post("{ingress}/packageTracker/pkg-1/get")),
 ]

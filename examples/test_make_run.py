@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -90,6 +91,9 @@ def test_make_run_serves_registers_and_prints_working_curl_commands() -> None:
             '"get out of bed: DONE,shower: DONE,make coffee: DONE,have breakfast: DONE"')
         assert "This payment could not be accepted!" in result_of("BookingWorkflow")
         assert '"status":"Accepted"' in result_of("/taskWorker/runTask/send")
+        # The payment provider answers a card at once and a bank transfer by its webhook.
+        assert json.loads(result_of('"card"'))["answer"] == "synchronous"
+        assert json.loads(result_of('"bank_transfer"'))["answer"] == "webhook"
         # The food order was sent: it reaches DELIVERED (payment, timer, restaurant callback, delivery).
         status = next(c for c in commands if "getStatus" in c)
         eventually(lambda: _assert_equal(run_curl(status), (200, '"DELIVERED"')), timeout=20, interval=0.2)
