@@ -16,6 +16,7 @@ from pyrestate.cli.commands import (
     backup,
     deployments,
     invocations,
+    kafka_clusters,
     kv,
     server,
     services,
@@ -48,6 +49,7 @@ for command in (
     invocations.invocations,
     kv.kv,
     subscriptions.subscriptions,
+    kafka_clusters.kafka_clusters,
     cast(click.Command, sql.sql),  # admin_command keeps the function's static type
 ):
     main.add_command(command)

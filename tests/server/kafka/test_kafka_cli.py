@@ -58,6 +58,48 @@ def test_pyrestate_cli_subscriptions(broker: Broker, server: Server) -> None:
     assert json.loads(_pyrestate(server, "sub", "list", "--json").stdout) == []
 
 
+def test_pyrestate_cli_kafka_clusters(broker: Broker, server: Server) -> None:
+    r = _pyrestate(
+        server, "kafka-clusters", "create", "rt", f"bootstrap.servers={broker.bootstrap}", "--json"
+    )
+    assert r.returncode == 0, r.stderr
+    created = json.loads(r.stdout)
+    assert created["properties"] == {"bootstrap.servers": broker.bootstrap}
+    assert created == {
+        k: v for k, v in server.admin("GET", "/kafka-clusters/rt").json().items() if k != "subscriptions"
+    }
+    listed = json.loads(_pyrestate(server, "kafka-clusters", "list", "--json").stdout)
+    assert [c["name"] for c in listed] == ["my-cluster", "rt"]
+    table = _pyrestate(server, "kafka-clusters", "list").stdout
+    assert "rt" in table and broker.bootstrap in table
+    r = _pyrestate(
+        server, "kafka-clusters", "patch", "rt", "--set", "client.id=cli", "--set", "sasl.password=s"
+    )
+    assert r.returncode == 0, r.stderr
+    props = server.admin("GET", "/kafka-clusters/rt").json()["properties"]
+    assert props == {"bootstrap.servers": broker.bootstrap, "client.id": "cli", "sasl.password": "***"}
+    # The server hides a secret's value: a patch must give it again (or drop it) rather than store "***".
+    r = _pyrestate(server, "kafka-clusters", "patch", "rt", "--unset", "client.id")
+    assert r.returncode != 0 and "sasl.password" in r.stderr
+    r = _pyrestate(
+        server, "kafka-clusters", "patch", "rt", "--unset", "client.id", "--unset", "sasl.password"
+    )
+    assert r.returncode == 0, r.stderr
+    sub = _pyrestate(server, "sub", "create", "kafka://rt/t3", "service://Obj/add", "--json")
+    assert sub.returncode == 0, sub.stderr
+    sub_id = json.loads(sub.stdout)["id"]
+    described = json.loads(_pyrestate(server, "kafka-clusters", "describe", "rt", "--json").stdout)
+    assert described["properties"] == {"bootstrap.servers": broker.bootstrap}
+    assert [s["id"] for s in described["subscriptions"]] == [sub_id]
+    assert sub_id in _pyrestate(server, "kafka-clusters", "describe", "rt").stdout
+    refused = _pyrestate(server, "kafka-clusters", "delete", "rt")
+    assert refused.returncode != 0 and "orphan" in refused.stderr
+    assert _pyrestate(server, "kafka-clusters", "delete", "rt", "--force").returncode == 0
+    assert server.admin("GET", "/kafka-clusters/rt").status_code == 404
+    missing = _pyrestate(server, "kafka-clusters", "describe", "rt")
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+
+
 @pytest.mark.skipif(
     not OFFICIAL_CLI.is_file(), reason="official restate CLI not installed (make official-restate)"
 )

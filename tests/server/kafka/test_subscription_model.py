@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 from pyrestate.protocol.ids import InvocationId
@@ -12,7 +13,7 @@ from pyrestate.server.partition.model import Duplicate, Ingest, InvocationReques
 from pyrestate.server.partition.state_machine import apply
 from pyrestate.server.storage.memory import MemoryStorage
 from pyrestate.server.storage.records import Target
-from pyrestate.server.subscriptions.model import redact
+from pyrestate.server.subscriptions.model import SubscriptionError, redact
 
 
 def test_config_file_reads_restate_names_and_clusters(tmp_path: Path) -> None:
@@ -69,3 +70,9 @@ def test_cluster_properties_redacted_as_the_official_server_does() -> None:
     shown += ["sasl.oauthbearer.client.id", "x.key.pem", "oauthbearer.config", "client.id"]
     assert all(redact(k, "v") == "***" for k in hidden)
     assert all(redact(k, "v") == "v" for k in shown)
+
+
+def test_a_refusal_crosses_processes_intact() -> None:
+    # Raised on worker 0, answered by the worker the admin request reached.
+    e = pickle.loads(pickle.dumps(SubscriptionError(400, "[META0009] bad sink", "META0009")))
+    assert (e.status, e.message, e.restate_code) == (400, "[META0009] bad sink", "META0009")

@@ -19,15 +19,15 @@ from pyrestate.server.subscriptions.model import (
     SubscriptionError,
     check_subscription_id,
 )
-from pyrestate.server.subscriptions.service import SubscriptionService
+from pyrestate.server.subscriptions.service import SubscriptionAdmin
 
 if TYPE_CHECKING:
     from pyrestate.server.admin.app import AdminApp
 
 
-def _service(app: AdminApp) -> SubscriptionService | None:
+def _service(app: AdminApp) -> SubscriptionAdmin | None:
     service = getattr(app.core, "subscriptions", None)
-    return service if isinstance(service, SubscriptionService) else None
+    return service if isinstance(service, SubscriptionAdmin) else None
 
 
 async def route(app: AdminApp, req: Request) -> Response:
@@ -54,7 +54,7 @@ async def clusters_route(app: AdminApp, req: Request) -> Response:
         raise PlainError(422, str(e)) from None
 
 
-async def _subscriptions(service: SubscriptionService, req: Request) -> Response:
+async def _subscriptions(service: SubscriptionAdmin, req: Request) -> Response:
     method = req.method
     match req.path:
         case []:
@@ -80,11 +80,11 @@ async def _subscriptions(service: SubscriptionService, req: Request) -> Response
             return Response(404)
 
 
-def _clusters_in_order(service: SubscriptionService) -> list[KafkaCluster]:
+def _clusters_in_order(service: SubscriptionAdmin) -> list[KafkaCluster]:
     return sorted(service.clusters.values(), key=lambda c: c.name)
 
 
-async def _clusters(service: SubscriptionService, req: Request) -> Response:
+async def _clusters(service: SubscriptionAdmin, req: Request) -> Response:
     method = req.method
     match req.path:
         case []:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrestate.protocol.ids import InvocationId, parse_awakeable_id, partition_key_for_key
+from pyrestate.server.cluster import subscriptions
 from pyrestate.server.cluster.layout import Layout
 from pyrestate.server.cluster.node import Node, OutboxKey
 from pyrestate.server.cluster.query import UnionSnapshot
@@ -47,8 +48,9 @@ log = logging.getLogger(__name__)
 SCHEMA_WORKER = 0
 SOURCE_MASK = 0xFFFF  # outbox sequence numbers carry their source partition in the low 16 bits
 
-# (version, [deployment documents], [service documents])
-SchemaSnapshot = tuple[int, list[bytes], list[bytes], bytes]
+# (version, [deployment documents], [service documents], rule book, [Kafka cluster documents],
+#  [subscription documents])
+SchemaSnapshot = tuple[int, list[bytes], list[bytes], bytes, list[bytes], list[bytes]]
 
 
 class WorkerCore:
@@ -99,6 +101,7 @@ class WorkerCore:
             "schema": self._apply_schema,
             "get_schema": self._get_schema,
         }
+        self.subscriptions = subscriptions.attach(self, SCHEMA_WORKER)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -117,6 +120,8 @@ class WorkerCore:
             await self._apply_schema(snapshot)
 
     async def stop(self) -> None:
+        if self.engine.subscriptions is not None:
+            await self.engine.subscriptions.stop()  # while the owners can still take in-flight records
         await self.node.stop()
         await self.engine.stop()
 
@@ -341,6 +346,7 @@ class WorkerCore:
             [deployment_to_json(d) for d in e._deployments.values()],
             [service_to_json(s) for s in e._services.values()],
             e.rule_book().to_bytes(),
+            *e.subscriptions.documents(),
         )
 
     async def _push_schema(self) -> None:
@@ -348,7 +354,7 @@ class WorkerCore:
         await self.node.broadcast("schema", await self._get_schema())
 
     async def _apply_schema(self, snapshot: SchemaSnapshot) -> None:
-        version, deployment_docs, service_docs, rule_book = snapshot
+        version, deployment_docs, service_docs, rule_book, cluster_docs, sub_docs = snapshot
         async with self._schema_lock:
             if version <= self._schema_version:
                 return
@@ -365,6 +371,7 @@ class WorkerCore:
             for name, doc in zip(services, service_docs, strict=True):
                 txn.put_service(name, doc)
             txn.put_rule_book(rule_book)
+            subscriptions.store_schema(e, txn, cluster_docs, sub_docs)
             await e.storage.commit(txn)
             changed = [d for d, rec in e._deployments.items() if deployments.get(d) != rec]
             e._deployments = deployments
@@ -372,6 +379,7 @@ class WorkerCore:
             for dp_id in changed:
                 e.invoker.forget_deployment(dp_id)
             e.adopt_rules(RuleBook.from_bytes(rule_book))
+            e.subscriptions.adopt(cluster_docs, sub_docs)
             self._schema_version = version
 
     # ------------------------------------------------------------------ introspection

@@ -163,6 +163,9 @@ class EngineCore(Registry):
         # Bumped when a failed commit dropped queued commands: ingestion begun before must start over.
         self.ingest_epoch = 0
         self.subscriptions: Any = None  # subscriptions.service.SubscriptionService, once started
+        # Set by a worker of a multi-process server: one worker consumes, routing records to their owners.
+        self.subscription_ingest: Any = None
+        self.run_consumers = True
         # Set by a worker of a multi-process server (pyrestate.server.cluster): outbox messages to
         # partitions outside `local_partitions` go to `outbound`, and `on_committed` sees every batch.
         self.local_partitions: range | None = None
@@ -207,7 +210,12 @@ class EngineCore(Registry):
         metrics.gauges.attempts_running = lambda: self.invoker.running
         from pyrestate.server.subscriptions.service import SubscriptionService
 
-        self.subscriptions = SubscriptionService(self, self.config.kafka_clusters)
+        self.subscriptions = SubscriptionService(
+            self,
+            self.config.kafka_clusters,
+            ingest=self.subscription_ingest,
+            run_consumers=self.run_consumers,
+        )
         await self.subscriptions.start()
 
     @property

@@ -33,6 +33,10 @@ class SubscriptionError(ValueError):
         self.message = message
         self.restate_code = restate_code
 
+    def __reduce__(self) -> tuple[type[SubscriptionError], tuple[int, str, str | None]]:
+        # Raised on worker 0 and answered by the worker the admin request reached: it crosses a process.
+        return SubscriptionError, (self.status, self.message, self.restate_code)
+
 
 class BodyError(ValueError):
     """The request body does not have the expected type (the official server's plain-text 422)."""

@@ -15,9 +15,9 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pyrestate.server.core_api import (
     IngressInvocation,
@@ -52,13 +52,12 @@ RESTART_BACKOFF_S = 1.0
 POLL_TIMEOUT_MS = 200
 
 
-class IngestEngine(Protocol):
-    """What the subscriptions need of the engine."""
+class IngestTarget(Protocol):
+    """Where a consumer's records go: the engine itself, or (several workers) a router to each record's
+    partition owner. Records submitted under an `ingest_epoch` other than the current one are refused."""
 
-    storage: Any
-    ingest_epoch: int
-
-    def list_services(self) -> list[ServiceSchema]: ...
+    @property
+    def ingest_epoch(self) -> int: ...
 
     def ingest(
         self,
@@ -69,6 +68,36 @@ class IngestEngine(Protocol):
         seq: int,
         epoch: int,
     ) -> asyncio.Future[Any]: ...
+
+
+class IngestEngine(IngestTarget, Protocol):
+    """What the subscriptions need of the engine."""
+
+    storage: Any
+
+    def list_services(self) -> list[ServiceSchema]: ...
+
+
+@runtime_checkable
+class SubscriptionAdmin(Protocol):
+    """What the admin API serves `/subscriptions` and `/kafka-clusters` from."""
+
+    @property
+    def clusters(self) -> Mapping[str, KafkaCluster]: ...
+
+    def list(self, sink: str | None = None, source: str | None = None) -> list[Subscription]: ...
+
+    def get(self, subscription_id: str) -> Subscription | None: ...
+
+    async def create(self, body: object) -> Subscription: ...
+
+    async def delete(self, subscription_id: str) -> None: ...
+
+    async def create_cluster(self, body: object) -> KafkaCluster: ...
+
+    async def update_cluster(self, name: str, body: object) -> KafkaCluster: ...
+
+    async def delete_cluster(self, name: str, force: bool) -> None: ...
 
 
 def _now_rfc3339() -> str:
@@ -87,8 +116,21 @@ def _refuse_file_cluster(cluster: KafkaCluster) -> None:
 
 
 class SubscriptionService:
-    def __init__(self, engine: IngestEngine, clusters: Sequence[KafkaCluster]) -> None:
+    """The subscriptions and clusters of one engine's storage. `run_consumers` False keeps them as data
+    only (a worker other than the one consuming for the whole server); `ingest` is where records go."""
+
+    def __init__(
+        self,
+        engine: IngestEngine,
+        clusters: Sequence[KafkaCluster],
+        *,
+        ingest: IngestTarget | None = None,
+        run_consumers: bool = True,
+    ) -> None:
         self._engine = engine
+        self._ingest = ingest or engine
+        self._run_consumers = run_consumers
+        self._file_clusters = list(clusters)
         # The config file's clusters, then those registered through the admin API (stored).
         self.clusters = {c.name: c for c in clusters}
         self._subs: dict[str, Subscription] = {}
@@ -96,15 +138,34 @@ class SubscriptionService:
 
     async def start(self) -> None:
         reader = self._engine.storage.reader()
-        for name, doc in reader.all_kafka_clusters():
-            if name in self.clusters:  # as the official server: the config file's cluster wins
-                log.warning("Kafka cluster %r is registered and in the config file: the file's is used", name)
-                continue
-            self.clusters[name] = decode_cluster(doc)
-        for _, doc in reader.all_subscriptions():
-            sub = decode_subscription(doc)
-            self._subs[sub.id] = sub
+        self._load(
+            [doc for _, doc in reader.all_kafka_clusters()], [doc for _, doc in reader.all_subscriptions()]
+        )
+        for sub in self._subs.values():
             self._run(sub)
+
+    def _load(self, cluster_docs: Sequence[bytes], subscription_docs: Sequence[bytes]) -> None:
+        self.clusters = {c.name: c for c in self._file_clusters}
+        for doc in cluster_docs:
+            cluster = decode_cluster(doc)
+            if cluster.name in self.clusters:  # as the official server: the config file's cluster wins
+                log.warning(
+                    "Kafka cluster %r is registered and in the config file: the file's is used", cluster.name
+                )
+                continue
+            self.clusters[cluster.name] = cluster
+        self._subs = {s.id: s for s in map(decode_subscription, subscription_docs)}
+
+    def documents(self) -> tuple[list[bytes], list[bytes]]:
+        """The stored clusters (registered through the admin API) and subscriptions, as stored."""
+        clusters = [c.encode() for c in self.clusters.values() if not c.configured_in_file]
+        return clusters, [s.encode() for s in self._subs.values()]
+
+    def adopt(self, cluster_docs: Sequence[bytes], subscription_docs: Sequence[bytes]) -> None:
+        """Take another worker's (already stored) subscriptions and clusters as this one's. Only for a
+        service that runs no consumers."""
+        assert not self._run_consumers
+        self._load(cluster_docs, subscription_docs)
 
     async def stop(self) -> None:
         consumers = list(self._consumers.values())
@@ -112,13 +173,15 @@ class SubscriptionService:
         await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
 
     def _run(self, sub: Subscription) -> None:
+        if not self._run_consumers:
+            return
         cluster = self.clusters.get(sub.cluster)
         if cluster is None:
             log.warning(
                 "subscription %s reads from the unknown Kafka cluster %r: not started", sub.id, sub.cluster
             )
             return
-        consumer = SubscriptionConsumer(self._engine, sub, cluster)
+        consumer = SubscriptionConsumer(self._ingest, sub, cluster)
         self._consumers[sub.id] = consumer
         consumer.start()
 
@@ -236,8 +299,8 @@ class SubscriptionConsumer:
     """One member of the subscription's consumer group, restarted from the committed offsets after any
     failure (broker gone, engine commit failure)."""
 
-    def __init__(self, engine: IngestEngine, sub: Subscription, cluster: KafkaCluster) -> None:
-        self._engine = engine
+    def __init__(self, target: IngestTarget, sub: Subscription, cluster: KafkaCluster) -> None:
+        self._engine = target
         self.sub = sub
         self._cluster = cluster
         self._task: asyncio.Task[None] | None = None
