@@ -4,6 +4,7 @@ through; a killed node's groups are taken over and everything acknowledged compl
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -88,7 +89,9 @@ def pg() -> Iterator[PostgresServer]:
 def lease_owners(url: str) -> dict[int, str]:
     """Partition -> node holding an unexpired lease."""
     with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT partition, owner FROM partition_leases WHERE expires_at > now()").fetchall()
+        rows = conn.execute(
+            "SELECT partition, owner FROM partition_leases WHERE expires_at > now()"
+        ).fetchall()
     return {int(p): str(o) for p, o in rows}
 
 
@@ -215,3 +218,45 @@ def test_a_killed_node_is_taken_over(cluster: tuple[str, list[Node], ServiceApp,
     assert len(execs) >= 90
     for s in survivors:
         assert s.proc.is_running()
+
+
+def test_a_paused_node_cannot_commit_and_a_fourth_node_gets_its_share(
+    cluster: tuple[str, list[Node], ServiceApp, Path], pg: PostgresServer, tmp_path: Path
+) -> None:
+    url, nodes, app, side = cluster
+    with Admin(nodes[0].admin) as admin:
+        admin.register(app.url)
+    paused = nodes[2]
+    with Ingress(nodes[0].ingress) as ing:
+        acked = [
+            ing.send_json("Front", "steps", f"p{i % 4}", idempotency_key=f"pause-{i}")["invocationId"]
+            for i in range(24)
+        ]
+        pid = paused.proc.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # mid-flight: its attempts' answers wait in its sockets
+        try:
+            wait_for(lambda: all_owned_by(url, {"n1", "n2"}), 15, "the paused node's partitions taken over")
+            time.sleep(0.5)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # It wakes with leases it no longer holds: its commits are refused, it stops those groups.
+        wait_for(lambda: "lost to another node" in paused.proc.log_tail(400), 15, "the lost lease noticed")
+        for iid in acked:
+            assert json_of(ing.attach(iid)) == 3 * 32
+        # Each steps run made 3 calls: exactly 24 * 3 adds over the 4 tags, none applied twice.
+        assert sum(ing.call_json("Acc", "get", key=f"p{t}") for t in range(4)) == 72
+    lines = side.read_text().splitlines()
+    seen = {tuple(line.split()[1:]) for line in lines if line.startswith("seen ")}
+    recorded = {tuple(line.split()[1:]) for line in lines if line.startswith("exec ")}
+    assert seen <= recorded
+    assert len({s[0] for s in seen}) == len(seen) == 72  # every step: one result, whoever ran it
+    # The woken node rejoins, and a fourth node gets its share.
+    assert paused.proc.is_running()
+    fourth = _node(url, tmp_path, "n4")
+    nodes.append(fourth)  # stopped by the fixture
+    fourth.proc.start()
+    wait_for(lambda: all_owned_by(url, {"n1", "n2", "n3", "n4"}), 30, "four nodes owning a share each")
+    with Ingress(fourth.ingress) as ing:
+        for key in keys_on(url, "n4", 2, "n4-") + keys_on(url, "n3", 2, "n3-"):
+            assert ing.call_json("Acc", "add", 5, key=key) == 5
