@@ -420,6 +420,7 @@ class NodeCore:
                 await engine.stop()
                 return
             self.engines[g] = engine
+            engine.reload_schema()  # a change pushed while it was starting did not reach it
             log.info("partition group %d (partitions %s) runs here", g, self.ranges[g])
             for d in self.ranges[g]:
                 if self._pending.get(d):
