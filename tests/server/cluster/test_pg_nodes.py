@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -174,6 +175,13 @@ def test_three_nodes_serve_at_once(cluster: tuple[str, list[Node], ServiceApp, P
         ingresses[other].call("Flow", "approve", "bob", key="order-1").raise_for_status()
         r = ingresses[(other + 1) % 3].workflow_attach("Flow", "order-1")
         assert json_of(r) == "order approved by bob"
+
+        # A node stopping normally hands its groups over at once; what it owned is served by the others.
+        moved = keys_on(url, "n3", 2, "k-n3-")
+        nodes[2].proc.stop()
+        wait_for(lambda: all_owned_by(url, {"n1", "n2"}), 5, "the stopped node's groups taken over")
+        for key in moved:
+            assert ingresses[1].call_json("Acc", "get", key=key) == 3
     finally:
         for ing in ingresses:
             ing.close()
@@ -187,6 +195,16 @@ def test_a_killed_node_is_taken_over(cluster: tuple[str, list[Node], ServiceApp,
     survivors = nodes[:2]
     keys = keys_on(url, victim.name, 3, "kill-") + keys_on(url, "n1", 2, "kill-")
     acked: list[str] = []
+    # A call waiting, through a survivor, on an invocation the victim runs: answered after the takeover.
+    (hang_key,) = keys_on(url, victim.name, 1, "hang-")
+    waiting: dict[str, object] = {}
+
+    def wait_call() -> None:
+        with Ingress(nodes[1].ingress) as other:
+            waiting["answer"] = other.call_json("Acc", "hang_chain", 3000, key=hang_key)
+
+    caller = threading.Thread(target=wait_call)
+    caller.start()
     with Ingress(nodes[0].ingress) as ing:
         # Sends through a survivor, some to the victim's partitions; each acknowledged one must complete.
         for i in range(30):
@@ -206,6 +224,8 @@ def test_a_killed_node_is_taken_over(cluster: tuple[str, list[Node], ServiceApp,
             assert json_of(ing.attach(iid)) == 3 * 32
         for k in keys:
             assert ing.call_json("Acc", "get", key=k) == 1
+    caller.join(60)
+    assert waiting.get("answer") == "woke"
     # Every step ran once and every handler saw the result recorded for it.
     lines = side.read_text().splitlines()
     execs = [line.split()[1] for line in lines if line.startswith("exec ")]

@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pyrestate.protocol.ids import InvocationId, parse_awakeable_id, partition_key_for_key
+from pyrestate.server import metrics
 from pyrestate.server.cluster import membership
 from pyrestate.server.cluster.membership import Member
 from pyrestate.server.cluster.wire import Frame, Link
@@ -421,6 +422,7 @@ class NodeCore:
                 return
             self.engines[g] = engine
             engine.reload_schema()  # a change pushed while it was starting did not reach it
+            self._set_gauges()
             log.info("partition group %d (partitions %s) runs here", g, self.ranges[g])
             for d in self.ranges[g]:
                 if self._pending.get(d):
@@ -439,6 +441,7 @@ class NodeCore:
                 for seq in [s for s in pending if self.group_of[s & SOURCE_MASK] == g]:
                     del pending[seq]
             await engine.stop()
+            self._set_gauges()
             log.info("partition group %d handed over", g)
         except Exception:
             log.exception("stopping partition group %d failed", g)
@@ -446,6 +449,13 @@ class NodeCore:
             self._stopping.pop(g, None)
             if not self._stopped:
                 self._reconcile()
+
+    def _set_gauges(self) -> None:
+        """The node's gauges sum its group engines (each engine registers only its own when it starts)."""
+        engines = self.engines
+        metrics.gauges.partitions_owned = lambda: sum(len(self.ranges[g]) for g in engines)
+        metrics.gauges.timers_in_memory = lambda: sum(len(e.timers) for e in engines.values())
+        metrics.gauges.attempts_running = lambda: sum(e.invoker.running for e in engines.values())
 
     def _lease_lost(self, g: int, error: LeaseLost) -> None:
         log.error("partition group %d: %s", g, error)
