@@ -468,13 +468,20 @@ class PostgresStorage:
         if not self.partitions:
             return {}
         return {
-            "options": f"-c idle_in_transaction_session_timeout={self.lease_ttl_ms}",
+            "options": self._options(f"-c idle_in_transaction_session_timeout={self.lease_ttl_ms}"),
             "application_name": _writer_name(self.node_id),
         }
 
     def _lease_options(self) -> dict[str, Any]:
         # Taking a lease waits for a row lock at most this long; the caller tries again later.
-        return {"options": f"-c lock_timeout={max(100, self.lease_ttl_ms // 3)}"}
+        return {"options": self._options(f"-c lock_timeout={max(100, self.lease_ttl_ms // 3)}")}
+
+    def _options(self, extra: str) -> str:
+        """`extra` after the URL's own server options (e.g. a search_path), which a bare one would replace."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        own = conninfo_to_dict(self.conninfo).get("options")
+        return f"{own} {extra}" if own else extra
 
     async def _lease_conn(self) -> psycopg.AsyncConnection[Any]:
         import psycopg
