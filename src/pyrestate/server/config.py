@@ -79,6 +79,12 @@ class ServerConfig:
     storage: str = "sqlite"
     node_id: str | None = None  # this node's name in partition leases (PostgreSQL); default: host name
     workers: int = 1  # processes sharing the partitions (pyrestate.server.cluster); 1: all in this one
+    # Nodes on PostgreSQL (cluster/pg_node.py): set `node_bind` to join the cluster of all nodes on the same
+    # database, each owning a share of the partition groups; unset: the whole server is one node (standby).
+    node_bind: str | None = None  # address the inter-node transport listens on
+    advertised_url: str | None = None  # how other nodes reach it (tcp://host:port); default: node_bind
+    lease_ttl_ms: int = 6000  # membership heartbeat and partition lease lifetime
+    partition_groups: int = 8  # unit of ownership between nodes: contiguous ranges of partitions
     # Engine tuning without a flag. Sent invocations yield to a busy ingress (see invoker.service).
     concurrency_per_deployment: int = 1000
     background_concurrency: int = 2
@@ -425,6 +431,30 @@ OPTIONS: tuple[Option, ...] = (
     Option("storage", "--storage", _storage, "sqlite, or a postgresql://… URL to run several nodes."),
     Option("node_id", "--node-id", str, "Name of this node in partition leases (default: host name)."),
     Option("workers", "--workers", _positive_int, "Processes sharing the partitions (SQLite)."),
+    Option(
+        "node_bind",
+        "--node-bind",
+        _bind,
+        "With PostgreSQL: join the cluster of nodes on that database; inter-node address to listen on.",
+    ),
+    Option(
+        "advertised_url",
+        "--advertised-url",
+        str,
+        "How other nodes reach this one (tcp://host:port); default: the --node-bind address.",
+    ),
+    Option(
+        "lease_ttl_ms",
+        "--lease-ttl",
+        _positive_duration,
+        "Lifetime of node heartbeats and partition leases; a dead node's partitions move within about 1.5x.",
+    ),
+    Option(
+        "partition_groups",
+        "--partition-groups",
+        _positive_int,
+        "Partition groups balanced over the nodes (at most --partitions).",
+    ),
     Option(
         "query_memory_bytes",
         "--query-memory-size",

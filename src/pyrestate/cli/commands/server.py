@@ -108,6 +108,13 @@ def server(config_file: str | None = None, **values: Any) -> None:
 
             app.configure_logging(cfg)
             sys.exit(run_supervisor(cfg))
+        if cfg.node_bind is not None:  # one node of a cluster on PostgreSQL
+            if cfg.storage == "sqlite":
+                raise server_config.ConfigError("--node-bind needs --storage postgresql://…")
+            from pyrestate.server.cluster.pg_node import create_node_core
+
+            app.main(cfg, core_factory=create_node_core)
+            return
         if cfg.storage == "sqlite":
             from pyrestate.server.cluster.layout import check_single_process
 

@@ -9,6 +9,7 @@ Frames written in one event-loop turn leave in one write.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import pickle
 import struct
 from collections.abc import Callable
@@ -23,15 +24,24 @@ Frame = tuple[Any, ...]
 class Link(asyncio.Protocol):
     """One connection; `on_frame(link, frame)` for every frame received, `on_lost(link)` once at the end."""
 
-    def __init__(self, on_frame: Callable[[Link, Frame], None], on_lost: Callable[[Link], None]) -> None:
+    def __init__(
+        self,
+        on_frame: Callable[[Link, Frame], None],
+        on_lost: Callable[[Link], None],
+        *,
+        secret: bytes | None = None,
+    ) -> None:
+        """`secret`: the first frame received must be these raw bytes, or the link closes before anything
+        is unpickled (links between machines: only holders of the cluster secret are heard)."""
         self._on_frame = on_frame
+        self._secret = secret
         self._on_lost = on_lost
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self.closed = False
-        self.peer: int | None = None  # worker index of the other end, once known
+        self.peer: Any = None  # the other end (worker index, node id), once known
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
@@ -52,6 +62,14 @@ class Link(asyncio.Protocol):
                 return
             if n - pos - 4 < size:
                 break
+            if self._secret is not None:
+                token = bytes(buf[pos + 4 : pos + 4 + size])
+                if not hmac.compare_digest(token, self._secret):
+                    self.close()
+                    return
+                self._secret = None
+                pos += 4 + size
+                continue
             frame = pickle.loads(buf[pos + 4 : pos + 4 + size])
             pos += 4 + size
             self._on_frame(self, frame)
@@ -59,9 +77,11 @@ class Link(asyncio.Protocol):
             del buf[:pos]
 
     def send(self, frame: Frame) -> None:
+        self.send_raw(pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def send_raw(self, body: bytes) -> None:
         if self.closed:
             return
-        body = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
         self._out.append(_LEN.pack(len(body)))
         self._out.append(body)
         if not self._flush_scheduled:

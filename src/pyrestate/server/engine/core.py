@@ -114,10 +114,21 @@ def check_compatible(old: ServiceSchema, new: ServiceSchema) -> None:
 
 
 class EngineCore(Registry):
-    def __init__(self, config: ServerConfig, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        clock: Clock | None = None,
+        storage: Storage | None = None,
+        shared_storage: bool = False,
+        subscriptions: bool = True,
+    ) -> None:
+        """`storage`: one opened by the caller instead of the configured one. `shared_storage`: it also holds
+        the partitions outside `local_partitions`, processed by other engines (nodes on PostgreSQL), so
+        this engine recovers, fires and reviews only its own."""
         self.config = config
         self.clock = clock or WallClock()
-        self.storage: Storage = create_storage(
+        self.storage: Storage = storage or create_storage(
             config.storage,
             sqlite_path=config.database_path,
             partitions=config.partitions,
@@ -125,6 +136,8 @@ class EngineCore(Registry):
             accept_data_loss=config.accept_data_loss,
             lock_note=config.lock_note,
         )
+        self.shared_storage = shared_storage
+        self._run_subscriptions = subscriptions
         self._services: dict[str, ServiceSchema] = {}
         self._deployments: dict[str, DeploymentRecord] = {}
         self._partitions: list[PartitionProcessor] = []
@@ -208,6 +221,8 @@ class EngineCore(Registry):
         metrics.gauges.partitions_owned = lambda: len(self.local_partitions or self._partitions)
         metrics.gauges.timers_in_memory = lambda: len(self.timers)
         metrics.gauges.attempts_running = lambda: self.invoker.running
+        if not self._run_subscriptions:
+            return
         from pyrestate.server.subscriptions.service import SubscriptionService
 
         self.subscriptions = SubscriptionService(
@@ -217,6 +232,30 @@ class EngineCore(Registry):
             run_consumers=self.run_consumers,
         )
         await self.subscriptions.start()
+
+    def _mine(self, partition: int) -> bool:
+        """Whether this engine processes `partition` (with a shared store, others process the rest)."""
+        local = self.local_partitions
+        return not self.shared_storage or local is None or partition in local
+
+    def reload_schema(self) -> None:
+        """Read deployments, services and the rule book again (another node changed them in the shared
+        store)."""
+        reader = self.storage.reader()
+        deployments = {d.id: d for d in (deployment_from_json(doc) for _, doc in reader.all_deployments())}
+        services = {s.name: s for s in (service_from_json(doc) for _, doc in reader.all_services())}
+        changed = [
+            d
+            for d in deployments.keys() | self._deployments.keys()
+            if deployments.get(d) != self._deployments.get(d)
+        ]
+        self._deployments = deployments
+        self._services = services
+        for dp_id in changed:
+            self.invoker.forget_deployment(dp_id)
+        book = RuleBook.from_bytes(reader.get_rule_book())
+        if book.to_bytes() != self._rules.to_bytes():
+            self.adopt_rules(book)
 
     @property
     def in_flight(self) -> int:
@@ -230,14 +269,18 @@ class EngineCore(Registry):
         reader = self.storage.reader()
         for p in self._partitions:
             for seq, payload in reader.list_outbox(p.partition):
-                self._deliver(p.partition, seq, command_from_json(payload))
+                # In a shared store, a message this engine neither sent nor receives is another's concern.
+                if self._mine(p.partition) or self._mine(seq & 0xFFFF):
+                    self._deliver(p.partition, seq, command_from_json(payload))
         self.timers.reload()
         for p in self._partitions:
-            p.submit(ReviewLimits())  # waiting invocations that fit now (rules changed before a crash)
+            if self._mine(p.partition):
+                p.submit(ReviewLimits())  # waiting invocations that fit now (rules changed before a crash)
         now = self.clock.now_ms()
         started = 0
+        n = self.config.partitions
         for st in reader.all_invocation_statuses():
-            if st.status is Status.INVOKED:
+            if st.status is Status.INVOKED and self._mine(partition_of(st.invocation_id, n)):
                 # A retry whose back-off was pending keeps it: the next attempt time is stored.
                 delay = max(0, st.next_retry_at - now) if st.next_retry_at is not None else 0
                 self.invoker.start_attempt(st.invocation_id, st.epoch, delay)
@@ -293,7 +336,8 @@ class EngineCore(Registry):
         if self.outbound is not None and local is not None and partition not in local:
             self.outbound(partition, seq, command)
             return
-        self._partitions[partition].submit(Deliver(seq, command))
+        # From another engine's partition (a shared store): its sender may send it too, de-duplicate.
+        self._partitions[partition].submit(Deliver(seq, command, remote=not self._mine(seq & 0xFFFF)))
 
     def _new_token(self) -> tuple[int, asyncio.Future[Any]]:
         token = next(self._token_ids)
@@ -346,6 +390,8 @@ class EngineCore(Registry):
         return self.storage.reader().timers_between(after_ms, until_ms, limit)
 
     def _fire_timer(self, timer: Any) -> None:
+        if not self._mine(timer.partition % self.config.partitions):
+            return  # a shared store's timer of another engine's partition: that engine fires it
         metrics.timers_fired.inc()
         metrics.timer_lateness.observe(max(0, self.clock.now_ms() - timer.fire_at) / 1000)
         self._submit(timer.partition % self.config.partitions, TimerFired(timer))
@@ -731,7 +777,8 @@ class EngineCore(Registry):
         self._rules = book
         if self._started:
             for p in self._partitions:
-                p.submit(ReviewLimits())
+                if self._mine(p.partition):
+                    p.submit(ReviewLimits())
 
     async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
         async with self._schema_lock:

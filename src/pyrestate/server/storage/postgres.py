@@ -74,6 +74,11 @@ MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _writer_name(node_id: str) -> str:
+    """`application_name` of a node's commit sessions (at most 63 bytes are kept by the server)."""
+    return f"pyrestate-writer:{node_id}"[:63]
+
+
 class LeaseLost(StorageUnavailable):
     """This node no longer owns a partition it processed: another node took it over."""
 
@@ -419,13 +424,15 @@ class PostgresStorage:
             raise StorageUnavailable(f"cannot connect to PostgreSQL: {e}") from None
         try:
             migrate(sync)
-            self._wconn = await psycopg.AsyncConnection.connect(self.conninfo)
+            self._wconn = await psycopg.AsyncConnection.connect(self.conninfo, **self._writer_options())
         except BaseException:
             sync.close()
             raise
         self._reader = _PostgresReader(self.conninfo, sync, cache=self._cache, max_entries=self._cache_max)
         if self.partitions:
-            self._lconn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            self._lconn = await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, **self._lease_options()
+            )
             await self._acquire_all()
             self._renewer = asyncio.get_running_loop().create_task(self._renew_loop(), name="pg-lease-renew")
         self._writer = asyncio.get_running_loop().create_task(self._writer_loop(), name="pg-writer")
@@ -455,20 +462,51 @@ class PostgresStorage:
 
     # ------------------------------------------------------------------ leases
 
+    def _writer_options(self) -> dict[str, Any]:
+        """A node paused in the middle of a commit holds its leases' rows FOR SHARE, which would block the
+        takeover for as long as it is paused: the server ends such a transaction after one TTL."""
+        if not self.partitions:
+            return {}
+        return {
+            "options": self._options(f"-c idle_in_transaction_session_timeout={self.lease_ttl_ms}"),
+            "application_name": _writer_name(self.node_id),
+        }
+
+    def _lease_options(self) -> dict[str, Any]:
+        # Taking a lease waits for a row lock at most this long; the caller tries again later.
+        return {"options": self._options(f"-c lock_timeout={max(100, self.lease_ttl_ms // 3)}")}
+
+    def _options(self, extra: str) -> str:
+        """`extra` after the URL's own server options (e.g. a search_path), which a bare one would replace."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        own = conninfo_to_dict(self.conninfo).get("options")
+        return f"{own} {extra}" if own else extra
+
     async def _lease_conn(self) -> psycopg.AsyncConnection[Any]:
         import psycopg
 
         if self._lconn is None or self._lconn.broken or self._lconn.closed:
-            self._lconn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            self._lconn = await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, **self._lease_options()
+            )
         return self._lconn
 
     async def try_acquire(self, partitions: Iterable[int]) -> list[int]:
         """Take the leases of `partitions` that are free, expired or already ours; returns those taken.
         Taking one bumps its epoch, which fences any earlier holder (including an earlier run of us)."""
+        import psycopg
+
         conn = await self._lease_conn()
         taken = []
         for p in partitions:
-            cur = await conn.execute(_ACQUIRE_SQL, {"p": p, "owner": self.node_id, "ttl": self.lease_ttl_ms})
+            try:
+                cur = await conn.execute(
+                    _ACQUIRE_SQL, {"p": p, "owner": self.node_id, "ttl": self.lease_ttl_ms}
+                )
+            except psycopg.errors.LockNotAvailable:
+                await self._end_stuck_commits(conn, p)
+                continue
             row = await cur.fetchone()
             if row is not None:
                 self.epochs[p] = int(row[0])
@@ -477,6 +515,26 @@ class PostgresStorage:
         if taken and self._reader is not None:
             self._reader.clear()  # another node may have written these partitions meanwhile
         return taken
+
+    async def _end_stuck_commits(self, conn: psycopg.AsyncConnection[Any], partition: int) -> None:
+        """The lease row is locked by a commit of its former owner that has been open longer than a TTL
+        (a node paused mid-commit: the server cannot tell). Once the lease has expired, that commit can only
+        fail the fence: end its session so that the row is free. Needs the same database role (or
+        pg_signal_backend) on every node."""
+        cur = await conn.execute(
+            "SELECT owner FROM partition_leases WHERE partition = %s AND expires_at < now()", (partition,)
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return
+        cur = await conn.execute(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND xact_start < now() - %s * interval '1 millisecond'",
+            (_writer_name(str(row[0])), self.lease_ttl_ms),
+        )
+        ended = [int(r[0]) for r in await cur.fetchall()]
+        if ended:
+            log.warning("ended stuck commit session(s) %s of %s (partition %d)", ended, row[0], partition)
 
     async def _acquire_all(self) -> None:
         deadline = None if self._acquire_timeout_s is None else time.monotonic() + self._acquire_timeout_s
@@ -585,7 +643,7 @@ class PostgresStorage:
         assert self._wconn is not None and self._reader is not None
         if self._wconn.broken or self._wconn.closed:
             try:
-                self._wconn = await psycopg.AsyncConnection.connect(self.conninfo)
+                self._wconn = await psycopg.AsyncConnection.connect(self.conninfo, **self._writer_options())
             except psycopg.OperationalError as e:
                 for p in batch:
                     if not p.fut.done():
