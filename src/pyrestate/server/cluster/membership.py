@@ -101,11 +101,16 @@ async def setup(conn: psycopg.AsyncConnection[Any]) -> bytes:
 async def heartbeat(conn: psycopg.AsyncConnection[Any], me: Member, ttl_ms: int) -> tuple[list[Member], str]:
     """Record that `me` is alive; returns the live members (me included) and the schema fingerprint."""
     await conn.execute(_HEARTBEAT, (me.node_id, me.address))
-    cur = await conn.execute(_LIVE, (ttl_ms,))
-    live = [Member(str(n), str(a)) for n, a in await cur.fetchall()]
+    live = await live_members(conn, ttl_ms)
     cur = await conn.execute(_SCHEMA_PRINT)
     row = await cur.fetchone()
     return live, str(row[0]) if row is not None else ""
+
+
+async def live_members(conn: psycopg.AsyncConnection[Any], ttl_ms: int) -> list[Member]:
+    """The members whose heartbeat is younger than the TTL, as the database sees them now."""
+    cur = await conn.execute(_LIVE, (ttl_ms,))
+    return [Member(str(n), str(a)) for n, a in await cur.fetchall()]
 
 
 async def leave(conn: psycopg.AsyncConnection[Any], node_id: str) -> None:
@@ -113,4 +118,4 @@ async def leave(conn: psycopg.AsyncConnection[Any], node_id: str) -> None:
     await conn.execute("DELETE FROM cluster_nodes WHERE node_id = %s", (node_id,))
 
 
-__all__ = ["Member", "assign", "group_ranges", "heartbeat", "leave", "setup"]
+__all__ = ["Member", "assign", "group_ranges", "heartbeat", "leave", "live_members", "setup"]

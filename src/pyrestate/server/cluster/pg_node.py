@@ -275,6 +275,7 @@ class NodeCore:
         self._schema_lock = asyncio.Lock()
         self._conn: Any = None  # membership heartbeats
         self._schema_conn: Any = None  # the cross-node schema lock
+        self._unknown_reload_at = 0.0
         self._beat: asyncio.Task[None] | None = None
         self._resender: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -479,11 +480,15 @@ class NodeCore:
             try:
                 self.front.reload_schema()
                 out = await change()
+                # The members as the database sees them now, not as of our last beat: a node that came
+                # up since then already runs engines on the old schema.
+                members = await membership.live_members(self._schema_conn, self.ttl_ms)
             finally:
                 await self._schema_conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
         self._reload_schema()
         assert self.transport is not None
-        peers = [n for n in self.live if n != self.me]
+        peers = [m.node_id for m in members if m.node_id != self.me]
+        self.transport.addresses.update({m.node_id: m.address for m in members if m.node_id != self.me})
         results = await asyncio.gather(
             *(asyncio.wait_for(self.transport.call(n, "schema"), 5.0) for n in peers), return_exceptions=True
         )
@@ -551,6 +556,13 @@ class NodeCore:
         engine = self.engines.get(self.group_of[partition])
         if engine is None or not engine._started:
             raise NotOwner(f"partition {partition} is not processed by node {self.me}")
+        if method in ("call", "send") and engine.lookup_service(args[0].target.service) is None:
+            # The sending node knows the service (its ingress checked): a schema change this node has not
+            # read yet. Reread at most once a second, so requests for unknown services stay cheap.
+            now = time.monotonic()
+            if now - self._unknown_reload_at > 1.0:
+                self._unknown_reload_at = now
+                self._reload_schema()
         return await _OPS[method](engine, *args)
 
     async def _route(self, partition: int, method: str, *args: Any, ambiguous_ok: bool = False) -> Any:
