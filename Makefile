@@ -68,6 +68,14 @@ bench-quick: $(BIN)/pyrestate official-restate
 chaos: $(BIN)/pyrestate
 	$(BIN)/pytest -q -p no:cacheprovider tests/faults
 
+# The same suite against `--workers 2`, and against three nodes on PostgreSQL (tests/faults/README.md).
+.PHONY: chaos-workers chaos-nodes
+chaos-workers: $(BIN)/pyrestate
+	PYRESTATE_WORKERS=2 $(BIN)/pytest -q -p no:cacheprovider tests/faults
+
+chaos-nodes: $(BIN)/pyrestate
+	FAULTS_RUNTIME=nodes $(BIN)/pytest -q -p no:cacheprovider tests/faults
+
 # The settings reference in docs/operations.md, generated from the server's option table.
 docs: $(BIN)/pyrestate
 	$(BIN)/python -c 'import re, pathlib; from pyrestate.server.config import options_reference as o; \

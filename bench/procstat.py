@@ -77,7 +77,7 @@ class Usage:
 class TreeSampler:
     """CPU seconds over a window and peak sampled RSS of named process trees, plus host busy%."""
 
-    def __init__(self, pids: dict[str, int], interval: float = 0.2) -> None:
+    def __init__(self, pids: dict[str, int | list[int]], interval: float = 0.2) -> None:
         self.pids = pids
         self.interval = interval
         self._stop = threading.Event()
@@ -90,8 +90,11 @@ class TreeSampler:
 
     def _sample(self) -> dict[str, float]:
         cpu = {}
-        for name, pid in self.pids.items():
-            c, rss = tree_usage(pid)
+        for name, pids in self.pids.items():
+            c, rss = 0.0, 0
+            for pid in [pids] if isinstance(pids, int) else pids:  # several trees: one total
+                pc, prss = tree_usage(pid)
+                c, rss = c + pc, rss + prss
             cpu[name] = c
             self._peak[name] = max(self._peak[name], rss)
         return cpu

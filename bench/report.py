@@ -159,26 +159,36 @@ def _ratios(rows: list[Mapping[str, Any]], workloads: Mapping[str, _Labelled]) -
     return out
 
 
+# (more, fewer, heading): the same engine with more processes, over fewer.
+_SCALING = (
+    ("pyrestate-w2", "pyrestate", "pyrestate --workers 2 / --workers 1"),
+    ("pyrestate-pg2", "pyrestate-pg1", "2 nodes on PostgreSQL / 1 node on PostgreSQL"),
+    ("pyrestate-pg1", "pyrestate", "1 node on PostgreSQL / SQLite"),
+)
+
+
 def _workers(rows: list[Mapping[str, Any]], workloads: Mapping[str, _Labelled]) -> list[str]:
-    """`pyrestate server --workers 2` over one worker, where both ran."""
+    """What more processes (workers, nodes) give over fewer, where both ran."""
     by = {(r["server"], r["workload"], r["conc"]): r for r in rows}
-    points = [(wl, c) for (srv, wl, c) in by if srv == "pyrestate-w2" and ("pyrestate", wl, c) in by]
-    if not points:
-        return []
-    out = [
-        "",
-        "### pyrestate --workers 2 / --workers 1, per point",
-        "",
-        "| workload | conc | req/s | p50 | server ms/req |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for wl, conc in sorted(points, key=lambda p: (list(workloads).index(p[0]), p[1])):
-        w2, w1 = by[("pyrestate-w2", wl, conc)], by[("pyrestate", wl, conc)]
-        out.append(
-            f"| {workloads[wl].label} | {conc} | {_ratio(w2['rps'], w1['rps'])} | "
-            f"{_ratio(w2['p50_ms'], w1['p50_ms'])} | "
-            f"{_ratio(w2['usage']['server']['ms_per_req'], w1['usage']['server']['ms_per_req'])} |"
-        )
+    out: list[str] = []
+    for more, fewer, heading in _SCALING:
+        points = [(wl, c) for (srv, wl, c) in by if srv == more and (fewer, wl, c) in by]
+        if not points:
+            continue
+        out += [
+            "",
+            f"### {heading}, per point",
+            "",
+            "| workload | conc | req/s | p50 | server ms/req |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for wl, conc in sorted(points, key=lambda p: (list(workloads).index(p[0]), p[1])):
+            m, f = by[(more, wl, conc)], by[(fewer, wl, conc)]
+            out.append(
+                f"| {workloads[wl].label} | {conc} | {_ratio(m['rps'], f['rps'])} | "
+                f"{_ratio(m['p50_ms'], f['p50_ms'])} | "
+                f"{_ratio(m['usage']['server']['ms_per_req'], f['usage']['server']['ms_per_req'])} |"
+            )
     return out
 
 

@@ -274,7 +274,7 @@ def measure_point(
         if wl.send:
             probe.wait_drained(warm.ids, time.monotonic(), a.drain_timeout, a.drain_poll)
     prefix = f"m{seq}-"
-    sampler = TreeSampler({"server": server.pid, "sdk": svc.pid})
+    sampler = TreeSampler({"server": server.pids, "sdk": svc.pid})
     sampler.start()
     run = run_load(
         a,

@@ -11,11 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from pyrestate.testing.postgres import PostgresServer, find_postgres_bin
 from pyrestate.testing.process import ManagedProcess, ProcessError, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +27,9 @@ PYRESTATE_BIN = ROOT / ".venv/bin/pyrestate"
 HYPERCORN_CONFIG = BENCH_DIR / "hypercorn-bench.toml"
 
 # "pyrestate-w2": `pyrestate server --workers 2` (partitions spread over two worker processes).
-SERVERS = ("official", "pyrestate", "pyrestate-w2")
+# "pyrestate-pgN": N nodes in cluster mode on one PostgreSQL server started for the run (the load enters
+# through the first node, which routes what the other nodes own, as a load balancer unaware of owners would).
+SERVERS = ("official", "pyrestate", "pyrestate-w2", "pyrestate-pg1", "pyrestate-pg2")
 SDKS = ("official", "pyrestate")
 
 
@@ -43,14 +47,23 @@ class Server:
     version: str
     command: str
     durability: str
+    # Other processes of a server made of several (nodes, their database), stopped after `process`.
+    companions: list[Any] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
         assert self.process.pid is not None
         return self.process.pid
 
+    @property
+    def pids(self) -> list[int]:
+        """Every process the server is made of, for its CPU and memory."""
+        return [self.pid, *(p for c in self.companions if (p := c.pid) is not None)]
+
     def stop(self) -> None:
         self.process.stop()
+        for c in self.companions:
+            c.stop()
 
 
 def _version(argv: list[str]) -> str:
@@ -69,6 +82,8 @@ def start_server(
     extra_env: Mapping[str, str] | None = None,
 ) -> Server:
     """`extra_args` go to pyrestate's command line, `extra_env` (RESTATE_*) to the official server."""
+    if kind.startswith("pyrestate-pg"):
+        return _start_nodes(int(kind.removeprefix("pyrestate-pg")), data_dir, log_dir, extra_args)
     data_dir.mkdir(parents=True, exist_ok=True)
     ingress, admin = free_port(), free_port()
     if kind == "official":
@@ -161,6 +176,60 @@ def start_server(
         proc.stop()
         raise
     return server
+
+
+def _start_nodes(count: int, data_dir: Path, log_dir: Path, extra_args: Sequence[str]) -> Server:
+    """`count` pyrestate nodes on one PostgreSQL server (fsync on, as in production); the first node is the
+    entry point, the others and the database are its companions."""
+    if find_postgres_bin() is None:
+        raise Unavailable("PostgreSQL server binaries not found (apt-get install postgresql)")
+    pg = PostgresServer(settings=("max_connections=400",))
+    pg.start()
+    url = pg.url("postgres")
+    started: list[Server] = []
+    try:
+        for i in range(1, count + 1):
+            args = [
+                "--storage",
+                url,
+                "--node-id",
+                f"n{i}",
+                "--node-bind",
+                f"127.0.0.1:{free_port()}",
+                *extra_args,
+            ]
+            (log_dir / f"n{i}").mkdir(parents=True, exist_ok=True)
+            started.append(start_server("pyrestate", data_dir / f"n{i}", log_dir / f"n{i}", args))
+        _wait_owned(url, count)
+    except BaseException:
+        for srv in reversed(started):
+            srv.stop()
+        pg.stop()
+        raise
+    first = started[0]
+    first.kind = f"pyrestate-pg{count}"
+    first.companions = [*(srv.process for srv in started[1:]), pg]
+    first.durability = f"{count} node(s) on PostgreSQL 15 (fsync on, synchronous_commit on)"
+    return first
+
+
+def _wait_owned(url: str, count: int, timeout: float = 60.0) -> None:
+    """Until every partition is leased and every node holds some: the cluster is balanced."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(url, autocommit=True) as conn:
+            try:
+                rows = conn.execute(
+                    "SELECT count(*), count(DISTINCT owner) FROM partition_leases WHERE expires_at > now()"
+                ).fetchone()
+            except psycopg.errors.UndefinedTable:
+                rows = None
+        if rows is not None and rows[1] == count and rows[0] > 0:
+            return
+        time.sleep(0.2)
+    raise Unavailable(f"the {count} nodes did not share the partitions within {timeout}s")
 
 
 def _last_line(proc: ManagedProcess) -> str:

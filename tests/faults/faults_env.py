@@ -5,7 +5,8 @@ Knobs (environment variables), so the same tests serve as a short CI run and a l
   FAULTS_DURATION  seconds of chaos per test (default: each test's own CI value)
   FAULTS_SCALE     multiplies the amount of work (programs, clients) (default 1)
   FAULTS_SDKS      comma list of SDKs serving the services: official,pyrestate (default both)
-  FAULTS_RUNTIME   pyrestate (default) or official: the latter checks the tests themselves
+  FAULTS_RUNTIME   pyrestate (default), official (checks the tests themselves), or nodes: three pyrestate
+                   nodes on one PostgreSQL database (started by the test), any of them hit by the nemesis
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import httpx
 
 from pyrestate.testing import RuntimeConfig, RuntimeKind, ServiceApp, make_runtime, register_deployment
 from pyrestate.testing.faults import Target
+from pyrestate.testing.nodes import NodeCluster
+from pyrestate.testing.postgres import PostgresServer, find_postgres_bin
 from pyrestate.testing.runtime import OfficialRestateServer, PyrestateServer
 
 HERE = Path(__file__).resolve().parent
 SEED = int(os.environ.get("FAULTS_SEED") or 1)
 SCALE = float(os.environ.get("FAULTS_SCALE") or 1)
 SDKS = [s.strip() for s in os.environ.get("FAULTS_SDKS", "official,pyrestate").split(",") if s.strip()]
-RUNTIME = cast(RuntimeKind, os.environ.get("FAULTS_RUNTIME", "pyrestate"))
+RUNTIME = os.environ.get("FAULTS_RUNTIME", "pyrestate")
 
 # Fast retries and a short inactivity/abort window: after a pause or a crash of the service process the
 # runtime gives up on the stalled attempt quickly and retries it.
@@ -55,7 +58,7 @@ def summary(line: str) -> None:
 @dataclass
 class FaultEnv:
     sdk: str
-    runtime: OfficialRestateServer | PyrestateServer
+    runtime: OfficialRestateServer | PyrestateServer | NodeCluster
     app: ServiceApp
     side_file: Path
     extra: dict[str, Any] = field(default_factory=dict)
@@ -70,7 +73,9 @@ class FaultEnv:
 
     def targets(self, server: bool = True, service: bool = True) -> list[Target]:
         out = []
-        if server:
+        if server and isinstance(self.runtime, NodeCluster):
+            out += [Target(f"node-{n.process.name}", n.process, signal.SIGTERM) for n in self.runtime.nodes]
+        elif server:
             out.append(Target("server", self.runtime.process, signal.SIGTERM))
         if service:
             # The official SDK's hypercorn stops gracefully on SIGINT only; ours honours SIGTERM.
@@ -83,9 +88,21 @@ class FaultEnv:
 
 
 @contextmanager
+def _runtime(tmp_path: Path) -> Iterator[OfficialRestateServer | PyrestateServer | NodeCluster]:
+    if RUNTIME != "nodes":
+        yield make_runtime(
+            cast(RuntimeKind, RUNTIME), CONFIG, data_dir=tmp_path / "runtime", log_dir=tmp_path
+        )
+        return
+    if find_postgres_bin() is None:
+        raise RuntimeError("FAULTS_RUNTIME=nodes needs the PostgreSQL server (scripts install it)")
+    with PostgresServer() as pg:
+        yield NodeCluster(pg.create_database(), tmp_path / "nodes", log_dir=tmp_path, config=CONFIG)
+
+
+@contextmanager
 def fault_env(sdk: str, tmp_path: Path) -> Iterator[FaultEnv]:
     side_file = tmp_path / "steps.tsv"
-    runtime = make_runtime(RUNTIME, CONFIG, data_dir=tmp_path / "runtime", log_dir=tmp_path)
     app = ServiceApp(
         "faults_services:app",
         env={"PYRESTATE_SDK": sdk, "FAULTS_SIDE_FILE": str(side_file)},
@@ -93,14 +110,15 @@ def fault_env(sdk: str, tmp_path: Path) -> Iterator[FaultEnv]:
         name=f"sdk-{sdk}",
         pythonpath=[HERE],
     )
-    try:
-        runtime.start()
-        app.start()
-        register_deployment(runtime.admin_url, app.url)
-        yield FaultEnv(sdk, runtime, app, side_file)
-    finally:
-        app.close()
-        runtime.close()
+    with _runtime(tmp_path) as runtime:
+        try:
+            runtime.start()
+            app.start()
+            register_deployment(runtime.admin_url, app.url)
+            yield FaultEnv(sdk, runtime, app, side_file)
+        finally:
+            app.close()
+            runtime.close()
 
 
 def call_until_ok(url: str, body: Any, idempotency_key: str | None = None, timeout: float = 90.0) -> Any:

@@ -65,6 +65,11 @@ class PostgresServer:
         self._names = itertools.count(1)
 
     @property
+    def pid(self) -> int | None:
+        """The postmaster's (its backends are its children)."""
+        return None if self._proc is None else self._proc.pid
+
+    @property
     def socket_dir(self) -> Path:
         return self.work
 

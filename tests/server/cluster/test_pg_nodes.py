@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,8 +19,10 @@ from cluster_support import service_app, wait_for
 from pyrestate.protocol.ids import partition_key_for_key
 from pyrestate.server.partition.context import partition_of, partition_of_key
 from pyrestate.testing import Admin, Ingress, ServiceApp, json_of
+from pyrestate.testing.nodes import pg_node
 from pyrestate.testing.postgres import PostgresServer, find_postgres_bin
-from pyrestate.testing.process import ManagedProcess, free_port
+from pyrestate.testing.process import ManagedProcess
+from pyrestate.testing.runtime import RuntimeConfig
 
 PARTITIONS = 8
 GROUPS = 6
@@ -37,42 +38,17 @@ class Node:
 
 
 def _node(url: str, tmp: Path, name: str) -> Node:
-    ingress, admin, peer = free_port(), free_port(), free_port()
-    proc = ManagedProcess(
+    server = pg_node(
+        url,
         name,
-        [
-            sys.executable,
-            "-c",
-            "from pyrestate.cli.main import main; main()",
-            "server",
-            "--storage",
-            url,
-            "--data-dir",
-            str(tmp / name),
-            "--partitions",
-            str(PARTITIONS),
-            "--partition-groups",
-            str(GROUPS),
-            "--lease-ttl",
-            TTL,
-            "--node-id",
-            name,
-            "--node-bind",
-            f"127.0.0.1:{peer}",
-            "--ingress-bind",
-            f"127.0.0.1:{ingress}",
-            "--admin-bind",
-            f"127.0.0.1:{admin}",
-            "--retry-initial-interval",
-            "100ms",
-        ],
-        tmp / f"{name}.log",
-        stop_signal=signal.SIGTERM,
-        stop_timeout=15.0,
-        ready_url=f"http://127.0.0.1:{ingress}/restate/health",
-        ready_timeout=30.0,
+        tmp / name,
+        log_dir=tmp,
+        config=RuntimeConfig(retry_initial_interval="100ms"),
+        partitions=PARTITIONS,
+        partition_groups=GROUPS,
+        lease_ttl=TTL,
     )
-    return Node(name, proc, f"http://127.0.0.1:{ingress}", f"http://127.0.0.1:{admin}")
+    return Node(name, server.process, server.ingress_url, server.admin_url)
 
 
 @pytest.fixture(scope="module")
