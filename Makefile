@@ -47,6 +47,8 @@ test: $(BIN)/pyrestate official-restate lint
 	PYRESTATE_CONFORMANCE_SDK=official PYRESTATE_CONFORMANCE_RUNTIME=pyrestate $(BIN)/pytest -q conformance
 	PYRESTATE_CONFORMANCE_SDK=pyrestate PYRESTATE_CONFORMANCE_RUNTIME=pyrestate $(BIN)/pytest -q conformance
 	PYRESTATE_EXAMPLES_RUNTIME=pyrestate $(BIN)/pytest -q examples
+	FAULTS_RUNTIME=nodes FAULTS_SDKS=official $(BIN)/pytest -q tests/faults/test_random_programs.py tests/faults/test_set_workload.py
+	PYRESTATE_WORKERS=2 FAULTS_SDKS=pyrestate $(BIN)/pytest -q tests/faults/test_chaos_counter.py
 
 # The server on embedded SQLite (./.pyrestate), every example served and registered; Ctrl-C stops it all.
 run: $(RUNTIME)
