@@ -18,7 +18,8 @@ from pyrestate.server.core_api import (
     ServiceSchema,
     ServiceType,
 )
-from pyrestate.server.engine.core import EngineCore, check_compatible
+from pyrestate.server.engine.core import EngineCore
+from pyrestate.server.engine.schema_admin import check_compatible
 
 EXCL, SHARED = HandlerType.EXCLUSIVE, HandlerType.SHARED
 

@@ -8,9 +8,10 @@ commit for it. A group that moves is stopped on its old node (releasing the leas
 one, which recovers it from the shared database like a restarted server.
 
 Requests go to the owner of their partition: the local group engine, or another node over TCP
-(`Transport`: framed pickles, after both ends proved they hold the cluster secret stored in the database).
-A request refused because its target moved is retried against the new owner; `call` and `send` carry an
-idempotency key (generated when the client gave none), so retrying them after an ambiguous failure is safe.
+(`node_link.Transport`: framed pickles, after both ends proved they hold the cluster secret stored in the
+database). A request refused because its target moved is retried against the new owner; `call` and `send`
+carry an idempotency key (generated when the client gave none), so retrying them after an ambiguous failure
+is safe. Schema changes run under a cluster-wide lock and are pushed to every node (`node_schema`).
 
 Messages between groups. The outbox rows are keyed by destination partition and shared, so a group
 engine recovers every message addressed to it from the database, and the receiver's commit deletes the
@@ -28,42 +29,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
-from urllib.parse import urlparse
 
 from pyrestate.protocol.ids import InvocationId, parse_awakeable_id, partition_key_for_key
 from pyrestate.server import metrics
 from pyrestate.server.cluster import membership
 from pyrestate.server.cluster.membership import Member
+from pyrestate.server.cluster.node_link import NotOwner, Transport
+from pyrestate.server.cluster.node_schema import NodeSchema
 from pyrestate.server.cluster.wire import Frame, Link
-from pyrestate.server.config import ServerConfig, parse_bind
+from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import (
     BadRequest,
     ById,
     CommandOutcome,
-    DeploymentRecord,
-    DeploymentRegistration,
     IngressInvocation,
     InvocationCommand,
     InvocationQuery,
     InvocationResult,
     NotFound,
     Outcome,
-    QuerySnapshot,
-    RegistrationResult,
     SendReceipt,
-    ServicePatch,
-    ServiceSchema,
     Unavailable,
 )
 from pyrestate.server.engine.core import EngineCore
-from pyrestate.server.flow_limits import Delete, Rule, RuleBook, Upsert
 from pyrestate.server.partition.context import partition_of, partition_of_key
 from pyrestate.server.partition.model import Command, Deliver
 from pyrestate.server.storage.postgres import LeaseLost, PostgresStorage
@@ -71,170 +65,8 @@ from pyrestate.server.storage.postgres import LeaseLost, PostgresStorage
 log = logging.getLogger(__name__)
 
 SOURCE_MASK = 0xFFFF  # outbox sequence numbers carry their source partition in the low 16 bits
-SCHEMA_LOCK = 0x7079_7363_6865  # advisory lock: one schema change at a time over all nodes
 RESEND_AFTER_S = 3.0  # unacknowledged this long: push again
 NACK_RETRY_S = 0.3
-CONNECT_BACKOFF_S = (0.05, 1.0)
-
-
-class NotOwner(Unavailable):
-    """The request did not reach the owner of its partition (nothing was done): try again."""
-
-
-# ------------------------------------------------------------------------------------------- transport
-
-
-class _NodeLink(Link):
-    """A link that opens with the cluster secret: the other end hears nothing before it has checked it."""
-
-    def __init__(
-        self, secret: bytes, on_frame: Callable[[Link, Frame], None], on_lost: Callable[[Link], None]
-    ):
-        super().__init__(on_frame, on_lost, secret=secret)
-        self._token = secret
-
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        self.send_raw(self._token)
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    parsed = urlparse(url if "//" in url else f"tcp://{url}")
-    if parsed.hostname is None or parsed.port is None:
-        raise ValueError(f"bad node address {url!r}: expected tcp://host:port")
-    return parsed.hostname, parsed.port
-
-
-class Transport:
-    """Links to the other nodes: one outgoing link per node, for requests and outbox pushes; answers,
-    acknowledgements and nacks come back on it."""
-
-    def __init__(
-        self,
-        me: str,
-        secret: bytes,
-        on_frame: Callable[[Link, Frame], None],
-        on_connected: Callable[[str], None],
-        on_lost: Callable[[Link], None],
-    ) -> None:
-        self.me = me
-        self.secret = secret
-        self._on_frame_cb = on_frame
-        self._on_connected = on_connected
-        self._on_lost_cb = on_lost
-        self.addresses: dict[str, str] = {}
-        self.links: dict[str, Link] = {}
-        self._connecting: dict[str, asyncio.Task[None]] = {}
-        self._connected: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
-        self._calls: dict[int, tuple[asyncio.Future[Any], str]] = {}
-        self._ids = itertools.count(1)
-        self._server: asyncio.AbstractServer | None = None
-        self._incoming: set[Link] = set()
-        self._closing = False
-
-    def _link(self) -> Link:
-        return _NodeLink(self.secret, self._on_frame, self._lost)
-
-    async def listen(self, bind: str) -> tuple[str, int]:
-        host, port = parse_bind(bind)
-        self._server = await asyncio.get_running_loop().create_server(self._incoming_link, host, port)
-        sock = self._server.sockets[0]
-        return sock.getsockname()[0], sock.getsockname()[1]
-
-    def _incoming_link(self) -> Link:
-        link = self._link()
-        self._incoming.add(link)
-        return link
-
-    async def close(self) -> None:
-        self._closing = True
-        for task in self._connecting.values():
-            task.cancel()
-        for link in [*self.links.values(), *self._incoming]:
-            link.close()
-        if self._server is not None:
-            self._server.close()
-        for fut, _ in self._calls.values():
-            if not fut.done():
-                fut.set_exception(Unavailable("server shutting down"))
-
-    def link_to(self, node: str) -> Link | None:
-        """The link to `node` if it is up (else it is being set up, and `on_connected` follows)."""
-        link = self.links.get(node)
-        if link is None:
-            self._ensure_connecting(node)
-        return link
-
-    def _ensure_connecting(self, node: str) -> None:
-        if self._closing or node in self.links or node in self._connecting or node not in self.addresses:
-            return
-        self._connecting[node] = asyncio.get_running_loop().create_task(self._connect(node))
-
-    async def _connect(self, node: str) -> None:
-        loop = asyncio.get_running_loop()
-        delay = CONNECT_BACKOFF_S[0]
-        try:
-            while not self._closing and node in self.addresses:
-                try:
-                    host, port = _host_port(self.addresses[node])
-                    _, link = await loop.create_connection(self._link, host, port)
-                except (OSError, ValueError):
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, CONNECT_BACKOFF_S[1])
-                    continue
-                link.peer = node
-                link.send(("h", self.me))
-                self.links[node] = link
-                self._connected[node].set()
-                self._on_connected(node)
-                return
-        finally:
-            self._connecting.pop(node, None)
-
-    def _lost(self, link: Link) -> None:
-        self._incoming.discard(link)
-        node = link.peer
-        if node is not None and self.links.get(node) is link:
-            del self.links[node]
-            self._connected[node].clear()
-            for rid, (fut, target) in list(self._calls.items()):
-                if target == node and not fut.done():
-                    fut.set_exception(Unavailable(f"node {node} went away before answering"))
-                    del self._calls[rid]
-            self._ensure_connecting(node)
-        self._on_lost_cb(link)
-
-    def _on_frame(self, link: Link, frame: Frame) -> None:
-        if frame[0] == "r":  # answer: (r, id, ok, value)
-            entry = self._calls.pop(frame[1], None)
-            if entry is not None and not entry[0].done():
-                if frame[2]:
-                    entry[0].set_result(frame[3])
-                else:
-                    entry[0].set_exception(frame[3])
-            return
-        self._on_frame_cb(link, frame)
-
-    async def call(self, node: str, method: str, *args: Any, connect_timeout: float = 2.0) -> Any:
-        link = self.links.get(node)
-        if link is None:
-            self._ensure_connecting(node)
-            try:
-                await asyncio.wait_for(self._connected[node].wait(), connect_timeout)
-            except TimeoutError:
-                raise NotOwner(f"node {node} is not reachable") from None
-            link = self.links[node]
-        rid = next(self._ids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._calls[rid] = (fut, node)
-        link.send(("q", rid, method, args))
-        try:
-            return await fut
-        finally:
-            self._calls.pop(rid, None)
-
-
-# ------------------------------------------------------------------------------------------- the node
 
 
 _OPS: dict[str, Callable[..., Awaitable[Any]]] = {
@@ -249,7 +81,7 @@ _OPS: dict[str, Callable[..., Awaitable[Any]]] = {
 }
 
 
-class NodeCore:
+class NodeCore(NodeSchema):
     def __init__(self, config: ServerConfig) -> None:
         assert config.node_bind is not None
         self.config = config
@@ -462,89 +294,6 @@ class NodeCore:
         log.error("partition group %d: %s", g, error)
         if g in self.engines and g not in self._stopping:
             self._stopping[g] = self._spawn(self._stop_group(g))
-
-    # ------------------------------------------------------------------ schema
-
-    def _reload_schema(self) -> None:
-        for engine in (self.front, *self.engines.values()):
-            try:
-                engine.reload_schema()
-            except Exception:
-                log.exception("reloading the schema failed")
-
-    async def _schema_change(self, change: Callable[[], Awaitable[Any]]) -> Any:
-        """Run a schema change of the front engine under the cluster-wide lock, on fresh schema, then tell
-        every node (each reloads from the database; one that misses this sees it at its next beat)."""
-        async with self._schema_lock:
-            await self._schema_conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
-            try:
-                self.front.reload_schema()
-                out = await change()
-                # The members as the database sees them now, not as of our last beat: a node that came
-                # up since then already runs engines on the old schema.
-                members = await membership.live_members(self._schema_conn, self.ttl_ms)
-            finally:
-                await self._schema_conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
-        self._reload_schema()
-        assert self.transport is not None
-        peers = [m.node_id for m in members if m.node_id != self.me]
-        self.transport.addresses.update({m.node_id: m.address for m in members if m.node_id != self.me})
-        results = await asyncio.gather(
-            *(asyncio.wait_for(self.transport.call(n, "schema"), 5.0) for n in peers), return_exceptions=True
-        )
-        for n, r in zip(peers, results, strict=True):
-            if isinstance(r, BaseException):
-                log.warning("node %s did not confirm the schema change: %s", n, r)
-        return out
-
-    def lookup_service(self, name: str) -> ServiceSchema | None:
-        return self.front.lookup_service(name)
-
-    def list_services(self) -> list[ServiceSchema]:
-        return self.front.list_services()
-
-    async def list_deployments(self) -> list[DeploymentRecord]:
-        return await self.front.list_deployments()
-
-    async def get_deployment(self, deployment_id: str) -> DeploymentRecord:
-        return await self.front.get_deployment(deployment_id)
-
-    async def register_deployment(self, registration: DeploymentRegistration) -> RegistrationResult:
-        if registration.dry_run:
-            return await self.front.register_deployment(registration)
-        out: RegistrationResult = await self._schema_change(
-            lambda: self.front.register_deployment(registration)
-        )
-        return out
-
-    async def delete_deployment(self, deployment_id: str) -> None:
-        await self._schema_change(lambda: self.front.delete_deployment(deployment_id))
-
-    async def update_deployment(
-        self, deployment_id: str, registration: DeploymentRegistration
-    ) -> DeploymentRecord:
-        out: DeploymentRecord = await self._schema_change(
-            lambda: self.front.update_deployment(deployment_id, registration)
-        )
-        return out
-
-    async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
-        out: ServiceSchema = await self._schema_change(lambda: self.front.update_service(name, patch))
-        return out
-
-    def rule_book(self) -> RuleBook:
-        return self.front.rule_book()
-
-    async def upsert_rules(self, entries: Sequence[Upsert]) -> list[Rule]:
-        out: list[Rule] = await self._schema_change(lambda: self.front.upsert_rules(entries))
-        return out
-
-    async def delete_rules(self, entries: Sequence[Delete]) -> list[str]:
-        out: list[str] = await self._schema_change(lambda: self.front.delete_rules(entries))
-        return out
-
-    def query_snapshot(self) -> QuerySnapshot:
-        return self.front.query_snapshot()  # one snapshot of the shared database is the whole cluster
 
     # ------------------------------------------------------------------ routing
 
@@ -798,4 +547,4 @@ def create_node_core(config: ServerConfig) -> NodeCore:
     return NodeCore(config)
 
 
-__all__ = ["NodeCore", "NotOwner", "Transport", "create_node_core"]
+__all__ = ["NodeCore", "create_node_core"]

@@ -7,51 +7,44 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any, assert_never
 
 from pyrestate.protocol.ids import (
-    DeploymentId,
     InvocationId,
     new_ulid,
     parse_awakeable_id,
     partition_key_for_key,
 )
-from pyrestate.server import logs, metrics, tracing
+from pyrestate.server import metrics, tracing
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import (
     BadRequest,
     ById,
     ByIdempotencyKey,
     ByWorkflow,
-    CommandOutcome,
-    Conflict,
     DeploymentRecord,
-    DeploymentRegistration,
     IngressInvocation,
-    InvocationCommand,
     InvocationQuery,
     InvocationResult,
     NotFound,
     NotReady,
     Outcome,
-    QuerySnapshot,
-    RegistrationResult,
     SendReceipt,
-    ServicePatch,
     ServiceSchema,
     ServiceType,
     SubmitStatus,
     Success,
     Unavailable,
 )
-from pyrestate.server.deployments import address_policy, redact_uri
-from pyrestate.server.flow_limits import Delete, Rule, RuleBook, Upsert
+from pyrestate.server.deployments import address_policy
+from pyrestate.server.engine.invocation_admin import InvocationAdmin
+from pyrestate.server.engine.schema_admin import SchemaAdmin
+from pyrestate.server.flow_limits import RuleBook
 from pyrestate.server.invoker.identity import load_signer
-from pyrestate.server.invoker.service import Invoker, InvokerConfig, Registry
+from pyrestate.server.invoker.service import Invoker, InvokerConfig
 from pyrestate.server.partition.commands.invocation import WORKFLOW_ALREADY_INVOKED
-from pyrestate.server.partition.context import ApplyContext, Policies, partition_of, partition_of_key
+from pyrestate.server.partition.context import ApplyContext, Policies, partition_of
 from pyrestate.server.partition.model import (
     AbortAttempt,
     Action,
@@ -63,13 +56,9 @@ from pyrestate.server.partition.model import (
     IngressResponse,
     InvocationRequest,
     Invoke,
-    ManageInvocation,
     NotifySignal,
-    PatchState,
     RegisterTimer,
     Reply,
-    RestartAsNew,
-    Restarted,
     ReviewLimits,
     SendToPartition,
     StartAttempt,
@@ -79,16 +68,13 @@ from pyrestate.server.partition.model import (
     command_from_json,
 )
 from pyrestate.server.partition.processor import CommandLoop, PartitionProcessor
-from pyrestate.server.storage.api import SnapshotStorage, Storage
+from pyrestate.server.storage.api import Storage
 from pyrestate.server.storage.factory import create_storage
 from pyrestate.server.storage.records import InvocationStatus, Status, Target, Timer
 from pyrestate.server.storage.schema_codec import (
     deployment_from_json,
-    deployment_to_json,
     service_from_json,
-    service_to_json,
 )
-from pyrestate.server.storage.sqlite import SqliteStorage
 from pyrestate.server.timers.service import Clock, TimerService, WallClock
 
 log = logging.getLogger(__name__)
@@ -102,18 +88,10 @@ def new_ulid_text() -> str:
     return "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(25, -1, -1))
 
 
-def check_compatible(old: ServiceSchema, new: ServiceSchema) -> None:
-    """Restate's rule for a new revision registered without `force`/`breaking`: the service type must not
-    change (META0006). Removing handlers, changing a handler's type or its input/output is accepted, as the
-    official server (1.7) does."""
-    if old.ty is not new.ty:
-        raise Conflict(
-            f"[META0006] detected a new service revision for '{new.name}' changing the service type from "
-            "previous revision. Service type cannot be changed across revisions."
-        )
+class EngineCore(SchemaAdmin, InvocationAdmin):
+    """Lifecycle, ingress and the plumbing between partitions, invoker and timers; the admin operations
+    come from the `SchemaAdmin` and `InvocationAdmin` mixins."""
 
-
-class EngineCore(Registry):
     def __init__(
         self,
         config: ServerConfig,
@@ -237,25 +215,6 @@ class EngineCore(Registry):
         """Whether this engine processes `partition` (with a shared store, others process the rest)."""
         local = self.local_partitions
         return not self.shared_storage or local is None or partition in local
-
-    def reload_schema(self) -> None:
-        """Read deployments, services and the rule book again (another node changed them in the shared
-        store)."""
-        reader = self.storage.reader()
-        deployments = {d.id: d for d in (deployment_from_json(doc) for _, doc in reader.all_deployments())}
-        services = {s.name: s for s in (service_from_json(doc) for _, doc in reader.all_services())}
-        changed = [
-            d
-            for d in deployments.keys() | self._deployments.keys()
-            if deployments.get(d) != self._deployments.get(d)
-        ]
-        self._deployments = deployments
-        self._services = services
-        for dp_id in changed:
-            self.invoker.forget_deployment(dp_id)
-        book = RuleBook.from_bytes(reader.get_rule_book())
-        if book.to_bytes() != self._rules.to_bytes():
-            self.adopt_rules(book)
 
     @property
     def in_flight(self) -> int:
@@ -408,17 +367,6 @@ class EngineCore(Registry):
                 futs.remove(fut)
             if not futs:
                 del self._waiters[invocation_id]
-
-    # ================================================================== registry (for the invoker)
-
-    def lookup_service(self, name: str) -> ServiceSchema | None:
-        return self._services.get(name)
-
-    def get_deployment_record(self, deployment_id: str) -> DeploymentRecord | None:
-        return self._deployments.get(deployment_id)
-
-    def list_services(self) -> list[ServiceSchema]:
-        return sorted(self._services.values(), key=lambda s: s.name)
 
     # ================================================================== ingress
 
@@ -618,273 +566,6 @@ class EngineCore(Registry):
             lambda token: NotifySignal(iid, index, None, outcome, token),
         )
 
-    # ================================================================== admin
-
-    async def register_deployment(self, registration: DeploymentRegistration) -> RegistrationResult:
-        async with self._schema_lock:
-            existing = next((d for d in self._deployments.values() if d.uri == registration.uri), None)
-            if existing is not None and not registration.force:
-                return RegistrationResult(existing, created=False)
-            dp_id = existing.id if existing is not None else str(DeploymentId.generate())
-            services: list[ServiceSchema] = []
-            for svc in registration.services:
-                old = self._services.get(svc.name)
-                if old is not None and not (registration.force or registration.breaking):
-                    check_compatible(old, svc)
-                revision = old.revision + 1 if old is not None else 1
-                services.append(dataclasses.replace(svc, deployment_id=dp_id, revision=revision))
-            # Overwriting a deployment drops the services it no longer offers (when it still serves them).
-            new_names = {s.name for s in services}
-            dropped = [
-                name
-                for name, svc in self._services.items()
-                if existing is not None and svc.deployment_id == existing.id and name not in new_names
-            ]
-            record = DeploymentRecord(
-                id=dp_id,
-                uri=registration.uri,
-                use_http_11=registration.use_http_11,
-                protocol_mode=registration.protocol_mode,
-                min_protocol_version=registration.min_protocol_version,
-                max_protocol_version=registration.max_protocol_version,
-                sdk_version=registration.sdk_version,
-                additional_headers=dict(registration.additional_headers),
-                created_at_ms=existing.created_at_ms if existing is not None else int(time.time() * 1000),
-                services=tuple(services),
-            )
-            if registration.dry_run:
-                return RegistrationResult(record, created=existing is None)
-            txn = self.storage.begin()
-            txn.put_deployment(record.id, deployment_to_json(record))
-            for svc in services:
-                txn.put_service(svc.name, service_to_json(svc))
-            for name in dropped:
-                txn.delete_service(name)
-            await self.storage.commit(txn)
-            self._deployments[record.id] = record
-            for svc in services:
-                self._services[svc.name] = svc
-            for name in dropped:
-                del self._services[name]
-            if existing is not None:
-                self.invoker.forget_deployment(record.id)
-            _log_registration(record, existing is not None, dropped)
-            return RegistrationResult(record, created=existing is None)
-
-    async def update_deployment(
-        self, deployment_id: str, registration: DeploymentRegistration
-    ) -> DeploymentRecord:
-        async with self._schema_lock:
-            existing = await self.get_deployment(deployment_id)
-            services = list(existing.services)
-            dropped: list[str] = []
-            if registration.force:  # overwrite: the rediscovered services replace the old ones
-                services = []
-                for svc in registration.services:
-                    old = self._services.get(svc.name)
-                    revision = old.revision + 1 if old is not None else 1
-                    services.append(dataclasses.replace(svc, deployment_id=existing.id, revision=revision))
-                new_names = {s.name for s in services}
-                dropped = [
-                    name
-                    for name, svc in self._services.items()
-                    if svc.deployment_id == existing.id and name not in new_names
-                ]
-            record = dataclasses.replace(
-                existing,
-                uri=registration.uri,
-                use_http_11=registration.use_http_11,
-                protocol_mode=registration.protocol_mode,
-                min_protocol_version=registration.min_protocol_version,
-                max_protocol_version=registration.max_protocol_version,
-                sdk_version=registration.sdk_version,
-                additional_headers=dict(registration.additional_headers),
-                services=tuple(services),
-            )
-            if registration.dry_run:
-                return record
-            txn = self.storage.begin()
-            txn.put_deployment(record.id, deployment_to_json(record))
-            if registration.force:
-                for svc in services:
-                    txn.put_service(svc.name, service_to_json(svc))
-                for name in dropped:
-                    txn.delete_service(name)
-            await self.storage.commit(txn)
-            self._deployments[record.id] = record
-            if registration.force:
-                for svc in services:
-                    self._services[svc.name] = svc
-                for name in dropped:
-                    del self._services[name]
-            self.invoker.forget_deployment(record.id)  # the next attempt connects to the new address
-            _log_registration(record, True, dropped)
-            return record
-
-    async def list_deployments(self) -> list[DeploymentRecord]:
-        return sorted(self._deployments.values(), key=lambda d: d.created_at_ms)
-
-    async def get_deployment(self, deployment_id: str) -> DeploymentRecord:
-        dp = self._deployments.get(deployment_id)
-        if dp is None:
-            raise NotFound(f"The requested deployment '{deployment_id}' does not exist")
-        return dp
-
-    async def delete_deployment(self, deployment_id: str) -> None:
-        async with self._schema_lock:
-            dp = await self.get_deployment(deployment_id)
-            txn = self.storage.begin()
-            txn.delete_deployment(dp.id)
-            gone = [s.name for s in self._services.values() if s.deployment_id == dp.id]
-            for name in gone:
-                txn.delete_service(name)
-            await self.storage.commit(txn)
-            del self._deployments[dp.id]
-            for name in gone:
-                del self._services[name]
-            self.invoker.forget_deployment(dp.id)
-            logs.event(log, logging.INFO, "Deployment removed", deployment_id=dp.id, services=",".join(gone))
-
-    # ================================================================== flow control (rule book)
-
-    def rule_book(self) -> RuleBook:
-        return self._rules
-
-    async def upsert_rules(self, entries: Sequence[Upsert]) -> list[Rule]:
-        """Apply a batch of rule upserts atomically (PreconditionFailed: nothing changed), then let every
-        partition start what fits under the new limits."""
-        async with self._schema_lock:
-            book, answer = self._rules.upsert(entries, self.clock.now_ms())
-            await self._store_rules(book)
-            return answer
-
-    async def delete_rules(self, entries: Sequence[Delete]) -> list[str]:
-        async with self._schema_lock:
-            book, removed = self._rules.delete(entries)
-            await self._store_rules(book)
-            return removed
-
-    async def _store_rules(self, book: RuleBook) -> None:
-        if book is self._rules:
-            return
-        txn = self.storage.begin()
-        txn.put_rule_book(book.to_bytes())
-        await self.storage.commit(txn)
-        self.adopt_rules(book)
-
-    def adopt_rules(self, book: RuleBook) -> None:
-        """Use a rule book that is stored already, and let every partition start what fits under it."""
-        self._rules = book
-        if self._started:
-            for p in self._partitions:
-                if self._mine(p.partition):
-                    p.submit(ReviewLimits())
-
-    async def update_service(self, name: str, patch: ServicePatch) -> ServiceSchema:
-        async with self._schema_lock:
-            svc = self._services.get(name)
-            if svc is None:
-                raise NotFound(f"The requested service '{name}' does not exist")
-            changes = {
-                f.name: getattr(patch, f.name)
-                for f in dataclasses.fields(patch)
-                if getattr(patch, f.name) is not None
-            }
-            new = dataclasses.replace(svc, **changes)
-            txn = self.storage.begin()
-            txn.put_service(name, service_to_json(new))
-            await self.storage.commit(txn)
-            self._services[name] = new
-            return new
-
-    async def invocation_command(
-        self, invocation_id: str, command: InvocationCommand, *, deployment_id: str | None = None
-    ) -> CommandOutcome:
-        try:
-            iid = str(InvocationId.parse(invocation_id))
-        except ValueError as e:
-            raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {e}") from None
-        target_dp = self._resume_deployment(iid, command, deployment_id)
-        result = await self._request(
-            partition_of(iid, self.config.partitions),
-            lambda token: ManageInvocation(iid, command, token, target_dp),
-        )
-        if isinstance(result, Exception):
-            raise result
-        assert isinstance(result, CommandOutcome)
-        return result
-
-    def _resume_deployment(self, iid: str, command: InvocationCommand, requested: str | None) -> str | None:
-        """Resume's `deployment`: absent or "keep" keeps the pinned one, "latest" is the service's
-        current deployment, anything else must name a registered deployment."""
-        if command is not InvocationCommand.RESUME or requested in (None, "", "keep"):
-            return None
-        if requested == "latest":
-            st = self._status(iid)
-            svc = self._services.get(st.target.service) if st is not None else None
-            return svc.deployment_id if svc is not None else None
-        if requested not in self._deployments:
-            raise BadRequest(f"The requested deployment '{requested}' does not exist")
-        return requested
-
-    async def restart_as_new(
-        self, invocation_id: str, *, from_index: int | None = None, deployment: str | None = None
-    ) -> str:
-        try:
-            iid = InvocationId.parse(invocation_id)
-        except ValueError as e:
-            raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {e}") from None
-        pinned: str | None = None  # only a copied prefix is pinned; "keep": the original's deployment
-        if from_index:
-            choice = deployment or "latest"  # Restate: a restarted prefix goes to the latest by default
-            if choice == "latest":
-                st = self._status(str(iid))
-                svc = self._services.get(st.target.service) if st is not None else None
-                pinned = svc.deployment_id if svc is not None else "keep"
-            elif choice == "keep" or choice in self._deployments:
-                pinned = choice
-            else:
-                raise BadRequest(
-                    "The given deployment was not found when trying to restart as new the invocation "
-                    f"'{invocation_id}'."
-                )
-        # Same partition key: the new invocation lives with the original, as Restate places it.
-        new_id = str(InvocationId.generate(iid.partition_key))
-        result = await self._request(
-            partition_of(str(iid), self.config.partitions),
-            lambda token: RestartAsNew(str(iid), new_id, from_index or 0, pinned, token),
-        )
-        if isinstance(result, Exception):
-            raise result
-        assert isinstance(result, Restarted)
-        return result.new_invocation_id
-
-    async def set_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
-        svc = self._services.get(service)
-        if svc is None:
-            raise NotFound(f"The requested service '{service}' does not exist")
-        if svc.ty is ServiceType.SERVICE:
-            raise BadRequest(f"the service '{service}' has no state")
-        partition = partition_of_key(partition_key_for_key(key), self.config.partitions)
-        state = tuple(sorted((k.encode(), v) for k, v in new_state.items()))
-        await self._request(partition, lambda token: PatchState(service, key, state, token))
-
-    # ================================================================== introspection helpers
-
-    def invocation_status(self, invocation_id: str) -> InvocationStatus | None:
-        return self._status(invocation_id)
-
-    # ================================================================== SQL introspection (admin /query)
-
-    def query_snapshot(self) -> QuerySnapshot:
-        from pyrestate.server.query.source import SqliteSnapshot
-
-        if isinstance(self.storage, SqliteStorage):
-            return SqliteSnapshot(self.storage.path, now_ms=self.clock.now_ms())
-        if isinstance(self.storage, SnapshotStorage):  # PostgreSQL: a snapshot on its own connection
-            return self.storage.snapshot(now_ms=self.clock.now_ms())
-        raise NotImplementedError(f"{type(self.storage).__name__} offers no SQL snapshot")
-
 
 def create_core(config: ServerConfig) -> EngineCore:
     """The engine `pyrestate server` runs."""
@@ -892,27 +573,3 @@ def create_core(config: ServerConfig) -> EngineCore:
 
 
 __all__ = ["EngineCore", "create_core"]
-
-
-def _log_registration(record: DeploymentRecord, overwritten: bool, dropped: list[str]) -> None:
-    logs.event(
-        log,
-        logging.INFO,
-        f"Deployment {'updated' if overwritten else 'registered'}",
-        deployment_id=record.id,
-        uri=redact_uri(record.uri),
-        sdk=record.sdk_version,
-        services=",".join(s.name for s in record.services),
-        removed_services=",".join(dropped) or None,
-    )
-    for svc in record.services:
-        logs.event(
-            log,
-            logging.INFO,
-            f"Service {svc.name} registered",
-            service=svc.name,
-            type=svc.ty.admin_name,
-            revision=svc.revision,
-            handlers=",".join(svc.handlers),
-            deployment_id=record.id,
-        )
