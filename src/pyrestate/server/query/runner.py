@@ -353,6 +353,12 @@ def digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+# The last table sent under each name and its digest: a table object seen again (`tables` hands out the same
+# sys_invocation_status table while the statuses do not change) is neither serialised nor hashed again.
+_DIGESTS: dict[str, tuple[pa.Table, str]] = {}
+_DIGEST_MEMO_BYTES = 32 * 1024 * 1024
+
+
 class WorkerOutOfMemory(EOFError):
     """The worker died on an allocation past its memory cap."""
 
@@ -403,9 +409,23 @@ class _Worker:
         form), is not sent again."""
         stdin, stdout = self.proc.stdin, self.proc.stdout
         assert stdin is not None and stdout is not None
-        frames = {name: table_to_ipc(table) for name, table in tables.items()}
-        digests = {name: digest(data) for name, data in frames.items()}
+        frames: dict[str, bytes] = {}
+        digests: dict[str, str] = {}
+        for name, table in tables.items():
+            known = _DIGESTS.get(name)
+            if known is not None and known[0] is table:  # e.g. the unchanged sys_invocation_status table
+                digests[name] = known[1]
+                continue
+            frames[name] = table_to_ipc(table)
+            digests[name] = digest(frames[name])
+            if table.nbytes <= _DIGEST_MEMO_BYTES:
+                _DIGESTS[name] = (table, digests[name])
+            else:
+                _DIGESTS.pop(name, None)
         send = [name for name, d in digests.items() if self.cached.get(name) != d]
+        for name in send:
+            if name not in frames:
+                frames[name] = table_to_ipc(tables[name])
         self.cached = {}  # unknown until the worker answers
         try:
             head = {"sql": sql, "limits": asdict(limits), "tables": digests, "send": send}
