@@ -130,15 +130,21 @@ def check_read_only(sql: str) -> None:
 def status_count(snapshot: QuerySnapshot, sql: str) -> pa.Table | None:
     """Blocking: the answer of `fastpath`'s status count when `sql` is one and the snapshot can count
     (closes the snapshot then), else None."""
-    counter: Callable[[bool, str], pa.Table] | None = getattr(snapshot, "count_invocation_statuses", None)
+    counter: Callable[[bool, str, int | None], pa.Table | None] | None = getattr(
+        snapshot, "count_invocation_statuses", None
+    )
     found = match_status_count(sql) if counter is not None else None
     if counter is None or found is None:
         return None
+    column, completed, limit = found
     try:
-        column, completed = found
-        return counter(completed, column)
-    finally:
+        counted = counter(completed, column, limit)
+    except BaseException:
         snapshot.close()
+        raise
+    if counted is not None:
+        snapshot.close()
+    return counted
 
 
 def load_tables(snapshot: QuerySnapshot, sql: str) -> dict[str, pa.Table]:
