@@ -11,7 +11,6 @@ from pyrestate.server.query import SqliteSnapshot, run_query
 from pyrestate.server.query.encode import to_json_rows
 from pyrestate.server.query.fastpath import match_status_count
 
-
 CLI_COUNT = """SELECT COUNT(1) FROM (SELECT
             *
         FROM sys_invocation inv
@@ -80,7 +79,7 @@ def test_other_shapes_take_the_general_path() -> None:
         "SELECT count(*) FROM sys_invocation WHERE status != 'running'",
         "SELECT count(*) FROM sys_invocation_status WHERE status != 'completed'",
         "SELECT id FROM sys_invocation WHERE status != 'completed'",
-        "SELECT COUNT(1) FROM (SELECT * FROM sys_invocation inv LIMIT 5 OFFSET 2) WHERE status != 'completed'",
+        "SELECT COUNT(1) FROM (SELECT * FROM sys_invocation LIMIT 5 OFFSET 2) WHERE status != 'completed'",
         "SELECT COUNT(1) FROM (SELECT id FROM sys_invocation LIMIT 5) WHERE status != 'completed'",
         "SELECT COUNT(2) FROM (SELECT * FROM sys_invocation LIMIT 5) WHERE status != 'completed'",
     ):
