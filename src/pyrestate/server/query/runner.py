@@ -191,10 +191,10 @@ def _session(memory_bytes: int) -> SessionContext:
     return SessionContext(config, runtime)
 
 
-# What the session of this process holds registered after the last query, when its tables were kept
-# (`execute` with `keep`): table name -> the content digest it was registered with (None: registered
-# empty). None: nothing is registered.
-_kept: dict[str, str | None] | None = None
+# What each session of this process (one per memory bound) holds registered after its last query, when
+# that query's tables were kept (`execute` with `keep`): table name -> the content digest it was registered
+# with (None: registered empty). A session without an entry holds nothing.
+_kept: dict[int, dict[str, str | None]] = {}
 _VIEW_SOURCES = TABLE_SOURCES["sys_invocation"]
 
 
@@ -222,7 +222,6 @@ def execute(
     one of its tables did): a burst of queries over unchanged state (the official CLI sends three for one
     `invocations list`) skips re-registering the tables and re-planning the view. Otherwise the tables are
     removed after the query, so they are not kept alive until the next one."""
-    global _kept
     from datafusion import SQLOptions
 
     check_read_only(sql)
@@ -234,7 +233,8 @@ def execute(
         if digests is not None and not tables.keys() <= digests.keys():
             digests = None  # a table without a digest cannot be recognised next time
         wanted = {name: digests.get(name) if digests and name in tables else None for name in table_names()}
-        registered, _kept = _kept, None  # nothing counts as kept until this query's tables are in place
+        # Nothing counts as kept until this query's tables are in place.
+        registered = _kept.pop(limits.memory_bytes, None)
         try:
             if digests is None or registered is None:
                 if registered is not None:
@@ -259,14 +259,14 @@ def execute(
             return _collect(ctx, sql, options, limits, deadline)
         finally:
             if keep and digests is not None:
-                _kept = wanted
+                _kept[limits.memory_bytes] = wanted
             else:
                 _deregister_all(ctx)
 
 
-def kept_digests() -> dict[str, str | None] | None:
-    """What the last `execute` left registered (table name -> digest, None: empty), or None."""
-    return _kept
+def kept_digests(limits: QueryLimits) -> dict[str, str | None] | None:
+    """What the last `execute` under `limits` left registered (table name -> digest, None: empty), or None."""
+    return _kept.get(limits.memory_bytes)
 
 
 def _collect(

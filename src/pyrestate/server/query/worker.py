@@ -136,7 +136,7 @@ def main() -> None:
         finally:
             watchdog.disarm()
             _cap_data(None)  # lifted between queries: reading the next tables must not fail
-        kept = kept_digests()
+        kept = kept_digests(limits)
         if kept is not None:
             cache = {name: (digests[name], table) for name, table in tables.items()}
         kept_bytes = sum(t.nbytes for _, t in cache.values())
