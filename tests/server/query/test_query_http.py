@@ -16,7 +16,7 @@ from store import NOW, Fixture
 
 from pyrestate.server.admin import AdminApp
 from pyrestate.server.core_api import ServerCore
-from pyrestate.server.query import QueryLimits, QueryRunner, SqliteSnapshot
+from pyrestate.server.query import QueryLimits, QueryRunner, SqliteSnapshot, run_query
 
 ARROW = "application/vnd.apache.arrow.stream"
 
@@ -184,3 +184,26 @@ async def test_runaway_queries_are_bounded(store: Fixture) -> None:
     finally:
         runner.close()
     assert all(w.proc.poll() is not None for w in list(runner._idle))
+
+
+async def test_kept_tables_answer_as_fresh_ones(store: Fixture, captures: Path) -> None:
+    """A worker keeps the last query's tables registered: queries in any order, over changing state (the
+    invoker's view depends on the snapshot's clock), answer exactly as a fresh in-process run does."""
+    statements = [sql for _, sql in cli_statements(captures)]
+    others = [
+        "SELECT id, status, retry_count, next_retry_at FROM sys_invocation ORDER BY id",
+        "SELECT service_name, count(*) AS n FROM state GROUP BY service_name ORDER BY service_name",
+        "SELECT id, in_flight, next_retry_at FROM sys_invocation_state ORDER BY id",
+        "SELECT 1 AS x",
+    ]
+    runner = QueryRunner(QueryLimits(concurrency=1))
+    try:
+        for now in (NOW, NOW + 3_600_000, NOW, 0):
+            for sql in [*statements[:6], *others, *statements[:3]]:
+                got = await runner.run(SqliteSnapshot(store.path, now_ms=now), sql)
+                want = run_query(SqliteSnapshot(store.path, now_ms=now), sql)
+                assert got.equals(want), sql
+        (worker,) = runner._idle
+        assert worker.cached  # the last query's tables stayed with the worker
+    finally:
+        runner.close()

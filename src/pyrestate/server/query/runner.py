@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -129,15 +130,21 @@ def check_read_only(sql: str) -> None:
 def status_count(snapshot: QuerySnapshot, sql: str) -> pa.Table | None:
     """Blocking: the answer of `fastpath`'s status count when `sql` is one and the snapshot can count
     (closes the snapshot then), else None."""
-    counter: Callable[[bool, str], pa.Table] | None = getattr(snapshot, "count_invocation_statuses", None)
+    counter: Callable[[bool, str, int | None], pa.Table | None] | None = getattr(
+        snapshot, "count_invocation_statuses", None
+    )
     found = match_status_count(sql) if counter is not None else None
     if counter is None or found is None:
         return None
+    column, completed, limit = found
     try:
-        column, completed = found
-        return counter(completed, column)
-    finally:
+        counted = counter(completed, column, limit)
+    except BaseException:
         snapshot.close()
+        raise
+    if counted is not None:
+        snapshot.close()
+    return counted
 
 
 def load_tables(snapshot: QuerySnapshot, sql: str) -> dict[str, pa.Table]:
@@ -184,8 +191,37 @@ def _session(memory_bytes: int) -> SessionContext:
     return SessionContext(config, runtime)
 
 
-def execute(tables: dict[str, pa.Table], sql: str, limits: QueryLimits) -> pa.Table:
-    """Blocking DataFusion execution over the given tables (every other table registered empty)."""
+# What each session of this process (one per memory bound) holds registered after its last query, when
+# that query's tables were kept (`execute` with `keep`): table name -> the content digest it was registered
+# with (None: registered empty). A session without an entry holds nothing.
+_kept: dict[int, dict[str, str | None]] = {}
+_VIEW_SOURCES = TABLE_SOURCES["sys_invocation"]
+
+
+def _register(ctx: SessionContext, name: str, table: pa.Table | None) -> None:
+    batches = table.to_batches() if table is not None and table.num_rows else []
+    ctx.register_record_batches(name, [batches or [_empty_batch(name)]])
+
+
+def _deregister_all(ctx: SessionContext) -> None:
+    for name in (*table_names(), "sys_invocation"):
+        ctx.deregister_table(name)
+
+
+def execute(
+    tables: dict[str, pa.Table],
+    sql: str,
+    limits: QueryLimits,
+    digests: dict[str, str] | None = None,
+    keep: bool = False,
+) -> pa.Table:
+    """Blocking DataFusion execution over the given tables (every other table registered empty).
+
+    With `digests` (a content digest per table of `tables`) and `keep`, the tables stay registered after
+    the query, and the next query re-registers only the tables whose digest changed (and the view only when
+    one of its tables did): a burst of queries over unchanged state (the official CLI sends three for one
+    `invocations list`) skips re-registering the tables and re-planning the view. Otherwise the tables are
+    removed after the query, so they are not kept alive until the next one."""
     from datafusion import SQLOptions
 
     check_read_only(sql)
@@ -194,17 +230,43 @@ def execute(tables: dict[str, pa.Table], sql: str, limits: QueryLimits) -> pa.Ta
     options = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)
     with _SESSION_LOCK:
         ctx = _session(limits.memory_bytes)
-        for name in table_names():
-            table = tables.get(name)
-            batches = table.to_batches() if table is not None and table.num_rows else []
-            ctx.register_record_batches(name, [batches or [_empty_batch(name)]])
-        # A view holds the tables it was made over, so it is made again over this query's tables.
-        ctx.sql(SYS_INVOCATION_VIEW)
+        if digests is not None and not tables.keys() <= digests.keys():
+            digests = None  # a table without a digest cannot be recognised next time
+        wanted = {name: digests.get(name) if digests and name in tables else None for name in table_names()}
+        # Nothing counts as kept until this query's tables are in place.
+        registered = _kept.pop(limits.memory_bytes, None)
+        try:
+            if digests is None or registered is None:
+                if registered is not None:
+                    _deregister_all(ctx)
+                for name in table_names():
+                    _register(ctx, name, tables.get(name))
+                ctx.sql(SYS_INVOCATION_VIEW)  # a view holds the tables it was made over
+            else:
+                view_stale = False
+                for name in table_names():
+                    if registered.get(name) != wanted[name]:
+                        ctx.deregister_table(name)
+                        _register(ctx, name, tables.get(name))
+                        view_stale = view_stale or name in _VIEW_SOURCES
+                if view_stale:
+                    ctx.deregister_table("sys_invocation")
+                    ctx.sql(SYS_INVOCATION_VIEW)
+        except BaseException:
+            _deregister_all(ctx)
+            raise
         try:
             return _collect(ctx, sql, options, limits, deadline)
-        finally:  # this query's tables are not kept alive until the next one
-            for name in (*table_names(), "sys_invocation"):
-                ctx.deregister_table(name)
+        finally:
+            if keep and digests is not None:
+                _kept[limits.memory_bytes] = wanted
+            else:
+                _deregister_all(ctx)
+
+
+def kept_digests(limits: QueryLimits) -> dict[str, str | None] | None:
+    """What the last `execute` under `limits` left registered (table name -> digest, None: empty), or None."""
+    return _kept.get(limits.memory_bytes)
 
 
 def _collect(
@@ -293,6 +355,16 @@ def table_from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(data).read_all()
 
 
+def digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+# The last table sent under each name and its digest: a table object seen again (`tables` hands out the same
+# sys_invocation_status table while the statuses do not change) is neither serialised nor hashed again.
+_DIGESTS: dict[str, tuple[pa.Table, str]] = {}
+_DIGEST_MEMO_BYTES = 32 * 1024 * 1024
+
+
 class WorkerOutOfMemory(EOFError):
     """The worker died on an allocation past its memory cap."""
 
@@ -310,6 +382,7 @@ class _Worker:
             env=env,
         )
         self.retiring = False  # the worker said it exits after its answer
+        self.cached: dict[str, str] = {}  # tables the worker holds from its last query: name -> digest
         self._stderr_tail = b""
         self._stderr_done = threading.Event()
         threading.Thread(target=self._relay_stderr, name="query-worker-stderr", daemon=True).start()
@@ -336,14 +409,35 @@ class _Worker:
         return EOFError()
 
     def request(self, sql: str, limits: QueryLimits, tables: dict[str, pa.Table]) -> pa.Table:
-        """Blocking round trip. Raises QueryError; EOFError when the process died (killed on timeout)."""
+        """Blocking round trip. Raises QueryError; EOFError when the process died (killed on timeout).
+
+        A table the worker still holds from its last query, with the same content (digest of its Arrow IPC
+        form), is not sent again."""
         stdin, stdout = self.proc.stdin, self.proc.stdout
         assert stdin is not None and stdout is not None
+        frames: dict[str, bytes] = {}
+        digests: dict[str, str] = {}
+        for name, table in tables.items():
+            known = _DIGESTS.get(name)
+            if known is not None and known[0] is table:  # e.g. the unchanged sys_invocation_status table
+                digests[name] = known[1]
+                continue
+            frames[name] = table_to_ipc(table)
+            digests[name] = digest(frames[name])
+            if table.nbytes <= _DIGEST_MEMO_BYTES:
+                _DIGESTS[name] = (table, digests[name])
+            else:
+                _DIGESTS.pop(name, None)
+        send = [name for name, d in digests.items() if self.cached.get(name) != d]
+        for name in send:
+            if name not in frames:
+                frames[name] = table_to_ipc(tables[name])
+        self.cached = {}  # unknown until the worker answers
         try:
-            head = {"sql": sql, "limits": asdict(limits), "tables": list(tables)}
+            head = {"sql": sql, "limits": asdict(limits), "tables": digests, "send": send}
             write_frame(stdin, json.dumps(head).encode())
-            for table in tables.values():
-                write_frame(stdin, table_to_ipc(table))
+            for name in send:
+                write_frame(stdin, frames[name])
             stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._died() from None
@@ -352,6 +446,7 @@ class _Worker:
             raise self._died()
         answer = json.loads(reply)
         self.retiring = bool(answer.get("retire"))
+        self.cached = answer.get("cached") or {}
         if not answer["ok"]:
             raise QueryError(answer["status"], answer["message"])
         body = read_frame(stdout)

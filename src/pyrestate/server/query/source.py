@@ -54,10 +54,13 @@ class SqliteSnapshot:
             (tuple(bytes(x) if isinstance(x, memoryview) else x for x in r[:-1]), bytes(r[-1])) for r in rows
         ]
 
-    def count_invocation_statuses(self, completed: bool, column: str) -> pa.Table:
-        """The status count of `fastpath` (closes nothing: the caller closes the snapshot)."""
+    def count_invocation_statuses(
+        self, completed: bool, column: str, limit: int | None = None
+    ) -> pa.Table | None:
+        """The status count of `fastpath`, None when it cannot answer (closes nothing: the caller closes the
+        snapshot)."""
         with self._lock:
-            return count_statuses(self._connection(), completed, column)
+            return count_statuses(self._connection(), completed, column, limit)
 
     def close(self) -> None:
         with self._lock:
