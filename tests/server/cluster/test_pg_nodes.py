@@ -17,6 +17,7 @@ import pytest
 from cluster_support import service_app, wait_for
 
 from pyrestate.protocol.ids import partition_key_for_key
+from pyrestate.server.cluster import membership
 from pyrestate.server.partition.context import partition_of, partition_of_key
 from pyrestate.testing import Admin, Ingress, ServiceApp, json_of
 from pyrestate.testing.nodes import pg_node
@@ -73,8 +74,10 @@ def lease_owners(url: str) -> dict[int, str]:
 
 
 def all_owned_by(url: str, names: set[str]) -> bool:
-    owners = lease_owners(url)
-    return len(owners) == PARTITIONS and set(owners.values()) == names
+    """The leases are exactly where the group map of these live nodes puts them (balanced, settled)."""
+    groups = membership.assign(GROUPS, sorted(names))
+    expected = {p: groups[g] for g, r in enumerate(membership.group_ranges(PARTITIONS, GROUPS)) for p in r}
+    return lease_owners(url) == expected
 
 
 def partition_of_object(key: str) -> int:
