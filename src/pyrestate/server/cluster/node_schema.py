@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -41,6 +42,16 @@ class NodeSchema:
     transport: Transport | None
     _schema_lock: asyncio.Lock
     _schema_conn: Any
+    _unknown_reload_at: float
+
+    def _reread_for_unknown(self) -> None:
+        """A service this node does not know may come from a change it has not read yet (its notice was
+        missed; the next beat would bring it). Reread now, at most once a second, so requests for services
+        that really do not exist stay cheap."""
+        now = time.monotonic()
+        if now - self._unknown_reload_at > 1.0:
+            self._unknown_reload_at = now
+            self._reload_schema()
 
     def _reload_schema(self) -> None:
         for engine in (self.front, *self.engines.values()):
@@ -75,7 +86,11 @@ class NodeSchema:
         return out
 
     def lookup_service(self, name: str) -> ServiceSchema | None:
-        return self.front.lookup_service(name)
+        found = self.front.lookup_service(name)
+        if found is None:
+            self._reread_for_unknown()
+            found = self.front.lookup_service(name)
+        return found
 
     def list_services(self) -> list[ServiceSchema]:
         return self.front.list_services()

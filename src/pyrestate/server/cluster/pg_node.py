@@ -306,12 +306,7 @@ class NodeCore(NodeSchema):
         if engine is None or not engine._started:
             raise NotOwner(f"partition {partition} is not processed by node {self.me}")
         if method in ("call", "send") and engine.lookup_service(args[0].target.service) is None:
-            # The sending node knows the service (its ingress checked): a schema change this node has not
-            # read yet. Reread at most once a second, so requests for unknown services stay cheap.
-            now = time.monotonic()
-            if now - self._unknown_reload_at > 1.0:
-                self._unknown_reload_at = now
-                self._reload_schema()
+            self._reread_for_unknown()  # the sending node knows it (its ingress checked)
         return await _OPS[method](engine, *args)
 
     async def _route(self, partition: int, method: str, *args: Any, ambiguous_ok: bool = False) -> Any:
