@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from pyrestate.testing.process import ManagedProcess, free_port
+from pyrestate.testing.process import free_port
 from pyrestate.testing.runtime import PyrestateServer, RuntimeConfig
 
 
@@ -40,8 +40,6 @@ class NodeCluster:
     """`count` nodes named n1…nN. Clients enter through the first node (`ingress_url`, `admin_url`); requests
     for partitions another node owns are routed there by the first node."""
 
-    kind = "pyrestate"
-
     def __init__(
         self,
         storage_url: str,
@@ -71,10 +69,6 @@ class NodeCluster:
     @property
     def admin_url(self) -> str:
         return self.nodes[0].admin_url
-
-    @property
-    def processes(self) -> list[ManagedProcess]:
-        return [n.process for n in self.nodes]
 
     def start(self) -> None:
         for n in self.nodes:

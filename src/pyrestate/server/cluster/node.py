@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrestate.server.cluster.layout import Layout
-from pyrestate.server.cluster.wire import Frame, Link
+from pyrestate.server.cluster.wire import Frame, Link, PendingCalls, answer
 from pyrestate.server.core_api import Unavailable
 from pyrestate.server.partition.model import Command
 
@@ -62,8 +61,7 @@ class Node:
         self._links: dict[int, Link] = {}
         self._connecting: dict[int, asyncio.Task[None]] = {}
         self._connected: dict[int, asyncio.Event] = {w: asyncio.Event() for w in self._peers}
-        self._calls: dict[int, tuple[asyncio.Future[Any], int]] = {}
-        self._call_ids = itertools.count(1)
+        self._calls: PendingCalls[int] = PendingCalls()
         self._pending: dict[int, dict[OutboxKey, Command]] = {w: {} for w in self._peers}
         self._progress: dict[int, float] = dict.fromkeys(self._peers, 0.0)
         self._incoming: set[Link] = set()
@@ -95,9 +93,7 @@ class Node:
             link.close()
         if self._server is not None:
             self._server.close()
-        for fut, _ in self._calls.values():
-            if not fut.done():
-                fut.set_exception(Unavailable("server shutting down"))
+        self._calls.fail_all(Unavailable("server shutting down"))
 
     # ------------------------------------------------------------------ connections
 
@@ -140,10 +136,7 @@ class Node:
             return
         del self._links[w]
         self._connected[w].clear()
-        for rid, (fut, target) in list(self._calls.items()):
-            if target == w and not fut.done():
-                fut.set_exception(Unavailable(f"worker {w} went away before answering"))
-                del self._calls[rid]
+        self._calls.fail_peer(w, Unavailable(f"worker {w} went away before answering"))
         self._ensure_connecting(w)
 
     async def _link(self, w: int, timeout: float) -> Link:
@@ -162,16 +155,12 @@ class Node:
     def _on_frame(self, link: Link, frame: Frame) -> None:
         kind = frame[0]
         if kind == "q":  # request: (q, id, method, args)
-            task = asyncio.get_running_loop().create_task(self._serve(link, frame[1], frame[2], frame[3]))
+            work = self._handle_request(frame[2], frame[3])
+            task = asyncio.get_running_loop().create_task(answer(link, frame[1], work))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         elif kind == "r":  # answer: (r, id, ok, value)
-            entry = self._calls.pop(frame[1], None)
-            if entry is not None and not entry[0].done():
-                if frame[2]:
-                    entry[0].set_result(frame[3])
-                else:
-                    entry[0].set_exception(frame[3])
+            self._calls.settle(frame)
         elif kind == "d":  # outbox messages: (d, [(partition, seq, command)])
             for partition, seq, command in frame[1]:
                 self._on_deliver(partition, seq, command)
@@ -185,32 +174,18 @@ class Node:
         elif kind == "h":  # hello from an incoming link
             self._incoming.add(link)
 
-    async def _serve(self, link: Link, rid: int, method: str, args: tuple[Any, ...]) -> None:
-        try:
-            value = await self._handle_request(method, args)
-        except Exception as e:
-            answer: Frame = ("r", rid, False, e)
-        else:
-            answer = ("r", rid, True, value)
-        try:
-            link.send(answer)
-        except Exception as e:  # an answer that does not pickle
-            link.send(("r", rid, False, Unavailable(f"{type(e).__name__}: {e}")))
-
     # ------------------------------------------------------------------ API
 
     async def call(self, w: int, method: str, *args: Any, connect_timeout: float = 10.0) -> Any:
         """Run `method` on worker `w`; its exception (NotFound, Conflict, …) is raised here."""
         link = await self._link(w, connect_timeout)
-        rid = next(self._call_ids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._calls[rid] = (fut, w)
+        rid, fut = self._calls.open(w)
         self.forwarded += 1
         link.send(("q", rid, method, args))
         try:
             return await fut
         finally:
-            self._calls.pop(rid, None)
+            self._calls.forget(rid)
 
     async def broadcast(self, method: str, *args: Any) -> None:
         """Tell every other worker; one that is down learns it when it starts (it asks worker 0)."""

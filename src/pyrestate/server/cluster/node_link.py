@@ -8,13 +8,12 @@ cluster secret (stored in the database) and the other end unpickles nothing befo
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from pyrestate.server.cluster.wire import Frame, Link
+from pyrestate.server.cluster.wire import Frame, Link, PendingCalls
 from pyrestate.server.config import parse_bind
 from pyrestate.server.core_api import Unavailable
 
@@ -67,8 +66,7 @@ class Transport:
         self.links: dict[str, Link] = {}
         self._connecting: dict[str, asyncio.Task[None]] = {}
         self._connected: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
-        self._calls: dict[int, tuple[asyncio.Future[Any], str]] = {}
-        self._ids = itertools.count(1)
+        self._calls: PendingCalls[str] = PendingCalls()
         self._server: asyncio.AbstractServer | None = None
         self._incoming: set[Link] = set()
         self._closing = False
@@ -95,9 +93,7 @@ class Transport:
             link.close()
         if self._server is not None:
             self._server.close()
-        for fut, _ in self._calls.values():
-            if not fut.done():
-                fut.set_exception(Unavailable("server shutting down"))
+        self._calls.fail_all(Unavailable("server shutting down"))
 
     def link_to(self, node: str) -> Link | None:
         """The link to `node` if it is up (else it is being set up, and `on_connected` follows)."""
@@ -138,21 +134,13 @@ class Transport:
         if node is not None and self.links.get(node) is link:
             del self.links[node]
             self._connected[node].clear()
-            for rid, (fut, target) in list(self._calls.items()):
-                if target == node and not fut.done():
-                    fut.set_exception(Unavailable(f"node {node} went away before answering"))
-                    del self._calls[rid]
+            self._calls.fail_peer(node, Unavailable(f"node {node} went away before answering"))
             self._ensure_connecting(node)
         self._on_lost_cb(link)
 
     def _on_frame(self, link: Link, frame: Frame) -> None:
         if frame[0] == "r":  # answer: (r, id, ok, value)
-            entry = self._calls.pop(frame[1], None)
-            if entry is not None and not entry[0].done():
-                if frame[2]:
-                    entry[0].set_result(frame[3])
-                else:
-                    entry[0].set_exception(frame[3])
+            self._calls.settle(frame)
             return
         self._on_frame_cb(link, frame)
 
@@ -165,14 +153,12 @@ class Transport:
             except TimeoutError:
                 raise NotOwner(f"node {node} is not reachable") from None
             link = self.links[node]
-        rid = next(self._ids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._calls[rid] = (fut, node)
+        rid, fut = self._calls.open(node)
         link.send(("q", rid, method, args))
         try:
             return await fut
         finally:
-            self._calls.pop(rid, None)
+            self._calls.forget(rid)
 
 
 __all__ = ["NotOwner", "Transport"]

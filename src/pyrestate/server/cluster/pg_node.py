@@ -42,7 +42,7 @@ from pyrestate.server.cluster import membership
 from pyrestate.server.cluster.membership import Member
 from pyrestate.server.cluster.node_link import NotOwner, Transport
 from pyrestate.server.cluster.node_schema import NodeSchema
-from pyrestate.server.cluster.wire import Frame, Link
+from pyrestate.server.cluster.wire import Frame, Link, answer
 from pyrestate.server.config import ServerConfig
 from pyrestate.server.core_api import (
     BadRequest,
@@ -407,7 +407,7 @@ class NodeCore(NodeSchema):
     def _on_frame(self, link: Link, frame: Frame) -> None:
         kind = frame[0]
         if kind == "q":  # request: (q, id, method, args)
-            self._spawn(self._serve(link, frame[1], frame[2], frame[3]))
+            self._spawn(answer(link, frame[1], self._serve(frame[2], frame[3])))
         elif kind == "d":  # pushed outbox messages: (d, [(destination, seq, command)])
             self._on_deliver(link, frame[1])
         elif kind == "y":  # the sender restarts the stream of a destination from its oldest message
@@ -420,23 +420,13 @@ class NodeCore(NodeSchema):
         elif kind == "h":
             link.peer = None  # an incoming link: answers go back on it, it is not the way to that node
 
-    async def _serve(self, link: Link, rid: int, method: str, args: tuple[Any, ...]) -> None:
-        try:
-            if method == "op":
-                value = await self._local(args[0], args[1], args[2])
-            elif method == "schema":
-                self._reload_schema()
-                value = None
-            else:
-                raise BadRequest(f"unknown node request {method!r}")
-        except Exception as e:
-            answer: Frame = ("r", rid, False, e)
-        else:
-            answer = ("r", rid, True, value)
-        try:
-            link.send(answer)
-        except Exception as e:  # an answer that does not pickle
-            link.send(("r", rid, False, Unavailable(f"{type(e).__name__}: {e}")))
+    async def _serve(self, method: str, args: tuple[Any, ...]) -> Any:
+        if method == "op":
+            return await self._local(args[0], args[1], args[2])
+        if method == "schema":
+            self._reload_schema()
+            return None
+        raise BadRequest(f"unknown node request {method!r}")
 
     def _on_link_lost(self, link: Link) -> None:
         self._rejected = {k for k in self._rejected if k[0] != id(link)}

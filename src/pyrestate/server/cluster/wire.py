@@ -10,15 +10,71 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import pickle
 import struct
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from pyrestate.server.core_api import Unavailable
 
 _LEN = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024
 
 Frame = tuple[Any, ...]
+Peer = TypeVar("Peer")
+
+
+class PendingCalls(Generic[Peer]):
+    """Requests sent as `("q", id, method, args)` and not answered yet, each with the peer that must answer
+    (`("r", id, ok, value)`): shared by the links between workers and those between nodes."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._calls: dict[int, tuple[asyncio.Future[Any], Peer]] = {}
+
+    def open(self, peer: Peer) -> tuple[int, asyncio.Future[Any]]:
+        rid = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls[rid] = (fut, peer)
+        return rid, fut
+
+    def forget(self, rid: int) -> None:
+        self._calls.pop(rid, None)
+
+    def settle(self, frame: Frame) -> None:
+        entry = self._calls.pop(frame[1], None)
+        if entry is not None and not entry[0].done():
+            if frame[2]:
+                entry[0].set_result(frame[3])
+            else:
+                entry[0].set_exception(frame[3])
+
+    def fail_peer(self, peer: Peer, error: BaseException) -> None:
+        for rid, (fut, target) in list(self._calls.items()):
+            if target == peer and not fut.done():
+                fut.set_exception(error)
+                del self._calls[rid]
+
+    def fail_all(self, error: BaseException) -> None:
+        for fut, _ in self._calls.values():
+            if not fut.done():
+                fut.set_exception(error)
+
+
+async def answer(link: Link, rid: int, work: Awaitable[Any]) -> None:
+    """Run a peer's request and send its answer: the value, or the exception it raised (the caller re-raises
+    it); an answer that does not pickle becomes `Unavailable`."""
+    try:
+        value = await work
+    except Exception as e:
+        frame: Frame = ("r", rid, False, e)
+    else:
+        frame = ("r", rid, True, value)
+    try:
+        link.send(frame)
+    except Exception as e:
+        link.send(("r", rid, False, Unavailable(f"{type(e).__name__}: {e}")))
 
 
 class Link(asyncio.Protocol):
