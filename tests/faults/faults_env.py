@@ -73,10 +73,11 @@ class FaultEnv:
 
     def targets(self, server: bool = True, service: bool = True) -> list[Target]:
         out = []
-        if server and isinstance(self.runtime, NodeCluster):
-            out += [Target(f"node-{n.process.name}", n.process, signal.SIGTERM) for n in self.runtime.nodes]
-        elif server:
-            out.append(Target("server", self.runtime.process, signal.SIGTERM))
+        runtime = self.runtime
+        if server and isinstance(runtime, NodeCluster):
+            out += [Target(f"node-{n.process.name}", n.process, signal.SIGTERM) for n in runtime.nodes]
+        elif server and not isinstance(runtime, NodeCluster):
+            out.append(Target("server", runtime.process, signal.SIGTERM))
         if service:
             # The official SDK's hypercorn stops gracefully on SIGINT only; ours honours SIGTERM.
             graceful = signal.SIGINT if self.sdk == "official" else signal.SIGTERM
